@@ -1,0 +1,319 @@
+//! SEV-SNP attestation reports: layout, parsing and verification into claims.
+//!
+//! The report is the `ATTESTATION_REPORT` structure of the AMD SEV-SNP ABI specification
+//! (publication 56860, section 7.3, table "ATTESTATION_REPORT Structure"): 1184 bytes, little
+//! endian, signed with ECDSA P-384/SHA-384 over bytes `0x000..0x2A0` by the VCEK (or VLEK), whose
+//! certificate chains to the ASK and the ARK with RSASSA-PSS/SHA-384.
+//!
+//! Parsing goes through the `sev` crate (`AttestationReport`, versions 2 to 5); the chain through
+//! `sev::certs::snp::Chain` (pure Rust, `crypto_nossl`). The report signature is checked here over
+//! the *received* bytes (not a re-encoding), with `p384`. The `sim` platform produces reports in
+//! this exact layout and is verified by this same code, against its own local ARK.
+
+use p384::ecdsa::signature::hazmat::PrehashVerifier;
+use serde::Serialize;
+use sev::certs::snp::{Certificate, Chain, Verifiable, ca};
+use sev::firmware::guest::AttestationReport;
+use sev::parser::ByteParser;
+use sha2::{Digest, Sha384};
+
+use crate::error::AttestError;
+
+/// Size in bytes of an SNP attestation report (ABI spec, table ATTESTATION_REPORT).
+pub const REPORT_LEN: usize = 0x4A0;
+/// Bytes `0..SIGNED_LEN` are covered by the report signature.
+pub const SIGNED_LEN: usize = 0x2A0;
+/// Size in bytes of `REPORT_DATA`.
+pub const REPORT_DATA_LEN: usize = 64;
+/// Size in bytes of `MEASUREMENT` (SHA-384).
+pub const MEASUREMENT_LEN: usize = 48;
+/// Size in bytes of `HOST_DATA`.
+pub const HOST_DATA_LEN: usize = 32;
+/// Offset of the signature's `R` component (72 bytes, little endian, 48 used).
+pub const SIG_R_OFFSET: usize = 0x2A0;
+/// Offset of the signature's `S` component (72 bytes, little endian, 48 used).
+pub const SIG_S_OFFSET: usize = 0x2E8;
+/// `SIGNATURE_ALGO` value for ECDSA P-384 with SHA-384.
+pub const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
+/// Lowest report version accepted.
+pub const MIN_VERSION: u32 = 2;
+/// Highest report version accepted.
+pub const MAX_VERSION: u32 = 5;
+
+/// Field offsets of the report (ABI spec table ATTESTATION_REPORT), used to write `sim` reports.
+pub mod offsets {
+    /// `VERSION` (u32).
+    pub const VERSION: usize = 0x00;
+    /// `GUEST_SVN` (u32).
+    pub const GUEST_SVN: usize = 0x04;
+    /// `POLICY` (u64).
+    pub const POLICY: usize = 0x08;
+    /// `VMPL` (u32).
+    pub const VMPL: usize = 0x30;
+    /// `SIGNATURE_ALGO` (u32).
+    pub const SIGNATURE_ALGO: usize = 0x34;
+    /// `CURRENT_TCB` (u64).
+    pub const CURRENT_TCB: usize = 0x38;
+    /// `PLATFORM_INFO` (u64).
+    pub const PLATFORM_INFO: usize = 0x40;
+    /// `KEY_INFO` (u32): bits 4:2 `SIGNING_KEY` (0 VCEK, 1 VLEK).
+    pub const KEY_INFO: usize = 0x48;
+    /// `REPORT_DATA` (64 bytes).
+    pub const REPORT_DATA: usize = 0x50;
+    /// `MEASUREMENT` (48 bytes).
+    pub const MEASUREMENT: usize = 0x90;
+    /// `HOST_DATA` (32 bytes).
+    pub const HOST_DATA: usize = 0xC0;
+    /// `REPORT_ID` (32 bytes).
+    pub const REPORT_ID: usize = 0x140;
+    /// `REPORTED_TCB` (u64).
+    pub const REPORTED_TCB: usize = 0x180;
+    /// `CPUID_FAM_ID` (u8, version 3 and later).
+    pub const CPUID_FAM_ID: usize = 0x188;
+    /// `CPUID_MOD_ID` (u8, version 3 and later).
+    pub const CPUID_MOD_ID: usize = 0x189;
+    /// `CPUID_STEP` (u8, version 3 and later).
+    pub const CPUID_STEP: usize = 0x18A;
+    /// `CHIP_ID` (64 bytes).
+    pub const CHIP_ID: usize = 0x1A0;
+    /// `COMMITTED_TCB` (u64).
+    pub const COMMITTED_TCB: usize = 0x1E0;
+    /// `CURRENT_BUILD`, `CURRENT_MINOR`, `CURRENT_MAJOR` (u8 each).
+    pub const CURRENT_VERSION: usize = 0x1E8;
+    /// `COMMITTED_BUILD`, `COMMITTED_MINOR`, `COMMITTED_MAJOR` (u8 each).
+    pub const COMMITTED_VERSION: usize = 0x1EC;
+    /// `LAUNCH_TCB` (u64).
+    pub const LAUNCH_TCB: usize = 0x1F0;
+}
+
+/// A TCB version in the Milan/Genoa layout (ABI spec, table TCB_VERSION): SVNs of the PSP
+/// bootloader, the PSP OS (TEE), the SNP firmware and the microcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tcb {
+    /// SVN of the PSP bootloader.
+    pub bootloader: u8,
+    /// SVN of the PSP operating system.
+    pub tee: u8,
+    /// SVN of the SNP firmware.
+    pub snp: u8,
+    /// Lowest microcode patch level of all cores.
+    pub microcode: u8,
+    /// SVN of the FMC firmware (Turin and later; absent before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fmc: Option<u8>,
+}
+
+impl Tcb {
+    /// Encodes the TCB as the u64 of the Milan/Genoa layout: bootloader in byte 0, TEE in
+    /// byte 1, SNP in byte 6, microcode in byte 7.
+    pub fn to_legacy_u64(self) -> u64 {
+        u64::from_le_bytes([
+            self.bootloader,
+            self.tee,
+            0,
+            0,
+            0,
+            0,
+            self.snp,
+            self.microcode,
+        ])
+    }
+}
+
+impl From<sev::firmware::host::TcbVersion> for Tcb {
+    fn from(t: sev::firmware::host::TcbVersion) -> Self {
+        Self {
+            bootloader: t.bootloader,
+            tee: t.tee,
+            snp: t.snp,
+            microcode: t.microcode,
+            fmc: t.fmc,
+        }
+    }
+}
+
+/// Which key signed the report (`KEY_INFO.SIGNING_KEY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningKey {
+    /// Versioned Chip Endorsement Key.
+    Vcek,
+    /// Versioned Loaded Endorsement Key.
+    Vlek,
+}
+
+/// A parsed SNP report with its raw bytes kept (for signature checks and digests).
+#[derive(Debug, Clone)]
+pub struct SnpReport {
+    raw: Box<[u8; REPORT_LEN]>,
+    parsed: AttestationReport,
+}
+
+impl SnpReport {
+    /// Parses a report.
+    ///
+    /// # Errors
+    /// [`AttestError::Length`] when `bytes` is not 1184 bytes (truncated or oversized);
+    /// [`AttestError::Field`] for an unsupported version, signature algorithm or CPU family.
+    pub fn parse(bytes: &[u8]) -> Result<Self, AttestError> {
+        let raw: [u8; REPORT_LEN] = bytes.try_into().map_err(|_| AttestError::Length {
+            what: "SNP attestation report",
+            expected: REPORT_LEN,
+            got: bytes.len(),
+        })?;
+        let version = u32::from_le_bytes(raw[0..4].try_into().unwrap_or([0; 4]));
+        if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
+            return Err(AttestError::Field {
+                field: "VERSION",
+                reason: format!("{version}, supported are {MIN_VERSION} to {MAX_VERSION}"),
+            });
+        }
+        let parsed = AttestationReport::from_bytes(&raw).map_err(|e| AttestError::Field {
+            field: "report",
+            reason: e.to_string(),
+        })?;
+        if parsed.sig_algo != SIG_ALGO_ECDSA_P384_SHA384 {
+            return Err(AttestError::Field {
+                field: "SIGNATURE_ALGO",
+                reason: format!("{}, expected 1 (ECDSA P-384 SHA-384)", parsed.sig_algo),
+            });
+        }
+        Ok(Self {
+            raw: Box::new(raw),
+            parsed,
+        })
+    }
+
+    /// The raw 1184 bytes.
+    pub fn bytes(&self) -> &[u8; REPORT_LEN] {
+        &self.raw
+    }
+
+    /// The `sev` crate's view of the report.
+    pub fn parsed(&self) -> &AttestationReport {
+        &self.parsed
+    }
+
+    /// Which key signed the report.
+    pub fn signing_key(&self) -> SigningKey {
+        if self.parsed.key_info.signing_key() == 1 {
+            SigningKey::Vlek
+        } else {
+            SigningKey::Vcek
+        }
+    }
+
+    /// Checks the ECDSA P-384 signature over bytes `0..0x2A0` with the VCEK/VLEK in `vek`.
+    ///
+    /// # Errors
+    /// [`AttestError::Signature`] when the signature does not verify or is malformed.
+    pub fn verify_signature(&self, vek: &Certificate) -> Result<(), AttestError> {
+        let sig_err = |reason: String| AttestError::Signature {
+            what: "SNP report signature (VCEK/VLEK)",
+            reason,
+        };
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek.public_key_sec1())
+            .map_err(|e| sig_err(format!("VEK public key is not P-384: {e}")))?;
+        let mut r = [0u8; 48];
+        let mut s = [0u8; 48];
+        r.copy_from_slice(&self.raw[SIG_R_OFFSET..SIG_R_OFFSET + 48]);
+        s.copy_from_slice(&self.raw[SIG_S_OFFSET..SIG_S_OFFSET + 48]);
+        r.reverse();
+        s.reverse();
+        let sig = p384::ecdsa::Signature::from_scalars(r, s)
+            .map_err(|e| sig_err(format!("malformed R/S: {e}")))?;
+        let digest = Sha384::digest(&self.raw[..SIGNED_LEN]);
+        key.verify_prehash(&digest, &sig)
+            .map_err(|_| sig_err("does not verify with the VEK".into()))
+    }
+
+    /// The claims of this report, for `platform`.
+    pub fn claims(&self, platform: crate::Platform) -> crate::Claims {
+        let p = &self.parsed;
+        crate::Claims {
+            platform,
+            report_version: p.version,
+            measurement: hex::encode(p.measurement),
+            host_data: hex::encode(p.host_data),
+            report_data: hex::encode(p.report_data),
+            policy: p.policy.0,
+            debug: p.policy.debug_allowed(),
+            migrate_ma: p.policy.migrate_ma_allowed(),
+            smt: p.policy.smt_allowed(),
+            vmpl: p.vmpl,
+            guest_svn: p.guest_svn,
+            family_id: hex::encode(p.family_id),
+            image_id: hex::encode(p.image_id),
+            id_key_digest: hex::encode(p.id_key_digest),
+            chip_id: hex::encode(p.chip_id),
+            signing_key: self.signing_key(),
+            reported_tcb: p.reported_tcb.into(),
+            current_tcb: p.current_tcb.into(),
+            committed_tcb: p.committed_tcb.into(),
+            launch_tcb: p.launch_tcb.into(),
+        }
+    }
+}
+
+/// The trust anchors for SNP verification: one ARK and its ASK (or ASVK for VLEKs).
+#[derive(Debug, Clone)]
+pub struct SnpRoots {
+    ca: ca::Chain,
+}
+
+impl SnpRoots {
+    /// From PEM-encoded ARK and ASK certificates.
+    ///
+    /// # Errors
+    /// [`AttestError::Certificate`] when either is not a PEM certificate.
+    pub fn from_pem(ark: &[u8], ask: &[u8]) -> Result<Self, AttestError> {
+        let ca = ca::Chain::from_pem(ark, ask).map_err(|e| AttestError::Certificate {
+            which: "ARK/ASK",
+            reason: e.to_string(),
+        })?;
+        Ok(Self { ca })
+    }
+
+    /// From DER-encoded ARK and ASK certificates.
+    ///
+    /// # Errors
+    /// [`AttestError::Certificate`] when either is not a DER certificate.
+    pub fn from_der(ark: &[u8], ask: &[u8]) -> Result<Self, AttestError> {
+        let ca = ca::Chain::from_der(ark, ask).map_err(|e| AttestError::Certificate {
+            which: "ARK/ASK",
+            reason: e.to_string(),
+        })?;
+        Ok(Self { ca })
+    }
+
+    /// Verifies ARK self-signature, ARK → ASK, ASK → VEK (RSASSA-PSS SHA-384), then the report
+    /// signature with the VEK, and returns the report's claims for `platform`.
+    ///
+    /// # Errors
+    /// [`AttestError::Certificate`] when `vek_der` is not a certificate;
+    /// [`AttestError::Chain`] when a chain signature fails; [`AttestError::Signature`] when the
+    /// report signature fails.
+    pub fn verify(
+        &self,
+        report: &SnpReport,
+        vek_der: &[u8],
+        platform: crate::Platform,
+    ) -> Result<crate::VerifiedEvidence, AttestError> {
+        let vek = Certificate::from_der(vek_der).map_err(|e| AttestError::Certificate {
+            which: "VCEK/VLEK",
+            reason: e.to_string(),
+        })?;
+        let chain = Chain {
+            ca: self.ca.clone(),
+            vek: vek.clone(),
+        };
+        (&chain).verify().map_err(|e| AttestError::Chain {
+            reason: e.to_string(),
+        })?;
+        report.verify_signature(&vek)?;
+        Ok(crate::VerifiedEvidence::new(
+            report.claims(platform),
+            Sha384::digest(report.bytes()).into(),
+        ))
+    }
+}

@@ -1,0 +1,23 @@
+//! # ccr-keybroker: key release to attested runtimes
+//!
+//! - [`server`]: the local broker, `ccr keybroker serve`: the KBS protocol (request,
+//!   challenge, attestation, response) over HTTPS with rustls, keys, nonces and an audit log in
+//!   SQLite ([`store`]).
+//! - [`client`]: the runtime's side of the same protocol, with a pinned certificate, bounded
+//!   retries and timeouts.
+//! - [`jwe`]: the runtime key and the wrapping of released keys to it (flattened JWE,
+//!   `ECDH-ES+A256KW` + `A256GCM`, or `RSA-OAEP-256`).
+//!
+//! Policy evaluation is delegated to `ccr-policy`, evidence verification to `ccr-attest`.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod error;
+pub mod jwe;
+pub mod server;
+pub mod store;
+
+pub use client::KbsClient;
+pub use error::BrokerError;
+pub use jwe::RuntimeKey;

@@ -1,0 +1,539 @@
+//! The local key broker: the KBS protocol over HTTPS (rustls), keys and audit in SQLite.
+//!
+//! Endpoints (KBS protocol, Trustee's `kbs/v0` API):
+//! - `POST /kbs/v0/auth` — body `Request {version, tee, extra-params}`; answers a `Challenge`
+//!   `{nonce, extra-params}` and sets the cookie `kbs-session-id`. The nonce is 32 random bytes,
+//!   base64, recorded in the store, single use, valid [`NONCE_TTL_SECS`].
+//! - `POST /kbs/v0/attest` — body `Attestation {runtime-data {nonce, tee-pubkey},
+//!   tee-evidence {primary_evidence, additional_evidence}}`; verifies the evidence, checks that
+//!   `report_data` binds the nonce and `tee-pubkey`, and marks the session attested.
+//! - `GET /kbs/v0/resource/{repo}/{type}/{tag}` — for an attested session: checks the key's
+//!   contract (signatures, validity, `host_data` = contract digest), evaluates the release policy
+//!   over the claims, and answers the key as a JWE wrapped to `tee-pubkey` ([`crate::jwe`]).
+//! - `POST /kbs/v0/resource/{repo}/{type}/{tag}` — admin (`Authorization: Bearer <token>`):
+//!   registers a key `{"secret": base64, "contract": {...}, "policy"?: {...}}`.
+//! - `GET /kbs/v0/audit` — admin: the audit log as JSON.
+//!
+//! Errors are RFC 7807 problem documents (`application/problem+json`: `type`, `title`,
+//! `status`, `detail`): 400 malformed request, 401 no or expired session (redo the handshake),
+//! 403 denied by policy or contract, 404 unknown resource. Every attestation and release
+//! decision is written to the audit log with its reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ccr_attest::{Platform, SnpEvidence, report_data::kbs_report_data, snp::SnpRoots};
+use ccr_policy::{Contract, Decision, ReleasePolicy};
+use kbs_types::{Attestation, Challenge, TeePubKey};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::error::BrokerError;
+use crate::store::{AuditRow, Store};
+
+/// Seconds a nonce stays valid after `auth`.
+pub const NONCE_TTL_SECS: i64 = 300;
+/// Seconds a session stays valid after `auth`.
+pub const SESSION_TTL: Duration = Duration::from_secs(600);
+/// The session cookie's name (as Trustee's KBS names it).
+pub const SESSION_COOKIE: &str = "kbs-session-id";
+/// The authority name of this broker's verifier in release policies.
+pub const LOCAL_AUTHORITY: &str = "local";
+
+/// Broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Store folder: `broker.db`, `tls.crt`, `tls.key`, `admin.token`.
+    pub store_dir: PathBuf,
+    /// Trust anchors for `sim` evidence (the sim ARK/ASK); `None`: sim evidence is refused.
+    pub sim_roots: Option<SnpRoots>,
+}
+
+struct Attested {
+    claims: Value,
+    host_data: String,
+    tee_pubkey: TeePubKey,
+    evidence_digest: String,
+}
+
+struct Session {
+    nonce: String,
+    platform: Platform,
+    created: Instant,
+    attested: Option<Attested>,
+}
+
+struct Inner {
+    store: Store,
+    sessions: Mutex<HashMap<String, Session>>,
+    sim_roots: Option<SnpRoots>,
+    admin_token: Zeroizing<String>,
+}
+
+/// An RFC 7807 problem.
+struct Problem {
+    status: StatusCode,
+    kind: &'static str,
+    detail: String,
+}
+
+impl Problem {
+    fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": format!("https://ccr.invalid/kbs/errors/{}", self.kind),
+            "title": self.kind,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        let mut r = (self.status, body.to_string()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        r
+    }
+}
+
+impl From<BrokerError> for Problem {
+    fn from(e: BrokerError) -> Self {
+        tracing::error!(error = %e, "broker internal error");
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal error")
+    }
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn random_b64(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    STANDARD.encode(b)
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+impl Inner {
+    fn audit(&self, session: &str, resource: &str, decision: &str, reason: &str, digest: &str, claims: &str) {
+        tracing::info!(session, resource, decision, reason, "broker decision");
+        let row = AuditRow {
+            time: chrono::Utc::now().to_rfc3339(),
+            session: session.into(),
+            resource: resource.into(),
+            decision: decision.into(),
+            reason: reason.into(),
+            evidence_digest: digest.into(),
+        };
+        if let Err(e) = self.store.audit(&row, claims) {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+
+    fn check_admin(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        let got = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if got.as_bytes().ct_eq(self.admin_token.as_bytes()).into() {
+            Ok(())
+        } else {
+            Err(Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", "admin token required"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthRequest {
+    version: String,
+    tee: String,
+    #[serde(rename = "extra-params", default)]
+    #[allow(dead_code)]
+    extra_params: Value,
+}
+
+async fn auth(State(st): State<Arc<Inner>>, body: Bytes) -> Result<Response, Problem> {
+    let req: AuthRequest = serde_json::from_slice(&body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", format!("Request: {e}")))?;
+    if !req.version.starts_with("0.") {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            format!("unsupported protocol version {}", req.version),
+        ));
+    }
+    let platform = Platform::parse(&req.tee)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "UnsupportedTee", e.to_string()))?;
+    let nonce = random_b64(32);
+    st.store.issue_nonce(&nonce, now_unix())?;
+    let mut sid = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut sid);
+    let sid = hex::encode(sid);
+    {
+        let mut s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.retain(|_, v| v.created.elapsed() < SESSION_TTL);
+        s.insert(
+            sid.clone(),
+            Session {
+                nonce: nonce.clone(),
+                platform,
+                created: Instant::now(),
+                attested: None,
+            },
+        );
+    }
+    let challenge = Challenge {
+        nonce,
+        extra_params: json!({}),
+    };
+    let mut r = Json(challenge).into_response();
+    let cookie = format!(
+        "{SESSION_COOKIE}={sid}; Path=/kbs; Secure; HttpOnly; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("")),
+    );
+    Ok(r)
+}
+
+fn unauthorized(detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", format!("{detail}: redo the handshake"))
+}
+
+async fn attest(State(st): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    let sid = session_id(&headers).ok_or_else(|| unauthorized("no session cookie"))?;
+    let (nonce, platform) = {
+        let s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let sess = s.get(&sid).ok_or_else(|| unauthorized("unknown session"))?;
+        if sess.created.elapsed() >= SESSION_TTL {
+            return Err(unauthorized("session expired"));
+        }
+        (sess.nonce.clone(), sess.platform)
+    };
+    let att: Attestation = serde_json::from_slice(&body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", format!("Attestation: {e}")))?;
+    if att.runtime_data.nonce != nonce {
+        st.audit(&sid, "attest", "deny", "runtime-data.nonce is not this session's nonce", "", "{}");
+        return Err(unauthorized("runtime-data.nonce is not this session's nonce"));
+    }
+    if st.store.consume_nonce(&nonce, now_unix(), NONCE_TTL_SECS).is_err() {
+        st.audit(&sid, "attest", "deny", "nonce already used or expired (replay)", "", "{}");
+        return Err(unauthorized("nonce already used or expired"));
+    }
+    let verified = (|| {
+        let ev = SnpEvidence::from_json(&att.tee_evidence.primary_evidence)?;
+        let roots = match platform {
+            Platform::Sim => st.sim_roots.as_ref().ok_or_else(|| ccr_attest::AttestError::Unavailable {
+                platform: "sim".into(),
+                reason: "this broker was started without --sim-roots and refuses sim evidence".into(),
+            })?,
+            _ => {
+                return Err(ccr_attest::AttestError::Unavailable {
+                    platform: platform.to_string(),
+                    reason: "this broker verifies sim evidence only in this version".into(),
+                });
+            }
+        };
+        let v = ev.verify(roots, platform)?;
+        let tee_pubkey_json = serde_json::to_value(&att.runtime_data.tee_pubkey).unwrap_or(Value::Null);
+        let expected = kbs_report_data(&nonce, &tee_pubkey_json, &att.tee_evidence.additional_evidence);
+        v.expect_report_data(&expected)?;
+        Ok::<_, ccr_attest::AttestError>(v)
+    })();
+    let v = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            st.audit(&sid, "attest", "deny", &format!("evidence: {e}"), "", "{}");
+            return Err(Problem::new(StatusCode::UNAUTHORIZED, "AttestationFailed", format!("evidence: {e}")));
+        }
+    };
+    let claims = v.claims().to_policy_input();
+    let digest = hex::encode(v.digest());
+    st.audit(&sid, "attest", "allow", "evidence verified", &digest, &claims.to_string());
+    {
+        let mut s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sess) = s.get_mut(&sid) {
+            sess.attested = Some(Attested {
+                claims: claims.clone(),
+                host_data: v.claims().host_data.clone(),
+                tee_pubkey: att.runtime_data.tee_pubkey.clone(),
+                evidence_digest: digest.clone(),
+            });
+        }
+    }
+    Ok(Json(json!({"platform": platform.as_str(), "evidence_digest": digest})).into_response())
+}
+
+async fn get_resource(
+    State(st): State<Arc<Inner>>,
+    headers: HeaderMap,
+    UrlPath((repo, kind, tag)): UrlPath<(String, String, String)>,
+) -> Result<Response, Problem> {
+    let path = format!("{repo}/{kind}/{tag}");
+    let sid = session_id(&headers).ok_or_else(|| unauthorized("no session cookie"))?;
+    let (claims, host_data, tee_pubkey, digest) = {
+        let s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let sess = s.get(&sid).ok_or_else(|| unauthorized("unknown session"))?;
+        if sess.created.elapsed() >= SESSION_TTL {
+            return Err(unauthorized("session expired"));
+        }
+        let a = sess.attested.as_ref().ok_or_else(|| unauthorized("session not attested"))?;
+        (a.claims.clone(), a.host_data.clone(), a.tee_pubkey.clone(), a.evidence_digest.clone())
+    };
+    let claims_s = claims.to_string();
+    let deny = |reason: String| {
+        st.audit(&sid, &path, "deny", &reason, &digest, &claims_s);
+        Problem::new(StatusCode::FORBIDDEN, "PolicyDeny", reason)
+    };
+    let Some(rec) = st.store.get_key(&path)? else {
+        st.audit(&sid, &path, "deny", "unknown resource", &digest, &claims_s);
+        return Err(Problem::new(StatusCode::NOT_FOUND, "ResourceNotFound", format!("no key at {path}")));
+    };
+    let contract = Contract::from_json(rec.contract.as_bytes()).map_err(|e| deny(format!("contract: {e}")))?;
+    let vc = contract
+        .verify(chrono::Utc::now())
+        .map_err(|e| deny(e.to_string()))?;
+    let contract_digest = hex::encode(vc.digest());
+    if host_data != contract_digest {
+        return Err(deny(format!(
+            "host_data {host_data} is not the digest of the contract this key is registered under ({contract_digest})"
+        )));
+    }
+    let policy = ReleasePolicy::from_json(rec.policy.as_bytes()).map_err(|e| deny(format!("release policy: {e}")))?;
+    match policy.evaluate(&claims, LOCAL_AUTHORITY) {
+        Decision::Deny(reasons) => Err(deny(format!("release policy: {}", reasons.join("; ")))),
+        Decision::Allow(allow) => {
+            let resp = crate::jwe::wrap(&tee_pubkey, &rec.secret).map_err(|e| {
+                st.audit(&sid, &path, "error", &e.to_string(), &digest, &claims_s);
+                Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", e.to_string())
+            })?;
+            st.audit(
+                &sid,
+                &path,
+                "allow",
+                &format!("release policy held: {}", allow.trace().join("; ")),
+                &digest,
+                &claims_s,
+            );
+            Ok(Json(resp).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutKey {
+    secret: String,
+    contract: Value,
+    #[serde(default)]
+    policy: Option<Value>,
+}
+
+async fn put_resource(
+    State(st): State<Arc<Inner>>,
+    headers: HeaderMap,
+    UrlPath((repo, kind, tag)): UrlPath<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    st.check_admin(&headers)?;
+    let path = format!("{repo}/{kind}/{tag}");
+    let bad = |d: String| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", d);
+    let req: PutKey = serde_json::from_slice(&body).map_err(|e| bad(format!("body: {e}")))?;
+    let secret = Zeroizing::new(STANDARD.decode(&req.secret).map_err(|_| bad("secret: not base64".into()))?);
+    let contract_s = req.contract.to_string();
+    let contract = Contract::from_json(contract_s.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    contract.verify(chrono::Utc::now()).map_err(|e| bad(e.to_string()))?;
+    let policy_s = match req.policy {
+        Some(p) => {
+            let s = p.to_string();
+            ReleasePolicy::from_json(s.as_bytes()).map_err(|e| bad(e.to_string()))?;
+            s
+        }
+        None => serde_json::to_string(&contract.release_policy).unwrap_or_default(),
+    };
+    st.store.put_key(&path, &secret, &contract_s, &policy_s)?;
+    st.audit("admin", &path, "register", &format!("key registered under contract {}", contract.id), "", "{}");
+    Ok((StatusCode::OK, Json(json!({"registered": path}))).into_response())
+}
+
+async fn audit_log(State(st): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, Problem> {
+    st.check_admin(&headers)?;
+    Ok(Json(st.store.audit_log()?).into_response())
+}
+
+/// A broker ready to serve: its TLS material and admin token are in the store folder.
+pub struct Broker {
+    inner: Arc<Inner>,
+    tls: Arc<rustls::ServerConfig>,
+    fingerprint: String,
+}
+
+/// Loads or makes the TLS certificate (self-signed, SAN `localhost` and `127.0.0.1`) and
+/// returns the certificate DER, key DER.
+fn load_or_make_tls(dir: &Path) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), BrokerError> {
+    let crt = dir.join("tls.crt");
+    let key = dir.join("tls.key");
+    let io = |p: &Path, e: std::io::Error| BrokerError::Store(format!("{}: {e}", p.display()));
+    if crt.exists() && key.exists() {
+        let c = std::fs::read(&crt).map_err(|e| io(&crt, e))?;
+        let k = Zeroizing::new(std::fs::read(&key).map_err(|e| io(&key, e))?);
+        return Ok((c, k));
+    }
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(|e| BrokerError::Crypto(format!("certificate: {e}")))?;
+    let c = ck.cert.der().to_vec();
+    let k = Zeroizing::new(ck.key_pair.serialize_der());
+    write_private(&key, &k)?;
+    std::fs::write(&crt, &c).map_err(|e| io(&crt, e))?;
+    Ok((c, k))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), BrokerError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).map_err(|e| BrokerError::Store(format!("{}: {e}", tmp.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| BrokerError::Store(format!("{}: {e}", tmp.display())))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| BrokerError::Store(format!("{}: {e}", path.display())))
+}
+
+/// Reads the admin token from the store folder (`admin.token`), making one on first use.
+///
+/// # Errors
+/// [`BrokerError::Store`].
+pub fn admin_token(dir: &Path) -> Result<Zeroizing<String>, BrokerError> {
+    let p = dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&p) {
+        return Ok(Zeroizing::new(t.trim().to_string()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| BrokerError::Store(format!("{}: {e}", dir.display())))?;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let t = Zeroizing::new(hex::encode(b));
+    write_private(&p, t.as_bytes())?;
+    Ok(t)
+}
+
+impl Broker {
+    /// Opens the store and TLS material (made on first start).
+    ///
+    /// # Errors
+    /// [`BrokerError::Store`] or [`BrokerError::Crypto`].
+    pub fn new(config: BrokerConfig) -> Result<Self, BrokerError> {
+        let store = Store::open(&config.store_dir)?;
+        let (cert, key) = load_or_make_tls(&config.store_dir)?;
+        let fingerprint = hex::encode(Sha256::digest(&cert));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BrokerError::Crypto(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![rustls::pki_types::CertificateDer::from(cert)],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.to_vec().into()),
+            )
+            .map_err(|e| BrokerError::Crypto(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            store,
+            sessions: Mutex::new(HashMap::new()),
+            sim_roots: config.sim_roots,
+            admin_token: admin_token(&config.store_dir)?,
+        });
+        Ok(Self {
+            inner,
+            tls: Arc::new(tls),
+            fingerprint,
+        })
+    }
+
+    /// SHA-256 of the TLS certificate (DER), hex: what clients pin.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn router(&self) -> Router {
+        Router::new()
+            .route("/kbs/v0/auth", post(auth))
+            .route("/kbs/v0/attest", post(attest))
+            .route("/kbs/v0/resource/{repo}/{kind}/{tag}", get(get_resource).post(put_resource))
+            .route("/kbs/v0/audit", get(audit_log))
+            .with_state(self.inner.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    ///
+    /// # Errors
+    /// [`BrokerError::Store`] for socket errors.
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BrokerError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| BrokerError::Store(e.to_string()))?;
+        let handle = axum_server::Handle::new();
+        let h2 = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            h2.graceful_shutdown(Some(Duration::from_secs(2)));
+        });
+        let app = self.router();
+        axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(self.tls))
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+            .map_err(|e| BrokerError::Store(format!("serve: {e}")))
+    }
+}
+
+/// Parses `--listen` (`127.0.0.1:PORT`).
+///
+/// # Errors
+/// [`BrokerError::Protocol`].
+pub fn parse_listen(s: &str) -> Result<SocketAddr, BrokerError> {
+    s.parse().map_err(|_| BrokerError::Protocol {
+        field: "--listen".into(),
+        reason: format!("`{s}` is not HOST:PORT"),
+    })
+}

@@ -1,0 +1,452 @@
+//! The contract (`contract.json`): DEPA-Training's shape plus what ccr needs.
+//!
+//! DEPA-Training fields kept as DEPA writes them: `id`, `schemaVersion`, `startTime`,
+//! `expiryTime`, `tdc`, `tdps`, `ccrp`, `datasets[]` (`id`, `owner`, `name`, `url`, `provider`,
+//! `key` {`type`, `properties` {`kid`, `authority` {`endpoint`}, `endpoint`}}), `purpose`,
+//! `constraints[].privacy[]` (`dataset`, `epsilon_threshold`, `delta`, `noise_multiplier`;
+//! numbers may be written as strings, as DEPA does), `terms`.
+//!
+//! Added by ccr:
+//! - `parties[]`: `{id, role: "tdc"|"tdp", publicKey: JWK}` (Ed25519 `OKP` or P-256 `EC`);
+//!   every `tdc` and `tdps[]` entry must be a party, and every party must sign;
+//! - `pipelineDigest`: `"sha256:<64 hex>"`, see [`pipeline_digest`];
+//! - `output`: `{id, key}`: the output's id (its sealed image's dataset id) and key reference;
+//! - `releasePolicy`: the release policy ([`crate::release`]);
+//! - `signatures[]`: `{party, jws}`, detached JWS over the contract digest ([`crate::sign`]).
+//!
+//! Unknown fields are rejected with their path.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::PolicyError;
+use crate::release::ReleasePolicy;
+
+/// `contract.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Contract {
+    /// Contract id (DEPA: a UUID).
+    pub id: String,
+    /// Schema version (DEPA writes `"0.1"`).
+    pub schema_version: String,
+    /// Start of validity (RFC 3339).
+    pub start_time: DateTime<Utc>,
+    /// End of validity (RFC 3339); the runtime and the broker refuse the contract after it.
+    pub expiry_time: DateTime<Utc>,
+    /// The data consumer's party id.
+    pub tdc: String,
+    /// The data providers' party ids.
+    pub tdps: Vec<String>,
+    /// DEPA's CCR provider field (kept, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ccrp: Option<String>,
+    /// The parties with their public keys (ccr addition).
+    pub parties: Vec<Party>,
+    /// The datasets.
+    pub datasets: Vec<Dataset>,
+    /// Purpose (DEPA: `"TRAINING"`).
+    pub purpose: String,
+    /// Constraints; ccr reads `privacy`.
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// DEPA's terms (kept, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<Value>,
+    /// `"sha256:<hex>"` of the pipeline config (ccr addition).
+    pub pipeline_digest: String,
+    /// The output's id and key (ccr addition).
+    pub output: Output,
+    /// The release policy for every key of this contract (ccr addition).
+    pub release_policy: ReleasePolicy,
+    /// The parties' signatures (ccr addition).
+    #[serde(default)]
+    pub signatures: Vec<SignatureEntry>,
+}
+
+/// A party to the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Party {
+    /// Party id, as used in `tdc`, `tdps` and `signatures[].party`.
+    pub id: String,
+    /// `tdc` or `tdp`.
+    pub role: Role,
+    /// The party's signing public key as a JWK: `{"kty":"OKP","crv":"Ed25519","x":...}` or
+    /// `{"kty":"EC","crv":"P-256","x":...,"y":...}`.
+    pub public_key: Value,
+}
+
+/// A party's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Training data consumer.
+    Tdc,
+    /// Training data provider.
+    Tdp,
+}
+
+/// A dataset entry (DEPA shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    /// Dataset id; also the sealed image's dataset id and the first part of its associated data.
+    pub id: String,
+    /// The owning party's id (defaults to `provider`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Dataset name; the table name in the join's SQL.
+    pub name: String,
+    /// Where the image is published (informative).
+    #[serde(default)]
+    pub url: String,
+    /// The providing party's id.
+    #[serde(default)]
+    pub provider: String,
+    /// Where its key is released from.
+    pub key: KeyRef,
+}
+
+impl Dataset {
+    /// The owning party: `owner`, else `provider`.
+    pub fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or(&self.provider)
+    }
+}
+
+/// A key reference (DEPA shape): `{type, properties {kid, authority {endpoint}, endpoint}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRef {
+    /// Broker type: `ccr` (the local broker, KBS protocol), `azure`, `gcp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where and what.
+    pub properties: KeyProperties,
+}
+
+/// Key properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyProperties {
+    /// Key id at the broker. For `ccr` brokers, the KBS resource path `repo/type/tag`.
+    pub kid: String,
+    /// The attestation authority (verifier) whose claims the release policy reads.
+    pub authority: Authority,
+    /// The broker's endpoint (for `ccr`: `https://host:port`).
+    #[serde(default)]
+    pub endpoint: String,
+}
+
+/// Attestation authority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authority {
+    /// Endpoint of the verifier (for the local broker, `local`).
+    pub endpoint: String,
+}
+
+/// A constraint block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraint {
+    /// Per-dataset privacy budgets.
+    #[serde(default)]
+    pub privacy: Vec<Privacy>,
+}
+
+/// A dataset's privacy budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// The dataset id.
+    pub dataset: String,
+    /// Total epsilon allowed (DEPA may write it as a string).
+    #[serde(deserialize_with = "num_or_str")]
+    pub epsilon_threshold: f64,
+    /// Delta (DEPA may write it as a string).
+    #[serde(deserialize_with = "num_or_str")]
+    pub delta: f64,
+    /// Noise multiplier, if fixed by the contract.
+    #[serde(default, deserialize_with = "opt_num_or_str", skip_serializing_if = "Option::is_none")]
+    pub noise_multiplier: Option<f64>,
+}
+
+/// The output's id and key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// The output image's dataset id.
+    pub id: String,
+    /// Where the output key is released from.
+    pub key: KeyRef,
+}
+
+/// One party's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureEntry {
+    /// The signing party's id.
+    pub party: String,
+    /// Detached compact JWS (`header..signature`) over the contract digest.
+    pub jws: String,
+}
+
+fn parse_num(v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a finite number")),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("\"{s}\" is not a number")),
+        other => Err(format!("{other} is not a number")),
+    }
+    .and_then(|x| {
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(format!("{x} is not finite"))
+        }
+    })
+}
+
+fn num_or_str<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = Value::deserialize(d)?;
+    parse_num(&v).map_err(serde::de::Error::custom)
+}
+
+fn opt_num_or_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => parse_num(&v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// SHA-256 of the JCS (RFC 8785) form of a JSON value.
+pub fn jcs_sha256(v: &Value) -> [u8; 32] {
+    let bytes = serde_jcs::to_vec(v).unwrap_or_else(|_| unreachable!("JSON value serialises"));
+    Sha256::digest(bytes).into()
+}
+
+/// The pipeline config's digest as the contract writes it: `"sha256:" + hex(SHA-256(JCS(config)))`,
+/// so whitespace and key order do not matter.
+pub fn pipeline_digest(config: &Value) -> String {
+    format!("sha256:{}", hex::encode(jcs_sha256(config)))
+}
+
+impl Contract {
+    /// Parses `contract.json`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Json`] naming the path of the field at fault (unknown fields included),
+    /// then [`PolicyError::Contract`] for semantic errors ([`Contract::check`]).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, PolicyError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let c: Contract = serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Json {
+            document: "contract",
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Semantic checks: parties cover `tdc` and `tdps` with the right roles, ids unique, the
+    /// privacy constraints name known datasets with epsilon > 0 and 0 < delta < 1, the pipeline
+    /// digest is well formed, the release policy is valid.
+    ///
+    /// # Errors
+    /// [`PolicyError::Contract`] naming the field.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let bad = |field: String, reason: String| PolicyError::Contract { field, reason };
+        let party = |id: &str| self.parties.iter().find(|p| p.id == id);
+        match party(&self.tdc) {
+            Some(p) if p.role == Role::Tdc => {}
+            Some(_) => return Err(bad("tdc".into(), format!("party `{}` has role tdp", self.tdc))),
+            None => return Err(bad("tdc".into(), format!("`{}` is not in parties[]", self.tdc))),
+        }
+        for (i, t) in self.tdps.iter().enumerate() {
+            match party(t) {
+                Some(p) if p.role == Role::Tdp => {}
+                Some(_) => return Err(bad(format!("tdps[{i}]"), format!("party `{t}` has role tdc"))),
+                None => return Err(bad(format!("tdps[{i}]"), format!("`{t}` is not in parties[]"))),
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, p) in self.parties.iter().enumerate() {
+            if !ids.insert(&p.id) {
+                return Err(bad(format!("parties[{i}].id"), format!("duplicate `{}`", p.id)));
+            }
+            crate::sign::PublicKey::from_jwk(&p.public_key)
+                .map_err(|e| bad(format!("parties[{i}].publicKey"), e.to_string()))?;
+        }
+        let mut ds = std::collections::HashSet::new();
+        for (i, d) in self.datasets.iter().enumerate() {
+            if !ds.insert(&d.id) {
+                return Err(bad(format!("datasets[{i}].id"), format!("duplicate `{}`", d.id)));
+            }
+            if !self.tdps.iter().any(|t| t == d.owner()) {
+                return Err(bad(
+                    format!("datasets[{i}].owner"),
+                    format!("`{}` is not one of tdps", d.owner()),
+                ));
+            }
+            if d.key.properties.kid.is_empty() {
+                return Err(bad(format!("datasets[{i}].key.properties.kid"), "empty".into()));
+            }
+        }
+        if ds.contains(&self.output.id) {
+            return Err(bad("output.id".into(), "equals a dataset id".into()));
+        }
+        for (ci, c) in self.constraints.iter().enumerate() {
+            for (pi, p) in c.privacy.iter().enumerate() {
+                let f = |n: &str| format!("constraints[{ci}].privacy[{pi}].{n}");
+                if !ds.contains(&p.dataset) {
+                    return Err(bad(f("dataset"), format!("unknown dataset `{}`", p.dataset)));
+                }
+                if p.epsilon_threshold <= 0.0 {
+                    return Err(bad(f("epsilon_threshold"), "must be > 0".into()));
+                }
+                if !(p.delta > 0.0 && p.delta < 1.0) {
+                    return Err(bad(f("delta"), "must be in (0, 1)".into()));
+                }
+                if p.noise_multiplier.is_some_and(|n| n <= 0.0) {
+                    return Err(bad(f("noise_multiplier"), "must be > 0".into()));
+                }
+            }
+        }
+        let hex_part = self.pipeline_digest.strip_prefix("sha256:");
+        if !hex_part.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(bad(
+                "pipelineDigest".into(),
+                "expected \"sha256:\" and 64 hex characters".into(),
+            ));
+        }
+        if self.expiry_time <= self.start_time {
+            return Err(bad("expiryTime".into(), "not after startTime".into()));
+        }
+        self.release_policy
+            .check()
+            .map_err(|e| bad("releasePolicy".into(), e.to_string()))?;
+        Ok(())
+    }
+
+    /// The contract as JSON without `signatures`.
+    fn unsigned_value(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_else(|_| unreachable!("serialises"));
+        if let Value::Object(m) = &mut v {
+            m.remove("signatures");
+        }
+        v
+    }
+
+    /// The contract digest every party signs: SHA-256 of the JCS (RFC 8785) form of the
+    /// contract without its `signatures` field (32 bytes).
+    pub fn digest(&self) -> [u8; 32] {
+        jcs_sha256(&self.unsigned_value())
+    }
+
+    /// The launch digest that goes into a sim measurement: as [`Contract::digest`] but also
+    /// without `releasePolicy` (which may pin the measurement). 32 bytes.
+    pub fn launch_digest(&self) -> [u8; 32] {
+        let mut v = self.unsigned_value();
+        if let Value::Object(m) = &mut v {
+            m.remove("releasePolicy");
+        }
+        jcs_sha256(&v)
+    }
+
+    /// The privacy budget for a dataset, if the contract sets one.
+    pub fn privacy_for(&self, dataset_id: &str) -> Option<&Privacy> {
+        self.constraints
+            .iter()
+            .flat_map(|c| c.privacy.iter())
+            .find(|p| p.dataset == dataset_id)
+    }
+
+    /// Checks validity at `now`, every party's signature, and that no non-party signed.
+    ///
+    /// # Errors
+    /// [`PolicyError::NotYetValid`], [`PolicyError::Expired`],
+    /// [`PolicyError::MissingSignature`] naming the party, [`PolicyError::BadSignature`].
+    pub fn verify(&self, now: DateTime<Utc>) -> Result<VerifiedContract, PolicyError> {
+        if now < self.start_time {
+            return Err(PolicyError::NotYetValid {
+                start: self.start_time.to_rfc3339(),
+            });
+        }
+        if now >= self.expiry_time {
+            return Err(PolicyError::Expired {
+                expiry: self.expiry_time.to_rfc3339(),
+            });
+        }
+        let digest = self.digest();
+        for s in &self.signatures {
+            let party = self
+                .parties
+                .iter()
+                .find(|p| p.id == s.party)
+                .ok_or_else(|| PolicyError::BadSignature {
+                    party: s.party.clone(),
+                    reason: "not a party to the contract".into(),
+                })?;
+            let key = crate::sign::PublicKey::from_jwk(&party.public_key)?;
+            crate::sign::verify_detached(&key, &s.jws, &digest).map_err(|e| {
+                PolicyError::BadSignature {
+                    party: s.party.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        for p in &self.parties {
+            if !self.signatures.iter().any(|s| s.party == p.id) {
+                return Err(PolicyError::MissingSignature {
+                    party: p.id.clone(),
+                });
+            }
+        }
+        Ok(VerifiedContract {
+            contract: self.clone(),
+            digest,
+        })
+    }
+}
+
+/// A contract whose signatures and validity were checked at some time. Only
+/// [`Contract::verify`] makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedContract {
+    contract: Contract,
+    digest: [u8; 32],
+}
+
+impl VerifiedContract {
+    /// The contract.
+    pub fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    /// Its digest (what the parties signed).
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// Checks that `pipeline` (the parsed pipeline config) has the contract's digest.
+    ///
+    /// # Errors
+    /// [`PolicyError::PipelineDigest`] with both digests.
+    pub fn check_pipeline(&self, pipeline: &Value) -> Result<(), PolicyError> {
+        let found = pipeline_digest(pipeline);
+        if found != self.contract.pipeline_digest {
+            return Err(PolicyError::PipelineDigest {
+                expected: self.contract.pipeline_digest.clone(),
+                found,
+            });
+        }
+        Ok(())
+    }
+}

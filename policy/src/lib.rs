@@ -1,0 +1,20 @@
+//! # ccr-policy: contracts, signatures and release policies
+//!
+//! - [`contract`]: `contract.json` in DEPA-Training's shape plus the parties' keys, the pipeline
+//!   digest, the output key and the release policy; its digest and validity checks.
+//! - [`sign`]: each party's detached JWS (Ed25519 or ES256) over the contract digest.
+//! - [`release`]: the release-policy grammar of Azure Key Vault (`anyOf`/`allOf`,
+//!   `claim`/`equals`), evaluated over claims with the failing clause named on deny.
+//!
+//! This crate does no I/O beyond parsing the bytes it is given.
+
+#![forbid(unsafe_code)]
+
+pub mod contract;
+pub mod error;
+pub mod release;
+pub mod sign;
+
+pub use contract::{Contract, VerifiedContract, pipeline_digest};
+pub use error::PolicyError;
+pub use release::{Allow, Decision, ReleasePolicy};

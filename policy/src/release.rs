@@ -1,0 +1,412 @@
+//! Release policies in the rego-style JSON grammar of Azure Key Vault release policies.
+//!
+//! ```json
+//! {"version": "1.0.0",
+//!  "anyOf": [{"authority": "local",
+//!             "allOf": [{"claim": "platform", "equals": "sim"},
+//!                       {"claim": "measurement", "equals": "9f…"}]}]}
+//! ```
+//!
+//! The top level has `version` (`1.0.0`) and exactly one of `anyOf` / `allOf`. Each element is
+//! either a condition `{"claim": NAME, "equals": VALUE}` or a group with `allOf` or `anyOf` (and
+//! optionally `authority`: the group then applies only to claims from that verifier). `equals`
+//! compares JSON values exactly (strings case-sensitively, numbers numerically, booleans). This is
+//! the grammar of Azure Key Vault's "Secure Key Release policy grammar" document.
+//!
+//! **The sim rule.** Claims with `platform: "sim"` satisfy a policy only through a group that
+//! itself requires `platform` (or `x-ms-attestation-type`) to equal `"sim"`: a policy that does
+//! not name sim can never release to it.
+//!
+//! Evaluation returns [`Decision`]: on deny, every failing clause by its path
+//! (`anyOf[0].allOf[1]: ...`); on allow, an [`Allow`] token that only this module can make.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::PolicyError;
+
+/// The only supported `version`.
+pub const VERSION: &str = "1.0.0";
+
+/// A release policy document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasePolicy {
+    /// Grammar version, `1.0.0`.
+    pub version: String,
+    /// Satisfied when any element is.
+    #[serde(rename = "anyOf", default, skip_serializing_if = "Option::is_none")]
+    pub any_of: Option<Vec<Node>>,
+    /// Satisfied when every element is.
+    #[serde(rename = "allOf", default, skip_serializing_if = "Option::is_none")]
+    pub all_of: Option<Vec<Node>>,
+}
+
+/// A clause: a condition on one claim, or a group of clauses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Node {
+    /// `{"claim": NAME, "equals": VALUE}`.
+    Condition(Condition),
+    /// `{"authority"?: ..., "allOf"|"anyOf": [...]}`.
+    Group(Group),
+}
+
+/// A condition on one claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// The claim's name (see `ccr_attest::Claims::to_policy_input`).
+    pub claim: String,
+    /// The value it must equal.
+    pub equals: Value,
+}
+
+/// A group of clauses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// The verifier whose claims this group reads (`local` for ccr's broker, or an MAA host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Satisfied when every element is.
+    #[serde(rename = "allOf", default, skip_serializing_if = "Option::is_none")]
+    pub all_of: Option<Vec<Node>>,
+    /// Satisfied when any element is.
+    #[serde(rename = "anyOf", default, skip_serializing_if = "Option::is_none")]
+    pub any_of: Option<Vec<Node>>,
+}
+
+/// Proof that a policy allowed a release. Only [`ReleasePolicy::evaluate`] makes one.
+#[derive(Debug, Clone)]
+pub struct Allow {
+    trace: Vec<String>,
+}
+
+impl Allow {
+    /// The clauses that held, by path.
+    pub fn trace(&self) -> &[String] {
+        &self.trace
+    }
+}
+
+/// The outcome of an evaluation.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Release allowed.
+    Allow(Allow),
+    /// Release denied; the failing clauses, each `path: reason`.
+    Deny(Vec<String>),
+}
+
+impl Decision {
+    /// The deny reasons joined with `; ` (empty when allowed).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Allow(_) => String::new(),
+            Self::Deny(r) => r.join("; "),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    claims: &'a Value,
+    authority: &'a str,
+    sim: bool,
+    held: Vec<String>,
+    failed: Vec<String>,
+}
+
+/// Result of one node: satisfied, and whether the satisfying path named platform sim.
+#[derive(Clone, Copy)]
+struct Outcome {
+    ok: bool,
+    names_sim: bool,
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}…\"", &s[..38])
+    } else {
+        s
+    }
+}
+
+fn names_sim(c: &Condition) -> bool {
+    (c.claim == "platform" || c.claim == "x-ms-attestation-type")
+        && c.equals == Value::String("sim".into())
+}
+
+fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+impl Ctx<'_> {
+    fn condition(&mut self, path: &str, c: &Condition) -> Outcome {
+        match self.claims.get(&c.claim) {
+            None => {
+                self.failed.push(format!("{path}: claim `{}` is absent", c.claim));
+                Outcome { ok: false, names_sim: false }
+            }
+            Some(v) if values_equal(v, &c.equals) => {
+                self.held.push(format!("{path}: {} == {}", c.claim, short(&c.equals)));
+                Outcome { ok: true, names_sim: names_sim(c) }
+            }
+            Some(v) => {
+                self.failed.push(format!(
+                    "{path}: claim `{}` is {}, policy requires {}",
+                    c.claim,
+                    short(v),
+                    short(&c.equals)
+                ));
+                Outcome { ok: false, names_sim: false }
+            }
+        }
+    }
+
+    fn all(&mut self, path: &str, nodes: &[Node]) -> Outcome {
+        let mut out = Outcome { ok: true, names_sim: false };
+        for (i, n) in nodes.iter().enumerate() {
+            let o = self.node(&format!("{path}.allOf[{i}]"), n);
+            out.ok &= o.ok;
+            out.names_sim |= o.names_sim;
+        }
+        out
+    }
+
+    fn any(&mut self, path: &str, nodes: &[Node]) -> Outcome {
+        let mut best = Outcome { ok: false, names_sim: false };
+        for (i, n) in nodes.iter().enumerate() {
+            let o = self.node(&format!("{path}.anyOf[{i}]"), n);
+            if o.ok && (!best.ok || (o.names_sim && !best.names_sim)) {
+                best = o;
+            }
+        }
+        best
+    }
+
+    fn node(&mut self, path: &str, n: &Node) -> Outcome {
+        match n {
+            Node::Condition(c) => self.condition(path, c),
+            Node::Group(g) => {
+                if let Some(a) = &g.authority {
+                    if a != self.authority {
+                        self.failed.push(format!(
+                            "{path}: authority `{a}` is not this verifier (`{}`)",
+                            self.authority
+                        ));
+                        return Outcome { ok: false, names_sim: false };
+                    }
+                }
+                let mut out = Outcome { ok: true, names_sim: false };
+                if let Some(all) = &g.all_of {
+                    let o = self.all(path, all);
+                    out.ok &= o.ok;
+                    out.names_sim |= o.names_sim;
+                }
+                if let Some(any) = &g.any_of {
+                    let o = self.any(path, any);
+                    out.ok &= o.ok;
+                    out.names_sim |= o.names_sim;
+                }
+                if self.sim && out.ok && !out.names_sim {
+                    self.failed.push(format!(
+                        "{path}: evidence is from the sim platform and this clause group does not require platform == \"sim\""
+                    ));
+                    out.ok = false;
+                }
+                out
+            }
+        }
+    }
+}
+
+impl ReleasePolicy {
+    /// Parses a policy document.
+    ///
+    /// # Errors
+    /// [`PolicyError::Json`] with the path of the field at fault, or [`PolicyError::Release`].
+    pub fn from_json(bytes: &[u8]) -> Result<Self, PolicyError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let p: Self = serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Json {
+            document: "release policy",
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })?;
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Structural checks: version, exactly one of `anyOf`/`allOf` at the top, no empty
+    /// group, every group has `allOf` or `anyOf`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Release`] naming the path.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let bad = |path: String, reason: &str| PolicyError::Release {
+            path,
+            reason: reason.into(),
+        };
+        if self.version != VERSION {
+            return Err(bad("version".into(), "must be \"1.0.0\""));
+        }
+        let (name, nodes) = match (&self.any_of, &self.all_of) {
+            (Some(a), None) => ("anyOf", a),
+            (None, Some(a)) => ("allOf", a),
+            _ => return Err(bad("<top>".into(), "needs exactly one of anyOf, allOf")),
+        };
+        fn walk(path: &str, nodes: &[Node]) -> Result<(), PolicyError> {
+            if nodes.is_empty() {
+                return Err(PolicyError::Release {
+                    path: path.into(),
+                    reason: "empty list".into(),
+                });
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                if let Node::Group(g) = n {
+                    let p = format!("{path}[{i}]");
+                    if g.all_of.is_none() && g.any_of.is_none() {
+                        return Err(PolicyError::Release {
+                            path: p,
+                            reason: "a group needs allOf or anyOf".into(),
+                        });
+                    }
+                    if let Some(a) = &g.all_of {
+                        walk(&format!("{p}.allOf"), a)?;
+                    }
+                    if let Some(a) = &g.any_of {
+                        walk(&format!("{p}.anyOf"), a)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        walk(name, nodes)
+    }
+
+    /// Evaluates the policy over `claims` (a flat JSON object) from the verifier `authority`.
+    pub fn evaluate(&self, claims: &Value, authority: &str) -> Decision {
+        let sim = claims.get("platform") == Some(&Value::String("sim".into()));
+        let mut ctx = Ctx {
+            claims,
+            authority,
+            sim,
+            held: Vec::new(),
+            failed: Vec::new(),
+        };
+        let top = Group {
+            authority: None,
+            all_of: self.all_of.clone(),
+            any_of: self.any_of.clone(),
+        };
+        // The top level is evaluated like a group, but its paths start at `anyOf`/`allOf`.
+        let out = {
+            let mut out = Outcome { ok: true, names_sim: false };
+            if let Some(all) = &top.all_of {
+                let o = ctx.all("", all);
+                out.ok &= o.ok;
+                out.names_sim |= o.names_sim;
+            }
+            if let Some(any) = &top.any_of {
+                let o = ctx.any("", any);
+                out.ok &= o.ok;
+                out.names_sim |= o.names_sim;
+            }
+            if sim && out.ok && !out.names_sim {
+                ctx.failed.push(
+                    "policy: evidence is from the sim platform and the policy does not require platform == \"sim\"".into(),
+                );
+                out.ok = false;
+            }
+            out
+        };
+        let strip = |v: Vec<String>| -> Vec<String> {
+            v.into_iter()
+                .map(|s| s.strip_prefix('.').map(str::to_string).unwrap_or(s))
+                .collect()
+        };
+        if out.ok {
+            Decision::Allow(Allow { trace: strip(ctx.held) })
+        } else {
+            Decision::Deny(strip(ctx.failed))
+        }
+    }
+
+    /// The default policy of the local broker for keys registered without one: allow only
+    /// `snp` evidence at VMPL 0 with debugging off. It never allows `sim`.
+    pub fn default_deny_sim() -> Self {
+        serde_json::from_value(serde_json::json!({
+            "version": VERSION,
+            "allOf": [
+                {"claim": "platform", "equals": "snp"},
+                {"claim": "debug", "equals": false},
+                {"claim": "vmpl", "equals": 0}
+            ]
+        }))
+        .unwrap_or_else(|_| unreachable!("static policy parses"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pol(v: Value) -> ReleasePolicy {
+        let p: ReleasePolicy = serde_json::from_value(v).unwrap();
+        p.check().unwrap();
+        p
+    }
+
+    fn sim_claims() -> Value {
+        json!({"platform": "sim", "measurement": "aa", "debug": false, "vmpl": 0, "x-ms-attestation-type": "sim"})
+    }
+
+    #[test]
+    fn policy_naming_sim_allows_matching_sim_claims() {
+        let p = pol(json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
+            {"claim": "platform", "equals": "sim"}, {"claim": "measurement", "equals": "aa"}]}]}));
+        assert!(matches!(p.evaluate(&sim_claims(), "local"), Decision::Allow(_)));
+    }
+
+    #[test]
+    fn policy_not_naming_sim_denies_sim_even_when_every_clause_holds() {
+        let p = pol(json!({"version": "1.0.0", "allOf": [{"claim": "measurement", "equals": "aa"}]}));
+        let d = p.evaluate(&sim_claims(), "local");
+        assert!(d.reason().contains("sim platform"), "{}", d.reason());
+        assert!(matches!(ReleasePolicy::default_deny_sim().evaluate(&sim_claims(), "local"), Decision::Deny(_)));
+    }
+
+    #[test]
+    fn deny_names_the_failing_clause() {
+        let p = pol(json!({"version": "1.0.0", "anyOf": [{"allOf": [
+            {"claim": "platform", "equals": "sim"}, {"claim": "measurement", "equals": "bb"}]}]}));
+        let d = p.evaluate(&sim_claims(), "local");
+        assert_eq!(
+            d.reason(),
+            "anyOf[0].allOf[1]: claim `measurement` is \"aa\", policy requires \"bb\""
+        );
+    }
+
+    #[test]
+    fn wrong_authority_and_absent_claims_deny() {
+        let p = pol(json!({"version": "1.0.0", "anyOf": [{"authority": "maa.example", "allOf": [
+            {"claim": "platform", "equals": "sim"}]}]}));
+        assert!(p.evaluate(&sim_claims(), "local").reason().contains("authority"));
+        let p = pol(json!({"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "sim"}, {"claim": "nope", "equals": 1}]}));
+        assert!(p.evaluate(&sim_claims(), "local").reason().contains("`nope` is absent"));
+    }
+
+    #[test]
+    fn malformed_policies_are_rejected_with_a_path() {
+        assert!(ReleasePolicy::from_json(br#"{"version":"2.0.0","allOf":[{"claim":"a","equals":1}]}"#).is_err());
+        assert!(ReleasePolicy::from_json(br#"{"version":"1.0.0"}"#).is_err());
+        let e = ReleasePolicy::from_json(br#"{"version":"1.0.0","allOf":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("allOf"), "{e}");
+        assert!(ReleasePolicy::from_json(br#"{"version":"1.0.0","allOf":[{"claim":"a"}]}"#).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! `ccr-init`: the container entrypoint. Verifies the contract, attests, gets the keys released,
+//! decrypts, joins, trains and seals the output. Every flag has an environment-variable twin.
+
+use std::path::PathBuf;
+
+use ccr_runtime::job::{self, JobConfig, PlatformChoice};
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PlatformArg {
+    /// Probe the hardware (configfs-tsm, /dev/sev-guest, /dev/tdx_guest); never falls back to sim.
+    Auto,
+    /// The software simulator: NOT confidential, for local runs and tests only.
+    Sim,
+}
+
+/// Run ccr's main job inside a confidential VM.
+#[derive(Parser, Debug)]
+#[command(name = "ccr-init", version)]
+struct Args {
+    /// The signed contract (contract.json).
+    #[arg(long, env = "CCR_CONTRACT")]
+    contract: PathBuf,
+    /// The pipeline config (pipeline_config.json); its digest must be the contract's.
+    #[arg(long, env = "CCR_PIPELINE")]
+    pipeline: PathBuf,
+    /// Folder holding one sealed image per dataset, named by the dataset's `name`
+    /// (default: each dataset's `mount_path`).
+    #[arg(long, env = "CCR_DATASETS")]
+    datasets: Option<PathBuf>,
+    /// Path of the sealed output image to write (must not exist).
+    #[arg(long, env = "CCR_OUT")]
+    out: PathBuf,
+    /// Key broker URL for keys of type `ccr` (default: each key's `endpoint`).
+    #[arg(long, env = "CCR_BROKER")]
+    broker: Option<String>,
+    /// SHA-256 (hex) of the broker's TLS certificate, as `ccr keybroker serve` prints it.
+    #[arg(long, env = "CCR_BROKER_PIN")]
+    broker_pin: Option<String>,
+    /// Attestation platform.
+    #[arg(long, env = "CCR_PLATFORM", value_enum, default_value = "auto")]
+    platform: PlatformArg,
+    /// State folder of the sim platform's local ARK/ASK/VCEK chain (with --platform sim).
+    #[arg(long, env = "CCR_SIM_STATE")]
+    sim_state: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    ccr_runtime::logging::init();
+    match args.platform {
+        PlatformArg::Sim => tracing::warn!(
+            platform = "sim",
+            "PLATFORM IS SIM: this is NOT a confidential VM; evidence is simulated by a local chain and only a release policy that names sim will release keys to it"
+        ),
+        PlatformArg::Auto => tracing::info!(platform = "auto", "ccr-init starting; detecting the platform"),
+    }
+    let abort = match ccr_runtime::init::install() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            std::process::exit(2);
+        }
+    };
+    let init_binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let cfg = JobConfig {
+        contract: args.contract,
+        pipeline: args.pipeline,
+        datasets: args.datasets,
+        out: args.out,
+        broker: args.broker,
+        broker_pin: args.broker_pin,
+        platform: match args.platform {
+            PlatformArg::Auto => PlatformChoice::Auto,
+            PlatformArg::Sim => PlatformChoice::Sim,
+        },
+        sim_state: args.sim_state,
+        init_binary,
+        abort,
+    };
+    match job::run(&cfg) {
+        Ok(s) => {
+            tracing::info!(metrics = %s.metrics["test"], out = %cfg.out.display(), "training complete");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, exit_code = e.exit_code(), "ccr-init failed; no output written");
+            std::process::exit(e.exit_code());
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! `ccr`: the parties' tool. Data providers seal datasets and register keys; the data consumer
+//! unseals the model; policy authors and auditors derive and check policies; operators run the
+//! broker.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ccr_images::{DatasetKey, Image};
+use ccr_keybroker::KbsClient;
+use ccr_policy::contract::SignatureEntry;
+use ccr_policy::sign::PrivateKey;
+use ccr_policy::{Contract, Decision, ReleasePolicy};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(name = "ccr", version, about = "ccr: confidential clean-room tool for data providers, consumers, auditors and broker operators")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Seal and open dataset images (data providers).
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// Make and register keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Run or query the local key broker.
+    #[command(subcommand)]
+    Keybroker(BrokerCmd),
+    /// Edit, sign and verify contracts.
+    #[command(subcommand)]
+    Contract(ContractCmd),
+    /// Derive and evaluate release policies.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Unseal the trained model (data consumer).
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// The sim platform's local chain.
+    #[command(subcommand)]
+    Sim(SimCmd),
+}
+
+#[derive(Subcommand)]
+enum DatasetCmd {
+    /// Seal a file or folder into a new image.
+    Seal {
+        /// Dataset id (the contract's datasets[].id).
+        #[arg(long)]
+        id: String,
+        /// Key id at the broker (the contract's key.properties.kid).
+        #[arg(long)]
+        kid: String,
+        /// The 32-byte key file (`ccr keys generate`).
+        #[arg(long)]
+        key: PathBuf,
+        /// File or folder to seal.
+        source: PathBuf,
+        /// Image folder to create.
+        image: PathBuf,
+    },
+    /// Decrypt an image into a new folder (for the data owner).
+    Open {
+        /// Dataset id the image must be for.
+        #[arg(long)]
+        id: String,
+        /// The 32-byte key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The image folder.
+        image: PathBuf,
+        /// Folder to create with the plaintext files.
+        out: PathBuf,
+    },
+}
+
+#[derive(Args2)]
+struct BrokerConn {
+    /// Broker URL (https://127.0.0.1:PORT).
+    #[arg(long, env = "CCR_BROKER")]
+    broker: String,
+    /// SHA-256 (hex) of the broker's TLS certificate.
+    #[arg(long, env = "CCR_BROKER_PIN")]
+    pin: String,
+    /// File holding the broker's admin token.
+    #[arg(long, env = "CCR_ADMIN_TOKEN_FILE")]
+    admin_token: PathBuf,
+}
+
+use clap::Args as Args2;
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Write a fresh random 32-byte key (mode 0600).
+    Generate {
+        /// Key file to create.
+        out: PathBuf,
+    },
+    /// Register a key with the local broker under a signed contract.
+    Put {
+        #[command(flatten)]
+        conn: BrokerConn,
+        /// KBS resource path `repo/type/tag` (the contract's kid).
+        #[arg(long)]
+        kid: String,
+        /// The 32-byte key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The signed contract the key is released under.
+        #[arg(long)]
+        contract: PathBuf,
+        /// A release policy to use instead of the contract's.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BrokerCmd {
+    /// Serve the KBS protocol over HTTPS.
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        /// Store folder (database, TLS certificate, admin token).
+        #[arg(long)]
+        store: PathBuf,
+        /// Accept sim evidence chained to the sim ARK/ASK in this folder (tests and demos only).
+        #[arg(long)]
+        sim_roots: Option<PathBuf>,
+    },
+    /// Print the audit log.
+    Audit {
+        #[command(flatten)]
+        conn: BrokerConn,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractCmd {
+    /// Make a party signing key (PKCS#8 PEM, mode 0600) and print its public JWK.
+    Keygen {
+        /// `ed25519` or `p256`.
+        #[arg(long, default_value = "ed25519")]
+        alg: String,
+        /// Key file to create.
+        out: PathBuf,
+    },
+    /// Set a party's public key from its private key file (removes existing signatures).
+    SetParty {
+        #[arg(long)]
+        contract: PathBuf,
+        #[arg(long)]
+        party: String,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Set pipelineDigest from a pipeline config (removes existing signatures).
+    SetPipeline {
+        #[arg(long)]
+        contract: PathBuf,
+        #[arg(long)]
+        pipeline: PathBuf,
+    },
+    /// Set releasePolicy from a policy file (removes existing signatures).
+    SetPolicy {
+        #[arg(long)]
+        contract: PathBuf,
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Sign the contract digest as a party (adds or replaces its signature).
+    Sign {
+        #[arg(long)]
+        contract: PathBuf,
+        #[arg(long)]
+        party: String,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify signatures and validity (and the pipeline digest when given).
+    Verify {
+        #[arg(long)]
+        contract: PathBuf,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Print the contract digest (what the parties sign; the sim host_data).
+    Digest { contract: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Print a release policy pinning what the sim platform will report for this contract.
+    Derive {
+        /// Only `sim` in this version.
+        #[arg(long = "for")]
+        target: String,
+        #[arg(long)]
+        contract: PathBuf,
+        /// The ccr-init binary that will run.
+        #[arg(long)]
+        init: PathBuf,
+    },
+    /// Evaluate a policy over a claims JSON object.
+    Eval {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        claims: PathBuf,
+        /// The verifier's authority name.
+        #[arg(long, default_value = "local")]
+        authority: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// Decrypt the sealed output into a new folder.
+    Unseal {
+        /// The output id (the contract's output.id).
+        #[arg(long)]
+        id: String,
+        /// The output key file.
+        #[arg(long)]
+        key: PathBuf,
+        image: PathBuf,
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCmd {
+    /// Make (or load) the sim chain in a state folder and print where its roots are.
+    Init {
+        #[arg(long)]
+        state: PathBuf,
+    },
+}
+
+fn read_key(path: &Path) -> Result<DatasetKey> {
+    let bytes = Zeroizing::new(std::fs::read(path).with_context(|| format!("key file {}", path.display()))?);
+    DatasetKey::from_slice(&bytes).with_context(|| format!("key file {}", path.display()))
+}
+
+/// Writes `data` to `path` through a temporary name and a rename; `private` sets mode 0600.
+fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
+    if path.exists() {
+        bail!("{}: already exists, refusing to overwrite", path.display());
+    }
+    write_atomic(path, data, true)
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&b).with_context(|| format!("{}: not JSON", path.display()))
+}
+
+fn load_contract(path: &Path) -> Result<Contract> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Contract::from_json(&b).with_context(|| format!("contract {}", path.display()))
+}
+
+/// Edits a contract's JSON (as a value, so fields keep their form), dropping signatures.
+fn edit_contract(path: &Path, f: impl FnOnce(&mut serde_json::Map<String, Value>) -> Result<()>) -> Result<()> {
+    let mut v = read_json(path)?;
+    let m = v.as_object_mut().context("contract is not a JSON object")?;
+    f(m)?;
+    if m.get("signatures").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+        eprintln!("note: contract changed; existing signatures removed, every party must sign again");
+    }
+    m.insert("signatures".into(), json!([]));
+    write_atomic(path, &serde_json::to_vec_pretty(&v)?, false)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKey> {
+    let pem = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("key file {}", path.display()))?);
+    PrivateKey::from_pkcs8_pem(&pem).with_context(|| format!("key file {}", path.display()))
+}
+
+fn client(conn: &BrokerConn) -> Result<(KbsClient, Zeroizing<String>)> {
+    let pin = ccr_keybroker::client::parse_pin(&conn.pin)?;
+    let token = Zeroizing::new(
+        std::fs::read_to_string(&conn.admin_token)
+            .with_context(|| format!("admin token file {}", conn.admin_token.display()))?
+            .trim()
+            .to_string(),
+    );
+    Ok((KbsClient::new(&conn.broker, pin), token))
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Dataset(DatasetCmd::Seal { id, kid, key, source, image }) => {
+            let k = read_key(&key)?;
+            let m = ccr_images::seal_path(&source, &image, &id, &kid, &k)?;
+            println!("sealed {} file(s) of dataset {id} into {}", m.files.len(), image.display());
+        }
+        Cmd::Dataset(DatasetCmd::Open { id, key, image, out }) | Cmd::Model(ModelCmd::Unseal { id, key, image, out }) => {
+            let k = read_key(&key)?;
+            let img = Image::load(&image)?;
+            img.expect_dataset(&id)?;
+            img.extract_to(&out, &id, &k)?;
+            println!("opened {} file(s) into {}", img.manifest().files.len(), out.display());
+        }
+        Cmd::Keys(KeysCmd::Generate { out }) => {
+            let k = DatasetKey::generate();
+            write_new_private(&out, k.as_bytes())?;
+            println!("wrote a 32-byte key to {}", out.display());
+        }
+        Cmd::Keys(KeysCmd::Put { conn, kid, key, contract, policy }) => {
+            let k = read_key(&key)?;
+            load_contract(&contract)?;
+            let c = read_json(&contract)?;
+            let p = policy.as_deref().map(read_json).transpose()?;
+            let (mut cl, token) = client(&conn)?;
+            cl.put_resource(&token, &kid, k.as_bytes(), &c, p.as_ref())?;
+            println!("registered {kid}");
+        }
+        Cmd::Keybroker(BrokerCmd::Serve { listen, store, sim_roots }) => serve(&listen, &store, sim_roots.as_deref())?,
+        Cmd::Keybroker(BrokerCmd::Audit { conn }) => {
+            let (mut cl, token) = client(&conn)?;
+            println!("{}", serde_json::to_string_pretty(&cl.audit_log(&token)?)?);
+        }
+        Cmd::Contract(ContractCmd::Keygen { alg, out }) => {
+            let k = PrivateKey::generate(&alg)?;
+            write_new_private(&out, k.to_pkcs8_pem().as_bytes())?;
+            println!("{}", k.public_key().to_jwk());
+        }
+        Cmd::Contract(ContractCmd::SetParty { contract, party, key }) => {
+            let jwk = private_key(&key)?.public_key().to_jwk();
+            edit_contract(&contract, |m| {
+                let parties = m.get_mut("parties").and_then(Value::as_array_mut).context("contract has no parties[]")?;
+                let p = parties
+                    .iter_mut()
+                    .find(|p| p.get("id").and_then(Value::as_str) == Some(party.as_str()))
+                    .with_context(|| format!("party `{party}` is not in parties[]"))?;
+                p["publicKey"] = jwk;
+                Ok(())
+            })?;
+        }
+        Cmd::Contract(ContractCmd::SetPipeline { contract, pipeline }) => {
+            let d = ccr_policy::pipeline_digest(&read_json(&pipeline)?);
+            edit_contract(&contract, |m| {
+                m.insert("pipelineDigest".into(), json!(d));
+                Ok(())
+            })?;
+            println!("{d}");
+        }
+        Cmd::Contract(ContractCmd::SetPolicy { contract, policy }) => {
+            let b = std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?;
+            ReleasePolicy::from_json(&b)?;
+            let p: Value = serde_json::from_slice(&b)?;
+            edit_contract(&contract, |m| {
+                m.insert("releasePolicy".into(), p);
+                Ok(())
+            })?;
+        }
+        Cmd::Contract(ContractCmd::Sign { contract, party, key }) => {
+            let c = load_contract(&contract)?;
+            if !c.parties.iter().any(|p| p.id == party) {
+                bail!("`{party}` is not a party to contract {}", c.id);
+            }
+            let k = private_key(&key)?;
+            let pk = ccr_policy::sign::PublicKey::from_jwk(&c.parties.iter().find(|p| p.id == party).map(|p| p.public_key.clone()).unwrap_or_default())?;
+            if pk.to_jwk() != k.public_key().to_jwk() {
+                bail!("key {} is not party `{party}`'s key in the contract", key.display());
+            }
+            let jws = k.sign_detached(&party, &c.digest());
+            let mut v = read_json(&contract)?;
+            let sigs = v
+                .as_object_mut()
+                .context("contract is not a JSON object")?
+                .entry("signatures")
+                .or_insert(json!([]));
+            let arr = sigs.as_array_mut().context("signatures is not a list")?;
+            arr.retain(|s| s.get("party").and_then(Value::as_str) != Some(party.as_str()));
+            arr.push(serde_json::to_value(SignatureEntry { party: party.clone(), jws })?);
+            write_atomic(&contract, &serde_json::to_vec_pretty(&v)?, false)?;
+            println!("signed contract {} as {party}", c.id);
+        }
+        Cmd::Contract(ContractCmd::Verify { contract, pipeline }) => {
+            let c = load_contract(&contract)?;
+            let vc = c.verify(chrono::Utc::now())?;
+            if let Some(p) = pipeline {
+                vc.check_pipeline(&read_json(&p)?)?;
+            }
+            println!("contract {} verified: {} signatures, digest {}", c.id, c.signatures.len(), hex::encode(vc.digest()));
+        }
+        Cmd::Contract(ContractCmd::Digest { contract }) => println!("{}", hex::encode(load_contract(&contract)?.digest())),
+        Cmd::Policy(PolicyCmd::Derive { target, contract, init }) => {
+            if target != "sim" {
+                bail!("--for {target}: this version derives policies for sim only");
+            }
+            let c = load_contract(&contract)?;
+            let init_sha = ccr_runtime::job::file_sha384(&init)?;
+            let m = ccr_attest::sim::sim_measurement(&init_sha, &c.launch_digest());
+            let p = json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
+                {"claim": "platform", "equals": "sim"},
+                {"claim": "measurement", "equals": hex::encode(m)},
+                {"claim": "debug", "equals": false},
+                {"claim": "vmpl", "equals": 0}
+            ]}]});
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        }
+        Cmd::Policy(PolicyCmd::Eval { policy, claims, authority }) => {
+            let p = ReleasePolicy::from_json(&std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?)?;
+            let c = read_json(&claims)?;
+            match p.evaluate(&c, &authority) {
+                Decision::Allow(a) => println!("allow\n{}", a.trace().join("\n")),
+                Decision::Deny(r) => {
+                    println!("deny\n{}", r.join("\n"));
+                    std::process::exit(3);
+                }
+            }
+        }
+        Cmd::Sim(SimCmd::Init { state }) => {
+            let a = ccr_attest::sim::SimAuthority::load_or_create(&state)?;
+            println!("sim chain in {} (ark.pem, ask.pem, vcek.pem)", a.dir().display());
+        }
+    }
+    Ok(())
+}
+
+fn serve(listen: &str, store: &Path, sim_roots: Option<&Path>) -> Result<()> {
+    ccr_runtime::logging::init();
+    let addr = ccr_keybroker::server::parse_listen(listen)?;
+    let roots = sim_roots.map(ccr_attest::sim::load_roots).transpose()?;
+    if roots.is_some() {
+        tracing::warn!("this broker accepts sim evidence (--sim-roots): for tests and demos only");
+    }
+    let broker = ccr_keybroker::server::Broker::new(ccr_keybroker::server::BrokerConfig {
+        store_dir: store.to_path_buf(),
+        sim_roots: roots,
+    })?;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let fp = broker.fingerprint().to_string();
+    write_atomic(&store.join("tls.sha256"), fp.as_bytes(), false)?;
+    write_atomic(&store.join("listen.addr"), local.to_string().as_bytes(), false)?;
+    println!("listening on https://{local}");
+    println!("certificate sha256 {fp}");
+    println!("admin token in {}", store.join("admin.token").display());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; }, None => std::future::pending::<()>().await } } => {},
+            }
+        };
+        broker.serve(listener, shutdown).await
+    })?;
+    Ok(())
+}

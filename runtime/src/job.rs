@@ -1,0 +1,538 @@
+//! The main job of `ccr-init`: the seven steps of DESIGN.md.
+//!
+//! 1. start: read and verify the contract (signatures, validity) and the pipeline (digest);
+//! 2. attest: make the runtime key, pick the platform;
+//! 3. release: for each broker, KBS handshake with evidence binding its nonce and the runtime
+//!    key, then fetch every dataset key and the output key;
+//! 4. decrypt: open each sealed image in memory with its key;
+//! 5. join; 6. train; 7. seal the model, metrics and run report with the output key,
+//!    atomically.
+//!
+//! Nothing decrypted is written to disk; keys are zeroized on drop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ccr_attest::Platform;
+use ccr_attest::attester::{Attester, SimAttester};
+use ccr_attest::report_data::kbs_report_data;
+use ccr_attest::sim::{SimAuthority, sim_measurement};
+use ccr_images::{DatasetKey, Image, ImageBuilder};
+use ccr_keybroker::{KbsClient, RuntimeKey};
+use ccr_policy::{Contract, VerifiedContract};
+use ccr_policy::contract::KeyRef;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha384};
+use tracing::{info, info_span, warn};
+use zeroize::Zeroizing;
+
+use crate::join::{self, Table};
+use crate::pipeline::{Join, Pipeline, PipelineError};
+use crate::train;
+
+/// Which platform to attest on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformChoice {
+    /// Probe the hardware; never falls back to sim.
+    Auto,
+    /// The software simulator, by explicit request only.
+    Sim,
+}
+
+/// The job's inputs (from flags or their environment twins).
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// `contract.json`.
+    pub contract: PathBuf,
+    /// `pipeline_config.json`.
+    pub pipeline: PathBuf,
+    /// Folder of sealed images, one per dataset named by its `name` (overrides `mount_path`).
+    pub datasets: Option<PathBuf>,
+    /// Where the sealed output image goes (must not exist).
+    pub out: PathBuf,
+    /// Broker URL for every `ccr` key (overrides the contract's `endpoint`).
+    pub broker: Option<String>,
+    /// SHA-256 of the broker's TLS certificate, hex.
+    pub broker_pin: Option<String>,
+    /// The platform.
+    pub platform: PlatformChoice,
+    /// The sim platform's state folder.
+    pub sim_state: Option<PathBuf>,
+    /// The running `ccr-init` binary (hashed into the sim measurement).
+    pub init_binary: PathBuf,
+    /// Set by SIGTERM/SIGINT: the job stops after the current step or epoch.
+    pub abort: crate::init::Abort,
+}
+
+/// A job error; each names its step and input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// Reading an input failed.
+    #[error("{path}: {reason}")]
+    Input {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The contract is malformed, unsigned, expired, or does not match the pipeline.
+    #[error("contract {path}: {source}")]
+    Contract {
+        /// The contract's path.
+        path: PathBuf,
+        /// The reason.
+        #[source]
+        source: ccr_policy::PolicyError,
+    },
+    /// The pipeline config is malformed.
+    #[error("{path}: {source}")]
+    Pipeline {
+        /// The pipeline's path.
+        path: PathBuf,
+        /// The reason.
+        #[source]
+        source: PipelineError,
+    },
+    /// The platform could not attest.
+    #[error("attestation: {0}")]
+    Attest(String),
+    /// A key could not be released.
+    #[error("key release for {what} ({kid}): {source}")]
+    Release {
+        /// `dataset <id>` or `output`.
+        what: String,
+        /// The key id.
+        kid: String,
+        /// The broker's answer.
+        #[source]
+        source: ccr_keybroker::BrokerError,
+    },
+    /// A configuration error outside a single document.
+    #[error("{0}")]
+    Config(String),
+    /// A dataset image failed to open or decrypt.
+    #[error("dataset `{dataset}`: {source}")]
+    Image {
+        /// The dataset id.
+        dataset: String,
+        /// The reason (names the file and segment).
+        #[source]
+        source: ccr_images::ImageError,
+    },
+    /// The join failed.
+    #[error("join: {0}")]
+    Join(#[from] join::JoinError),
+    /// Training failed.
+    #[error("train: {0}")]
+    Train(#[from] train::TrainError),
+    /// A termination signal arrived; the job stopped before writing anything.
+    #[error("aborted by a termination signal during {step}")]
+    Aborted {
+        /// The step that was running.
+        step: &'static str,
+    },
+    /// Sealing the output failed.
+    #[error("seal output {path}: {source}")]
+    Seal {
+        /// The output path.
+        path: PathBuf,
+        /// The reason.
+        #[source]
+        source: ccr_images::ImageError,
+    },
+}
+
+impl JobError {
+    /// The process exit status for this error: 2 inputs, 3 attestation, 4 key release,
+    /// 5 decryption, 6 join or training, 7 sealing, 143 aborted by SIGTERM.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Input { .. } | Self::Contract { .. } | Self::Pipeline { .. } | Self::Config(_) => 2,
+            Self::Attest(_) => 3,
+            Self::Release { .. } => 4,
+            Self::Image { .. } => 5,
+            Self::Join(_) | Self::Train(_) => 6,
+            Self::Seal { .. } => 7,
+            Self::Aborted { .. } => 143,
+        }
+    }
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// `metrics.json` content.
+    pub metrics: Value,
+    /// `run.json` content.
+    pub run: Value,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, JobError> {
+    std::fs::read(path).map_err(|e| JobError::Input {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Loads and verifies the contract and pipeline at `now`.
+///
+/// # Errors
+/// [`JobError::Contract`], [`JobError::Pipeline`], [`JobError::Input`].
+pub fn load_inputs(cfg: &JobConfig) -> Result<(VerifiedContract, Pipeline, Value), JobError> {
+    let cerr = |source| JobError::Contract {
+        path: cfg.contract.clone(),
+        source,
+    };
+    let contract = Contract::from_json(&read(&cfg.contract)?).map_err(cerr)?;
+    let vc = contract.verify(chrono::Utc::now()).map_err(cerr)?;
+    let pbytes = read(&cfg.pipeline)?;
+    let pval: Value = serde_json::from_slice(&pbytes).map_err(|e| JobError::Pipeline {
+        path: cfg.pipeline.clone(),
+        source: PipelineError::Json {
+            path: format!("line {} column {}", e.line(), e.column()),
+            reason: e.to_string(),
+        },
+    })?;
+    vc.check_pipeline(&pval).map_err(cerr)?;
+    let pipeline = Pipeline::from_value(&pval).map_err(|source| JobError::Pipeline {
+        path: cfg.pipeline.clone(),
+        source,
+    })?;
+    Ok((vc, pipeline, pval))
+}
+
+/// The SHA-384 of a file (the ccr-init binary for the sim measurement).
+///
+/// # Errors
+/// [`JobError::Input`].
+pub fn file_sha384(path: &Path) -> Result<[u8; 48], JobError> {
+    Ok(Sha384::digest(read(path)?).into())
+}
+
+fn attester(cfg: &JobConfig, contract: &VerifiedContract) -> Result<Box<dyn Attester>, JobError> {
+    match cfg.platform {
+        PlatformChoice::Sim => {
+            let dir = cfg
+                .sim_state
+                .clone()
+                .ok_or_else(|| JobError::Config("--platform sim needs --sim-state DIR".into()))?;
+            let authority = SimAuthority::load_or_create(&dir).map_err(|e| JobError::Attest(e.to_string()))?;
+            let m = sim_measurement(&file_sha384(&cfg.init_binary)?, &contract.contract().launch_digest());
+            info!(measurement = %hex::encode(m), host_data = %hex::encode(contract.digest()), "sim report values");
+            Ok(Box::new(SimAttester::new(authority, m, contract.digest())))
+        }
+        PlatformChoice::Auto => {
+            let d = ccr_attest::attester::detect(Path::new("/"));
+            for p in &d.probes {
+                info!(probe = %p, "platform detection");
+            }
+            match d.found {
+                Some(path) => Err(JobError::Attest(format!(
+                    "found {} ({}), but this version of ccr produces evidence only for the sim platform",
+                    path.display(),
+                    d.platform.map_or("unknown platform", Platform::as_str)
+                ))),
+                None => Err(JobError::Attest(
+                    "no confidential-computing platform found (probed configfs-tsm, /dev/sev-guest, /dev/tdx_guest); \
+                     ccr never falls back to sim: pass --platform sim for a local, non-confidential run"
+                        .into(),
+                )),
+            }
+        }
+    }
+}
+
+/// Runs the whole job.
+///
+/// # Errors
+/// [`JobError`]; on error nothing is written to `cfg.out`.
+pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
+    let started = chrono::Utc::now();
+    let mut timings: BTreeMap<&'static str, u128> = BTreeMap::new();
+    let mut t0 = Instant::now();
+    let abort = cfg.abort.clone();
+    let mut lap = |name: &'static str, t0: &mut Instant| {
+        timings.insert(name, t0.elapsed().as_millis());
+        *t0 = Instant::now();
+        if abort.requested() {
+            return Err(JobError::Aborted { step: name });
+        }
+        Ok(())
+    };
+
+    // 1. start
+    let (vc, pipeline, pval) = info_span!("start").in_scope(|| load_inputs(cfg))?;
+    let contract = vc.contract().clone();
+    if cfg.out.exists() {
+        return Err(JobError::Config(format!("--out {}: already exists, refusing to overwrite", cfg.out.display())));
+    }
+    info!(contract = %contract.id, contract_digest = %hex::encode(vc.digest()), pipeline_digest = %contract.pipeline_digest, "contract verified");
+    lap("start", &mut t0)?;
+
+    // 2. attest
+    let (attester, runtime_key) = info_span!("attest").in_scope(|| {
+        let a = attester(cfg, &vc)?;
+        let rk = RuntimeKey::generate();
+        info!(platform = %a.platform(), runtime_key = %rk.fingerprint(), "runtime key made");
+        Ok::<_, JobError>((a, rk))
+    })?;
+    lap("attest", &mut t0)?;
+
+    // 3. release keys
+    let span = info_span!("release");
+    let (dataset_keys, output_key, evidence_digest) = span.in_scope(|| release_keys(cfg, &contract, &pipeline, attester.as_ref(), &runtime_key))?;
+    drop(runtime_key);
+    lap("release", &mut t0)?;
+
+    // 4. decrypt
+    let tables = info_span!("decrypt").in_scope(|| decrypt(cfg, &contract, &pipeline, &dataset_keys))?;
+    drop(dataset_keys);
+    lap("decrypt", &mut t0)?;
+
+    // 5. join
+    let jc = pipeline.join.config();
+    let identifiers = jc.joined_dataset.as_ref().map(|j| j.identifiers.clone()).unwrap_or_default();
+    let joined = info_span!("join").in_scope(|| {
+        let rows_in: Vec<usize> = tables.iter().map(|t| t.1.rows.len()).collect();
+        let t = join::run(matches!(pipeline.join, Join::Keyed(_)), jc, tables)?;
+        info!(rows_in = ?rows_in, rows = t.rows.len(), columns = t.columns.len(), "joined");
+        Ok::<_, JobError>(t)
+    })?;
+    lap("join", &mut t0)?;
+
+    // 6. train
+    let tc = &pipeline.train;
+    let (metrics, model_bytes) = info_span!("train").in_scope(|| train_and_eval(&joined, tc, &identifiers, &cfg.abort))?;
+    drop(joined);
+    lap("train", &mut t0)?;
+
+    // 7. seal
+    let run_report = json!({
+        "format": "ccr-run/1",
+        "ccr_version": env!("CARGO_PKG_VERSION"),
+        "contract_id": contract.id,
+        "contract_digest": hex::encode(vc.digest()),
+        "pipeline_digest": crate::pipeline_digest_of(&pval),
+        "platform": attester.platform().as_str(),
+        "evidence_digest": evidence_digest,
+        "datasets": pipeline.join.config().datasets.iter().map(|d| json!({"id": d.id, "name": d.name})).collect::<Vec<_>>(),
+        "rows": metrics["rows"],
+        "started": started.to_rfc3339(),
+        "finished": chrono::Utc::now().to_rfc3339(),
+        "timings_ms": timings,
+    });
+    info_span!("seal").in_scope(|| {
+        let serr = |source| JobError::Seal {
+            path: cfg.out.clone(),
+            source,
+        };
+        let mut b = ImageBuilder::new(&cfg.out, &contract.output.id, &contract.output.key.properties.kid, &output_key).map_err(serr)?;
+        let m = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
+        let r = serde_json::to_vec_pretty(&run_report).unwrap_or_default();
+        b.add_file("model.safetensors", Path::new("<model>"), &model_bytes[..]).map_err(serr)?;
+        b.add_file("metrics.json", Path::new("<metrics>"), &m[..]).map_err(serr)?;
+        b.add_file("run.json", Path::new("<run report>"), &r[..]).map_err(serr)?;
+        b.commit().map_err(serr)?;
+        info!(out = %cfg.out.display(), "output sealed");
+        Ok::<_, JobError>(())
+    })?;
+    Ok(Summary {
+        metrics,
+        run: run_report,
+    })
+}
+
+fn endpoint(cfg: &JobConfig, key: &KeyRef) -> Result<String, JobError> {
+    if key.kind != "ccr" {
+        return Err(JobError::Config(format!(
+            "key type `{}` ({}): this version releases keys from the ccr broker (type `ccr`) only",
+            key.kind, key.properties.kid
+        )));
+    }
+    cfg.broker
+        .clone()
+        .or_else(|| (!key.properties.endpoint.is_empty()).then(|| key.properties.endpoint.clone()))
+        .ok_or_else(|| JobError::Config(format!("no broker endpoint for key {} (set --broker)", key.properties.kid)))
+}
+
+type Released = (Vec<(String, DatasetKey)>, DatasetKey, String);
+
+fn release_keys(
+    cfg: &JobConfig,
+    contract: &Contract,
+    pipeline: &Pipeline,
+    attester: &dyn Attester,
+    runtime_key: &RuntimeKey,
+) -> Result<Released, JobError> {
+    let pin = cfg
+        .broker_pin
+        .as_deref()
+        .ok_or_else(|| JobError::Config("--broker-pin (SHA-256 of the broker's certificate) is required".into()))?;
+    let pin = ccr_keybroker::client::parse_pin(pin).map_err(|e| JobError::Config(e.to_string()))?;
+    // Everything to fetch: (what, key ref).
+    let mut wanted: Vec<(String, String, KeyRef)> = Vec::new();
+    for d in &pipeline.join.config().datasets {
+        let cd = contract
+            .datasets
+            .iter()
+            .find(|c| c.id == d.id)
+            .ok_or_else(|| JobError::Config(format!("pipeline dataset `{}` ({}) is not in the contract", d.id, d.name)))?;
+        wanted.push((format!("dataset {}", d.id), d.id.clone(), cd.key.clone()));
+    }
+    wanted.push(("output".into(), contract.output.id.clone(), contract.output.key.clone()));
+    let mut by_broker: BTreeMap<String, Vec<(String, String, KeyRef)>> = BTreeMap::new();
+    for w in wanted {
+        by_broker.entry(endpoint(cfg, &w.2)?).or_default().push(w);
+    }
+    let mut keys: Vec<(String, DatasetKey)> = Vec::new();
+    let mut output = None;
+    let mut evidence_digest = String::new();
+    for (url, items) in by_broker {
+        let first = &items[0];
+        let rel = |source| JobError::Release {
+            what: first.0.clone(),
+            kid: first.2.properties.kid.clone(),
+            source,
+        };
+        let mut client = KbsClient::new(&url, pin);
+        let challenge = client.auth(attester.platform().as_str()).map_err(rel)?;
+        let rd = kbs_report_data(&challenge.nonce, &runtime_key.tee_pubkey_json(), "");
+        let evidence = attester.evidence(&rd).map_err(|e| JobError::Attest(e.to_string()))?;
+        let ans = client.attest(&challenge.nonce, runtime_key, evidence).map_err(rel)?;
+        evidence_digest = ans.get("evidence_digest").and_then(Value::as_str).unwrap_or("").to_string();
+        info!(broker = %url, evidence_digest = %evidence_digest, "attested to broker");
+        for (what, id, key) in items {
+            let secret: Zeroizing<Vec<u8>> = client.get_resource(&key.properties.kid, runtime_key).map_err(|source| {
+                JobError::Release {
+                    what: what.clone(),
+                    kid: key.properties.kid.clone(),
+                    source,
+                }
+            })?;
+            let k = DatasetKey::from_slice(&secret).map_err(|e| JobError::Release {
+                what: what.clone(),
+                kid: key.properties.kid.clone(),
+                source: ccr_keybroker::BrokerError::Crypto(e.to_string()),
+            })?;
+            info!(key = %key.properties.kid, what = %what, "key released");
+            if what == "output" {
+                output = Some(k);
+            } else {
+                keys.push((id, k));
+            }
+        }
+    }
+    let output = output.ok_or_else(|| JobError::Config("output key not released".into()))?;
+    Ok((keys, output, evidence_digest))
+}
+
+fn decrypt(
+    cfg: &JobConfig,
+    contract: &Contract,
+    pipeline: &Pipeline,
+    keys: &[(String, DatasetKey)],
+) -> Result<Vec<(String, Table)>, JobError> {
+    let mut out = Vec::new();
+    for d in &pipeline.join.config().datasets {
+        let ierr = |source| JobError::Image {
+            dataset: d.id.clone(),
+            source,
+        };
+        let key = &keys
+            .iter()
+            .find(|k| k.0 == d.id)
+            .ok_or_else(|| JobError::Config(format!("no key for dataset {}", d.id)))?
+            .1;
+        let dir = match &cfg.datasets {
+            Some(root) => root.join(&d.name),
+            None => PathBuf::from(&d.mount_path),
+        };
+        let image = Image::load(&dir).map_err(ierr)?;
+        image.expect_dataset(&d.id).map_err(ierr)?;
+        let entry = image
+            .manifest()
+            .files
+            .iter()
+            .find(|f| f.path == d.file)
+            .ok_or_else(|| JobError::Config(format!("dataset `{}`: file `{}` is not in image {}", d.id, d.file, dir.display())))?;
+        let plain = image.read_file(entry, &d.id, key).map_err(ierr)?;
+        let mut t = join::parse_csv(&d.name, &d.file, &plain)?;
+        drop(plain);
+        if let Some(sel) = &d.select_variables {
+            t = join::select_columns(&t, sel, &d.name)?;
+        }
+        info!(dataset = %d.id, name = %d.name, rows = t.rows.len(), columns = t.columns.len(), "decrypted");
+        let _ = contract;
+        out.push((d.name.clone(), t));
+    }
+    Ok(out)
+}
+
+fn train_and_eval(
+    joined: &Table,
+    tc: &crate::pipeline::TrainConfig,
+    identifiers: &[String],
+    abort: &crate::init::Abort,
+) -> Result<(Value, Vec<u8>), JobError> {
+    let p = train::prepare(joined, tc, identifiers)?;
+    let sp = train::split(&p, tc);
+    info!(rows = p.n(), features = p.d(), train = sp.train.len(), val = sp.val.len(), test = sp.test.len(), "data prepared");
+    let total = tc.total_epochs;
+    let trained = train::train(&p, &sp, tc, |e| {
+        info!(epoch = e.epoch, epochs = total, train_loss = e.train_loss, val_metric = ?e.val_metric, "epoch");
+        !abort.requested()
+    })?
+    .ok_or(JobError::Aborted { step: "train" })?;
+    let device = train::device();
+    let xte = trained.scaler.transform(&p, &sp.test);
+    let out = train::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
+    let labels: Vec<f32> = sp.test.iter().map(|&i| p.y[i]).collect();
+    let classification = tc.task_type == "classification";
+    let k = *trained.dims.last().unwrap_or(&1);
+    let preds = if classification { train::argmax_rows(&out, k) } else { out.clone() };
+    let mut test = serde_json::Map::new();
+    test.insert("n".into(), json!(sp.test.len()));
+    for m in &tc.metrics {
+        let v = match m.as_str() {
+            "accuracy" if classification => json!(train::accuracy(&preds, &labels)),
+            "roc_auc" if classification && k == 2 => json!(train::roc_auc(&train::positive_scores(&out), &labels)),
+            "mse" if !classification => json!(train::mse(&preds, &labels)),
+            _ => {
+                warn!(metric = %m, "metric does not apply to this task; skipped");
+                continue;
+            }
+        };
+        test.insert(m.clone(), v);
+    }
+    info!(metrics = %Value::Object(test.clone()), "held-out metrics");
+    let mut metrics = json!({
+        "format": "ccr-metrics/1",
+        "task": tc.task_type,
+        "model": tc.model_config.name,
+        "features": p.features,
+        "classes": p.classes,
+        "rows": {"total": p.n(), "train": sp.train.len(), "val": sp.val.len(), "test": sp.test.len()},
+        "test": Value::Object(test),
+        "epochs": trained.epochs,
+    });
+    if tc.export_test_predictions {
+        let rows: Vec<Value> = sp
+            .test
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                json!({
+                    "id": p.ids[i],
+                    "label": p.y[i],
+                    "prediction": preds[j],
+                    "output": out[j * k..(j + 1) * k],
+                })
+            })
+            .collect();
+        metrics["test_predictions"] = Value::Array(rows);
+    }
+    let bytes = train::to_safetensors(&trained, &p, tc)?;
+    Ok((metrics, bytes))
+}

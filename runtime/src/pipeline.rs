@@ -1,0 +1,457 @@
+//! The pipeline config (`pipeline_config.json`), in DEPA-Training's shape.
+//!
+//! ```json
+//! {"pipeline": [ {"name": "SparkJoin" | "DirectoryJoin", "config": {...}},
+//!                {"name": "Train_DL" | "Train_ML", "config": {...}} ]}
+//! ```
+//!
+//! Every field ccr reads is documented on the structs below; unknown fields are rejected with
+//! their JSON path (for instance `pipeline[1].config.optimizer.params.lrr`). Fields DEPA writes
+//! that ccr does not need (`paths`, `joined_dataset.joined_dataset`, `model_output_folder`,
+//! `joined_result_columns`, `data_type`, `missing_strategy`) are accepted and ignored: ccr keeps
+//! the joined dataset in memory and writes its output where `--out` says.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The whole config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The steps: one join step, then one train step.
+    pub pipeline: Vec<Step>,
+}
+
+/// A step, tagged by `name`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "name", content = "config", deny_unknown_fields)]
+pub enum Step {
+    /// Keyed join through SQL (DEPA's Spark join; ccr runs the query in an in-memory SQLite).
+    SparkJoin(JoinConfig),
+    /// Union of like-shaped tables (same columns, in any order).
+    DirectoryJoin(JoinConfig),
+    /// Neural network training with Burn.
+    #[serde(rename = "Train_DL")]
+    TrainDl(TrainConfig),
+    /// Classical models (logistic/linear regression) with Burn.
+    #[serde(rename = "Train_ML")]
+    TrainMl(TrainConfig),
+}
+
+/// A join step's config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// The input datasets.
+    pub datasets: Vec<DatasetInput>,
+    /// How to join them (required for `SparkJoin`; for `DirectoryJoin` only the column lists
+    /// are read).
+    #[serde(default)]
+    pub joined_dataset: Option<JoinedDataset>,
+}
+
+/// One input dataset of the join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInput {
+    /// The contract's dataset id; its key and sealed image are looked up by it.
+    pub id: String,
+    /// The providing party (informative; the contract's `owner`/`provider` is authoritative).
+    #[serde(default)]
+    pub provider: String,
+    /// The table name in the SQL query.
+    pub name: String,
+    /// The CSV file inside the sealed image (its relative path).
+    pub file: String,
+    /// Columns to keep (all when absent).
+    #[serde(default)]
+    pub select_variables: Option<Vec<String>>,
+    /// Where the sealed image is mounted (overridden by `--datasets DIR`: `DIR/<name>`).
+    #[serde(default)]
+    pub mount_path: String,
+}
+
+/// The join's query and column handling.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinedDataset {
+    /// DEPA's output path of the joined file (ignored: ccr keeps it in memory).
+    #[serde(default)]
+    pub joined_dataset: Option<String>,
+    /// A single read-only `SELECT` over the dataset tables.
+    #[serde(default)]
+    pub joining_query: Option<String>,
+    /// The join key column (informative; must be in the result).
+    #[serde(default)]
+    pub joining_key: Option<String>,
+    /// Columns removed from the joined table.
+    #[serde(default)]
+    pub drop_columns: Vec<String>,
+    /// Identifier columns: removed from the features (they are never trained on).
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    /// DEPA field, ignored.
+    #[serde(default)]
+    pub model_output_folder: Option<String>,
+    /// DEPA field, ignored.
+    #[serde(default)]
+    pub joined_result_columns: Option<Vec<String>>,
+}
+
+/// A train step's config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// DEPA's paths (ignored).
+    #[serde(default)]
+    pub paths: Option<Value>,
+    /// How to read the joined table.
+    pub dataset_config: DatasetConfig,
+    /// The model.
+    pub model_config: ModelConfig,
+    /// The optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Epochs (full passes over the training split).
+    #[serde(default = "default_epochs")]
+    pub total_epochs: usize,
+    /// Mini-batch size.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Train with DP-SGD. This version trains without DP only, and refuses `true`.
+    #[serde(default)]
+    pub is_private: bool,
+    /// DP parameters (read with `is_private`).
+    #[serde(default)]
+    pub privacy_params: Option<Value>,
+    /// `classification` or `regression`.
+    #[serde(default = "default_task")]
+    pub task_type: String,
+    /// Metrics on the held-out split: `accuracy`, `roc_auc` (binary labels), `mse`.
+    #[serde(default = "default_metrics")]
+    pub metrics: Vec<String>,
+    /// Write the held-out split's identifiers, labels and predictions into `metrics.json`
+    /// (off by default; the parties agree to it by signing the pipeline digest).
+    #[serde(default)]
+    pub export_test_predictions: bool,
+}
+
+fn default_epochs() -> usize {
+    20
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_task() -> String {
+    "classification".into()
+}
+fn default_metrics() -> Vec<String> {
+    vec!["accuracy".into()]
+}
+
+/// How the joined table becomes features and labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Only `tabular`.
+    #[serde(rename = "type", default = "default_tabular")]
+    pub kind: String,
+    /// The label column.
+    pub target_variable: String,
+    /// Feature columns (default: every column but the target, identifiers and dropped ones).
+    #[serde(default)]
+    pub feature_columns: Option<Vec<String>>,
+    /// Train/val/test split.
+    #[serde(default)]
+    pub splits: Splits,
+    /// Preprocessing.
+    #[serde(default)]
+    pub preprocessing: Preprocessing,
+    /// DEPA field, ignored.
+    #[serde(default)]
+    pub data_type: Option<String>,
+    /// DEPA field: only `drop` (rows with a missing value are dropped) is supported.
+    #[serde(default)]
+    pub missing_strategy: Option<String>,
+}
+
+fn default_tabular() -> String {
+    "tabular".into()
+}
+
+/// Split fractions (summing to 1), the seed, and whether to stratify by label.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Splits {
+    /// Training fraction.
+    pub train: f64,
+    /// Validation fraction (may be 0).
+    #[serde(default)]
+    pub val: f64,
+    /// Held-out test fraction.
+    pub test: f64,
+    /// Seed of the split, the initialisation and the batch order.
+    #[serde(default)]
+    pub random_state: u64,
+    /// Stratify the split by label (classification only).
+    #[serde(default)]
+    pub stratify: bool,
+}
+
+impl Default for Splits {
+    fn default() -> Self {
+        Self {
+            train: 0.8,
+            val: 0.0,
+            test: 0.2,
+            random_state: 0,
+            stratify: true,
+        }
+    }
+}
+
+/// Preprocessing of the features.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// `standard` (zero mean, unit variance), `minmax` (to [0, 1]), `maxabs` (divide by the
+    /// largest absolute value) or `none`; fitted on the training split only.
+    #[serde(default = "default_scaler")]
+    pub scaler: String,
+}
+
+fn default_scaler() -> String {
+    "standard".into()
+}
+
+impl Default for Preprocessing {
+    fn default() -> Self {
+        Self {
+            scaler: default_scaler(),
+        }
+    }
+}
+
+/// The model, instantiated from config (ccr's model config; DEPA scenarios rewrite theirs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `LogisticRegression` (one linear layer, softmax over the classes), `LinearRegression`
+    /// (one linear layer, one output) or `MLP`.
+    pub name: String,
+    /// Hidden layer widths of an `MLP`.
+    #[serde(default)]
+    pub hidden_layers: Vec<usize>,
+    /// Activation of an `MLP`: `relu` or `tanh`.
+    #[serde(default = "default_activation")]
+    pub activation: String,
+}
+
+fn default_activation() -> String {
+    "relu".into()
+}
+
+/// The optimizer: `{"name": "Adam"|"AdamW"|"SGD", "params": {"lr", "weight_decay", "momentum"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// `Adam`, `AdamW` or `SGD`.
+    pub name: String,
+    /// Hyper-parameters.
+    #[serde(default)]
+    pub params: OptimizerParams,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            name: "Adam".into(),
+            params: OptimizerParams::default(),
+        }
+    }
+}
+
+/// Optimizer hyper-parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerParams {
+    /// Learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// L2 weight decay.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// SGD momentum.
+    #[serde(default)]
+    pub momentum: f64,
+}
+
+fn default_lr() -> f64 {
+    1e-3
+}
+
+impl Default for OptimizerParams {
+    fn default() -> Self {
+        Self {
+            lr: default_lr(),
+            weight_decay: 0.0,
+            momentum: 0.0,
+        }
+    }
+}
+
+/// Errors of the pipeline config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The JSON does not parse or has an unknown or mistyped field.
+    #[error("pipeline config: at `{path}`: {reason}")]
+    Json {
+        /// JSON path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A field holds a value ccr cannot run.
+    #[error("pipeline config: `{path}`: {reason}")]
+    Field {
+        /// JSON path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The parsed pipeline: one join, one train step.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The join step.
+    pub join: Join,
+    /// The training config.
+    pub train: TrainConfig,
+    /// `Train_DL` or `Train_ML`.
+    pub train_kind: &'static str,
+}
+
+/// The join kind with its config.
+#[derive(Debug, Clone)]
+pub enum Join {
+    /// Keyed join (SQL).
+    Keyed(JoinConfig),
+    /// Union.
+    Union(JoinConfig),
+}
+
+impl Join {
+    /// The config.
+    pub fn config(&self) -> &JoinConfig {
+        match self {
+            Self::Keyed(c) | Self::Union(c) => c,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Parses and checks a pipeline config.
+    ///
+    /// # Errors
+    /// [`PipelineError`] naming the field's path.
+    pub fn from_value(v: &Value) -> Result<Self, PipelineError> {
+        let cfg: PipelineConfig = serde_path_to_error::deserialize(v.clone()).map_err(|e| PipelineError::Json {
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })?;
+        let field = |path: &str, reason: &str| PipelineError::Field {
+            path: path.into(),
+            reason: reason.into(),
+        };
+        if cfg.pipeline.len() != 2 {
+            return Err(field("pipeline", "expected two steps: a join, then a train step"));
+        }
+        let mut it = cfg.pipeline.into_iter();
+        let join = match it.next() {
+            Some(Step::SparkJoin(c)) => {
+                let q = c.joined_dataset.as_ref().and_then(|j| j.joining_query.as_deref());
+                if q.is_none_or(|q| q.trim().is_empty()) {
+                    return Err(field("pipeline[0].config.joined_dataset.joining_query", "required for SparkJoin"));
+                }
+                Join::Keyed(c)
+            }
+            Some(Step::DirectoryJoin(c)) => Join::Union(c),
+            _ => return Err(field("pipeline[0].name", "the first step must be SparkJoin or DirectoryJoin")),
+        };
+        if join.config().datasets.is_empty() {
+            return Err(field("pipeline[0].config.datasets", "empty"));
+        }
+        let (train, train_kind) = match it.next() {
+            Some(Step::TrainDl(c)) => (c, "Train_DL"),
+            Some(Step::TrainMl(c)) => (c, "Train_ML"),
+            _ => return Err(field("pipeline[1].name", "the second step must be Train_DL or Train_ML")),
+        };
+        let p = "pipeline[1].config";
+        if train.dataset_config.kind != "tabular" {
+            return Err(field(&format!("{p}.dataset_config.type"), "only `tabular` is supported"));
+        }
+        if let Some(m) = &train.dataset_config.missing_strategy {
+            if m != "drop" {
+                return Err(field(&format!("{p}.dataset_config.missing_strategy"), "only `drop` is supported"));
+            }
+        }
+        let s = &train.dataset_config.splits;
+        if !(s.train > 0.0 && s.test > 0.0 && s.val >= 0.0 && ((s.train + s.val + s.test) - 1.0).abs() < 1e-6) {
+            return Err(field(
+                &format!("{p}.dataset_config.splits"),
+                "train > 0, test > 0, val >= 0, summing to 1",
+            ));
+        }
+        if !["standard", "minmax", "maxabs", "none"].contains(&train.dataset_config.preprocessing.scaler.as_str()) {
+            return Err(field(
+                &format!("{p}.dataset_config.preprocessing.scaler"),
+                "one of standard, minmax, maxabs, none",
+            ));
+        }
+        if !["classification", "regression"].contains(&train.task_type.as_str()) {
+            return Err(field(&format!("{p}.task_type"), "classification or regression"));
+        }
+        match (train.model_config.name.as_str(), train.task_type.as_str()) {
+            ("LogisticRegression", "classification") | ("MLP", _) | ("LinearRegression", "regression") => {}
+            (n, t) => {
+                return Err(field(
+                    &format!("{p}.model_config.name"),
+                    &format!("`{n}` cannot do {t} (LogisticRegression: classification, LinearRegression: regression, MLP: both)"),
+                ));
+            }
+        }
+        if train.model_config.name == "MLP" && train.model_config.hidden_layers.is_empty() {
+            return Err(field(&format!("{p}.model_config.hidden_layers"), "an MLP needs at least one hidden layer"));
+        }
+        if !["relu", "tanh"].contains(&train.model_config.activation.as_str()) {
+            return Err(field(&format!("{p}.model_config.activation"), "relu or tanh"));
+        }
+        if !["Adam", "AdamW", "SGD"].contains(&train.optimizer.name.as_str()) {
+            return Err(field(&format!("{p}.optimizer.name"), "Adam, AdamW or SGD"));
+        }
+        if !(train.optimizer.params.lr > 0.0) {
+            return Err(field(&format!("{p}.optimizer.params.lr"), "must be > 0"));
+        }
+        if train.total_epochs == 0 || train.batch_size == 0 {
+            return Err(field(p, "total_epochs and batch_size must be > 0"));
+        }
+        for (i, m) in train.metrics.iter().enumerate() {
+            if !["accuracy", "roc_auc", "mse"].contains(&m.as_str()) {
+                return Err(field(&format!("{p}.metrics[{i}]"), "accuracy, roc_auc or mse"));
+            }
+        }
+        if train.is_private {
+            return Err(field(
+                &format!("{p}.is_private"),
+                "DP-SGD training is not available in this version of ccr; set is_private to false",
+            ));
+        }
+        Ok(Self {
+            join,
+            train,
+            train_kind,
+        })
+    }
+}

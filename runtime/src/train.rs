@@ -1,0 +1,605 @@
+//! Training with Burn on the ndarray backend: data preparation, the model, the loop, the
+//! metrics and the safetensors export.
+//!
+//! # Data
+//! Rows with a missing feature or label are dropped. Classification labels are mapped to class
+//! indices in ascending order of their value (`classes` in the output). The split is
+//! stratified by class when asked (per class: shuffle with the seed, take the test share, then
+//! the validation share, the rest trains), and the scaler is fitted on the training split only.
+//!
+//! # Model
+//! `LogisticRegression`: one linear layer with one output per class and softmax cross-entropy
+//! (multinomial logistic regression, also for two classes). `LinearRegression`: one linear
+//! layer, one output, mean squared error. `MLP`: linear layers with `relu` or `tanh` between.
+//!
+//! # `model.safetensors`
+//! Tensors, all f32, in PyTorch's `nn.Linear` layout so a `torch.nn.Sequential` of Linear
+//! layers loads them by renaming:
+//! - `layers.{i}.weight`: `[out, in]`;
+//! - `layers.{i}.bias`: `[out]`;
+//! - `scaler.offset`, `scaler.scale`: `[n_features]`; the model's input is
+//!   `(x - offset) / scale`, with `x` in the order of the `feature_columns` metadata.
+//!
+//! Metadata (`__metadata__`, strings): `format` = `ccr-model/1`, `model`, `activation`,
+//! `task`, `feature_columns` (JSON list), `classes` (JSON list of label values), `target`.
+//! The forward pass: `h = x'; for each layer but the last: h = act(h @ W.T + b)`; the last
+//! layer's output is the logits (classification: argmax is the prediction, softmax the
+//! probabilities) or the prediction (regression).
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, SgdConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::join::{Cell, Table};
+use crate::pipeline::TrainConfig;
+
+/// A training error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// A configured column is missing from the joined table.
+    #[error("{field}: column `{column}` is not in the joined table (columns: {available})")]
+    Column {
+        /// The config field.
+        field: &'static str,
+        /// The column.
+        column: String,
+        /// Available columns.
+        available: String,
+    },
+    /// A feature column holds text.
+    #[error("feature column `{column}` holds non-numeric values (for example row {row})")]
+    NotNumeric {
+        /// The column.
+        column: String,
+        /// A row index with text.
+        row: usize,
+    },
+    /// Too few rows or classes.
+    #[error("data: {0}")]
+    Data(String),
+    /// The tensor backend failed.
+    #[error("training backend: {0}")]
+    Backend(String),
+}
+
+/// Prepared data: features, labels and row identifiers.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Feature names, in column order of `x`.
+    pub features: Vec<String>,
+    /// `[n, d]` row-major features (unscaled).
+    pub x: Vec<f32>,
+    /// Labels: class index (classification) or value (regression).
+    pub y: Vec<f32>,
+    /// Class label values (classification), ascending.
+    pub classes: Vec<String>,
+    /// Row identifiers (the first identifier column, else the row number).
+    pub ids: Vec<String>,
+}
+
+impl Prepared {
+    /// Number of rows.
+    pub fn n(&self) -> usize {
+        self.y.len()
+    }
+    /// Number of features.
+    pub fn d(&self) -> usize {
+        self.features.len()
+    }
+}
+
+/// Builds features and labels from the joined table.
+///
+/// # Errors
+/// [`TrainError`] naming the column.
+pub fn prepare(t: &Table, cfg: &TrainConfig, identifiers: &[String]) -> Result<Prepared, TrainError> {
+    let dc = &cfg.dataset_config;
+    let target = t.column(&dc.target_variable).ok_or_else(|| TrainError::Column {
+        field: "dataset_config.target_variable",
+        column: dc.target_variable.clone(),
+        available: t.columns.join(", "),
+    })?;
+    let excluded = |c: &String| {
+        c == &dc.target_variable
+            || identifiers.contains(c)
+            || identifiers.iter().any(|i| c.starts_with(&format!("{i}:")))
+    };
+    let features: Vec<String> = match &dc.feature_columns {
+        Some(f) => f.clone(),
+        None => t.columns.iter().filter(|c| !excluded(c)).cloned().collect(),
+    };
+    let fidx = features
+        .iter()
+        .map(|c| {
+            t.column(c).ok_or_else(|| TrainError::Column {
+                field: "dataset_config.feature_columns",
+                column: c.clone(),
+                available: t.columns.join(", "),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if fidx.is_empty() {
+        return Err(TrainError::Data("no feature columns".into()));
+    }
+    let id_col = identifiers.iter().find_map(|i| t.column(i));
+    let classification = cfg.task_type == "classification";
+    let mut class_values: Vec<(f64, String)> = Vec::new();
+    if classification {
+        let mut seen = BTreeMap::new();
+        for r in &t.rows {
+            if let Some(v) = r[target].as_f64() {
+                seen.insert(ordered(v), r[target].to_text());
+            } else if let Cell::Text(s) = &r[target] {
+                return Err(TrainError::Data(format!(
+                    "target `{}` holds text (`{s}`); labels must be numbers",
+                    dc.target_variable
+                )));
+            }
+        }
+        class_values = seen.into_iter().map(|(k, v)| (f64::from_bits(k), v)).collect();
+        if class_values.len() < 2 {
+            return Err(TrainError::Data("fewer than two classes".into()));
+        }
+    }
+    let mut p = Prepared {
+        features,
+        x: Vec::new(),
+        y: Vec::new(),
+        classes: class_values.iter().map(|c| c.1.clone()).collect(),
+        ids: Vec::new(),
+    };
+    'rows: for (ri, r) in t.rows.iter().enumerate() {
+        let Some(yv) = r[target].as_f64() else { continue };
+        let mut xs = Vec::with_capacity(fidx.len());
+        for (k, &i) in fidx.iter().enumerate() {
+            match &r[i] {
+                Cell::Num(v) => xs.push(*v as f32),
+                Cell::Null => continue 'rows,
+                Cell::Text(_) => {
+                    return Err(TrainError::NotNumeric {
+                        column: p.features[k].clone(),
+                        row: ri,
+                    });
+                }
+            }
+        }
+        p.x.extend(xs);
+        p.y.push(if classification {
+            class_values.iter().position(|c| c.0 == yv).unwrap_or(0) as f32
+        } else {
+            yv as f32
+        });
+        p.ids.push(id_col.map_or_else(|| ri.to_string(), |c| r[c].to_text()));
+    }
+    if p.n() < 10 {
+        return Err(TrainError::Data(format!("only {} complete rows", p.n())));
+    }
+    Ok(p)
+}
+
+fn ordered(v: f64) -> u64 {
+    // Labels are small integers in practice; order by value through a monotone key.
+    let b = v.to_bits();
+    if v.is_sign_negative() { !b } else { b | (1 << 63) }
+}
+
+/// Row indices of the train, validation and test splits.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Training rows.
+    pub train: Vec<usize>,
+    /// Validation rows.
+    pub val: Vec<usize>,
+    /// Held-out test rows.
+    pub test: Vec<usize>,
+}
+
+/// Splits rows, stratified by class when `stratify` (classification), with `seed`.
+pub fn split(p: &Prepared, train_cfg: &TrainConfig) -> Split {
+    let s = &train_cfg.dataset_config.splits;
+    let mut rng = ChaCha8Rng::seed_from_u64(s.random_state);
+    let groups: Vec<Vec<usize>> = if s.stratify && train_cfg.task_type == "classification" {
+        let mut g: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, y) in p.y.iter().enumerate() {
+            g.entry(*y as u32).or_default().push(i);
+        }
+        g.into_values().collect()
+    } else {
+        vec![(0..p.n()).collect()]
+    };
+    let mut out = Split {
+        train: Vec::new(),
+        val: Vec::new(),
+        test: Vec::new(),
+    };
+    for mut g in groups {
+        g.shuffle(&mut rng);
+        let n = g.len();
+        let nt = ((n as f64) * s.test).round() as usize;
+        let nv = ((n as f64) * s.val).round() as usize;
+        out.test.extend_from_slice(&g[..nt.min(n)]);
+        out.val.extend_from_slice(&g[nt.min(n)..(nt + nv).min(n)]);
+        out.train.extend_from_slice(&g[(nt + nv).min(n)..]);
+    }
+    out.train.sort_unstable();
+    out.val.sort_unstable();
+    out.test.sort_unstable();
+    out
+}
+
+/// A fitted scaler: `x' = (x - offset) / scale`.
+#[derive(Debug, Clone)]
+pub struct Scaler {
+    /// Per-feature offset.
+    pub offset: Vec<f32>,
+    /// Per-feature scale (never 0).
+    pub scale: Vec<f32>,
+}
+
+impl Scaler {
+    /// Fits `kind` on the rows `idx` of `p`.
+    pub fn fit(kind: &str, p: &Prepared, idx: &[usize]) -> Self {
+        let d = p.d();
+        let col = |j: usize| idx.iter().map(move |&i| p.x[i * d + j] as f64);
+        let mut offset = vec![0f32; d];
+        let mut scale = vec![1f32; d];
+        for j in 0..d {
+            let n = idx.len().max(1) as f64;
+            let (o, s) = match kind {
+                "standard" => {
+                    let mean = col(j).sum::<f64>() / n;
+                    let var = col(j).map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                    (mean, var.sqrt())
+                }
+                "minmax" => {
+                    let lo = col(j).fold(f64::INFINITY, f64::min);
+                    let hi = col(j).fold(f64::NEG_INFINITY, f64::max);
+                    (lo, hi - lo)
+                }
+                "maxabs" => (0.0, col(j).fold(0.0, |m, v| f64::max(m, v.abs()))),
+                _ => (0.0, 1.0),
+            };
+            offset[j] = o as f32;
+            scale[j] = if s.is_finite() && s > 1e-12 { s as f32 } else { 1.0 };
+        }
+        Self { offset, scale }
+    }
+
+    /// Scaled rows `idx` of `p`, row-major.
+    pub fn transform(&self, p: &Prepared, idx: &[usize]) -> Vec<f32> {
+        let d = p.d();
+        let mut out = Vec::with_capacity(idx.len() * d);
+        for &i in idx {
+            for j in 0..d {
+                out.push((p.x[i * d + j] - self.offset[j]) / self.scale[j]);
+            }
+        }
+        out
+    }
+}
+
+/// The network: linear layers with an activation between them.
+#[derive(Module, Debug)]
+pub struct Net {
+    layers: Vec<Linear>,
+    #[module(skip)]
+    tanh: bool,
+}
+
+impl Net {
+    fn new(device: &Device, dims: &[usize], tanh: bool) -> Self {
+        let layers = dims
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .collect();
+        Self { layers, tanh }
+    }
+
+    /// `[batch, in]` → `[batch, out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let n = self.layers.len();
+        let mut h = x;
+        for (i, l) in self.layers.iter().enumerate() {
+            h = l.forward(h);
+            if i + 1 < n {
+                h = if self.tanh {
+                    burn::tensor::activation::tanh(h)
+                } else {
+                    burn::tensor::activation::relu(h)
+                };
+            }
+        }
+        h
+    }
+}
+
+/// Per-epoch record.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation accuracy (classification) or MSE (regression), when there is a validation split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_metric: Option<f64>,
+}
+
+/// The trained model and what to report.
+pub struct Trained {
+    /// The network.
+    pub net: Net,
+    /// Layer widths, input first.
+    pub dims: Vec<usize>,
+    /// The scaler.
+    pub scaler: Scaler,
+    /// Per-epoch log.
+    pub epochs: Vec<EpochLog>,
+}
+
+fn backend_err(e: impl std::fmt::Debug) -> TrainError {
+    TrainError::Backend(format!("{e:?}"))
+}
+
+/// The CPU device with autodiff (ndarray backend).
+#[allow(deprecated)]
+pub fn device() -> Device {
+    Device::ndarray().autodiff()
+}
+
+/// Forward pass on rows (already scaled), returning `[n, out]` row-major outputs.
+///
+/// # Errors
+/// [`TrainError::Backend`].
+pub fn predict(net: &Net, device: &Device, x: &[f32], n: usize, d: usize) -> Result<Vec<f32>, TrainError> {
+    let mut out = Vec::new();
+    for start in (0..n).step_by(1024) {
+        let end = (start + 1024).min(n);
+        let xb = Tensor::<2>::from_data(TensorData::new(x[start * d..end * d].to_vec(), [end - start, d]), device);
+        let o = net.forward(xb).into_data().to_vec::<f32>().map_err(backend_err)?;
+        out.extend(o);
+    }
+    Ok(out)
+}
+
+/// Trains on the split's training rows.
+///
+/// `on_epoch` is called after each epoch (for progress logs); when it returns `false`
+/// training stops and `Ok(None)` is returned.
+///
+/// # Errors
+/// [`TrainError`].
+pub fn train(
+    p: &Prepared,
+    sp: &Split,
+    cfg: &TrainConfig,
+    mut on_epoch: impl FnMut(&EpochLog) -> bool,
+) -> Result<Option<Trained>, TrainError> {
+    let seed = cfg.dataset_config.splits.random_state;
+    let classification = cfg.task_type == "classification";
+    let device = device();
+    device.seed(seed);
+    let d = p.d();
+    let out_dim = if classification { p.classes.len() } else { 1 };
+    let mut dims = vec![d];
+    if cfg.model_config.name == "MLP" {
+        dims.extend(&cfg.model_config.hidden_layers);
+    }
+    dims.push(out_dim);
+    let scaler = Scaler::fit(&cfg.dataset_config.preprocessing.scaler, p, &sp.train);
+    let xtr = scaler.transform(p, &sp.train);
+    let xval = scaler.transform(p, &sp.val);
+    let mut net = Net::new(&device, &dims, cfg.model_config.activation == "tanh");
+    let prm = &cfg.optimizer.params;
+    let wd = (prm.weight_decay > 0.0).then(|| WeightDecayConfig::new(prm.weight_decay as f32));
+    let mut optim = match cfg.optimizer.name.as_str() {
+        "SGD" => SgdConfig::new()
+            .with_weight_decay(wd)
+            .with_momentum((prm.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(prm.momentum)))
+            .init(),
+        "AdamW" => AdamWConfig::new().with_weight_decay(prm.weight_decay as f32).init(),
+        _ => AdamConfig::new().with_weight_decay(wd).init(),
+    };
+    let ce = CrossEntropyLossConfig::new().init(&device);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_ba7c4);
+    let mut order: Vec<usize> = (0..sp.train.len()).collect();
+    let mut epochs = Vec::new();
+    for epoch in 1..=cfg.total_epochs {
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        let mut batches = 0usize;
+        for chunk in order.chunks(cfg.batch_size) {
+            let b = chunk.len();
+            let mut xb = Vec::with_capacity(b * d);
+            for &k in chunk {
+                xb.extend_from_slice(&xtr[k * d..(k + 1) * d]);
+            }
+            let x = Tensor::<2>::from_data(TensorData::new(xb, [b, d]), &device);
+            let out = net.forward(x);
+            let loss = if classification {
+                let yb: Vec<i64> = chunk.iter().map(|&k| p.y[sp.train[k]] as i64).collect();
+                let y = Tensor::<1, Int>::from_data(TensorData::new(yb, [b]), &device);
+                ce.forward(out, y)
+            } else {
+                let yb: Vec<f32> = chunk.iter().map(|&k| p.y[sp.train[k]]).collect();
+                let y = Tensor::<2>::from_data(TensorData::new(yb, [b, 1]), &device);
+                MseLoss::new().forward(out, y, Reduction::Mean)
+            };
+            let lv: f32 = loss.clone().into_data().to_vec::<f32>().map_err(backend_err)?[0];
+            loss_sum += f64::from(lv);
+            batches += 1;
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(prm.lr, net, grads);
+        }
+        let val_metric = if sp.val.is_empty() {
+            None
+        } else {
+            let out = predict(&net, &device, &xval, sp.val.len(), d)?;
+            let labels: Vec<f32> = sp.val.iter().map(|&i| p.y[i]).collect();
+            Some(if classification {
+                accuracy(&argmax_rows(&out, out_dim), &labels)
+            } else {
+                mse(&out, &labels)
+            })
+        };
+        let log = EpochLog {
+            epoch,
+            train_loss: loss_sum / batches.max(1) as f64,
+            val_metric,
+        };
+        let go_on = on_epoch(&log);
+        epochs.push(log);
+        if !go_on {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Trained {
+        net,
+        dims,
+        scaler,
+        epochs,
+    }))
+}
+
+/// Row-wise argmax of `[n, k]` outputs.
+pub fn argmax_rows(out: &[f32], k: usize) -> Vec<f32> {
+    out.chunks(k)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0 as f32
+        })
+        .collect()
+}
+
+/// Softmax probability of class 1 for `[n, 2]` logits.
+pub fn positive_scores(out: &[f32]) -> Vec<f64> {
+    out.chunks(2)
+        .map(|r| {
+            let (a, b) = (f64::from(r[0]), f64::from(r[1]));
+            1.0 / (1.0 + (a - b).exp())
+        })
+        .collect()
+}
+
+/// Fraction of equal entries.
+pub fn accuracy(pred: &[f32], labels: &[f32]) -> f64 {
+    let ok = pred.iter().zip(labels).filter(|(a, b)| a == b).count();
+    ok as f64 / labels.len().max(1) as f64
+}
+
+/// Mean squared error.
+pub fn mse(pred: &[f32], labels: &[f32]) -> f64 {
+    pred.iter()
+        .zip(labels)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum::<f64>()
+        / labels.len().max(1) as f64
+}
+
+/// ROC AUC for binary labels (0/1) and scores, with ties counted half (Mann–Whitney U).
+pub fn roc_auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
+    let mut v: Vec<(f64, bool)> = scores.iter().zip(labels).map(|(s, l)| (*s, *l == 1.0)).collect();
+    let pos = v.iter().filter(|x| x.1).count();
+    let neg = v.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j < v.len() && v[j].0 == v[i].0 {
+            j += 1;
+        }
+        let avg_rank = (i + j + 1) as f64 / 2.0; // ranks are 1-based
+        rank_sum += avg_rank * v[i..j].iter().filter(|x| x.1).count() as f64;
+        i = j;
+    }
+    Some((rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64)
+}
+
+/// Serialises the model to safetensors bytes (layout in the module docs).
+///
+/// # Errors
+/// [`TrainError::Backend`].
+pub fn to_safetensors(
+    t: &Trained,
+    p: &Prepared,
+    cfg: &TrainConfig,
+) -> Result<Vec<u8>, TrainError> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for (i, l) in t.net.layers.iter().enumerate() {
+        let w = l.weight.val();
+        let [din, dout] = w.dims();
+        let wt = w.transpose().into_data().to_vec::<f32>().map_err(backend_err)?;
+        tensors.push((format!("layers.{i}.weight"), vec![dout, din], f32_bytes(&wt)));
+        let b = match &l.bias {
+            Some(b) => b.val().into_data().to_vec::<f32>().map_err(backend_err)?,
+            None => vec![0.0; dout],
+        };
+        tensors.push((format!("layers.{i}.bias"), vec![dout], f32_bytes(&b)));
+    }
+    tensors.push(("scaler.offset".into(), vec![p.d()], f32_bytes(&t.scaler.offset)));
+    tensors.push(("scaler.scale".into(), vec![p.d()], f32_bytes(&t.scaler.scale)));
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(backend_err)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "ccr-model/1".to_string());
+    meta.insert("model".to_string(), cfg.model_config.name.clone());
+    meta.insert("activation".to_string(), cfg.model_config.activation.clone());
+    meta.insert("task".to_string(), cfg.task_type.clone());
+    meta.insert("target".to_string(), cfg.dataset_config.target_variable.clone());
+    meta.insert(
+        "feature_columns".to_string(),
+        serde_json::to_string(&p.features).unwrap_or_default(),
+    );
+    meta.insert("classes".to_string(), serde_json::to_string(&p.classes).unwrap_or_default());
+    safetensors::tensor::serialize(views, Some(meta)).map_err(backend_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roc_auc_matches_hand_computed_values() {
+        assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]), Some(0.75));
+        assert_eq!(roc_auc(&[0.5, 0.5], &[0.0, 1.0]), Some(0.5));
+        assert_eq!(roc_auc(&[0.5, 0.6], &[1.0, 1.0]), None);
+    }
+
+    #[test]
+    fn standard_scaler_uses_training_rows_only() {
+        let p = Prepared {
+            features: vec!["a".into()],
+            x: vec![1.0, 3.0, 100.0],
+            y: vec![0.0, 1.0, 0.0],
+            classes: vec!["0".into(), "1".into()],
+            ids: vec!["0".into(), "1".into(), "2".into()],
+        };
+        let s = Scaler::fit("standard", &p, &[0, 1]);
+        assert_eq!(s.offset, vec![2.0]);
+        assert_eq!(s.scale, vec![1.0]);
+    }
+}

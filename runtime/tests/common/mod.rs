@@ -1,0 +1,288 @@
+//! Test harness: real binaries, a real broker on loopback, the bundled example data.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn ccr() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ccr"))
+}
+
+pub fn ccr_init() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ccr-init"))
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn examples() -> PathBuf {
+    repo_root().join("examples")
+}
+
+/// Runs `ccr` with args and the broker environment; panics with its output on failure.
+pub fn ccr_ok(env: &[(&str, String)], args: &[&str]) -> String {
+    let out = Command::new(ccr()).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ccr {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct Broker {
+    child: Child,
+    pub url: String,
+    pub pin: String,
+    pub store: PathBuf,
+}
+
+impl Broker {
+    /// Starts `ccr keybroker serve` on a free loopback port, accepting sim evidence chained to
+    /// `sim_roots`.
+    pub fn start(store: &Path, sim_roots: Option<&Path>) -> Self {
+        let mut cmd = Command::new(ccr());
+        cmd.args(["keybroker", "serve", "--listen", "127.0.0.1:0", "--store"]).arg(store);
+        if let Some(r) = sim_roots {
+            cmd.arg("--sim-roots").arg(r);
+        }
+        let log = std::fs::File::create(store.with_extension("log")).unwrap();
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let addr_file = store.join("listen.addr");
+        let t = Instant::now();
+        while !addr_file.exists() {
+            assert!(t.elapsed() < Duration::from_secs(30), "broker did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let url = format!("https://{}", std::fs::read_to_string(&addr_file).unwrap().trim());
+        let pin = std::fs::read_to_string(store.join("tls.sha256")).unwrap().trim().to_string();
+        Self {
+            child,
+            url,
+            pin,
+            store: store.to_path_buf(),
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CCR_BROKER", self.url.clone()),
+            ("CCR_BROKER_PIN", self.pin.clone()),
+            ("CCR_ADMIN_TOKEN_FILE", self.store.join("admin.token").display().to_string()),
+        ]
+    }
+
+    pub fn audit(&self) -> Value {
+        serde_json::from_str(&ccr_ok(&self.env(), &["keybroker", "audit"])).unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// name, dataset id, owner, file
+pub type Provider = (&'static str, &'static str, &'static str, &'static str);
+
+pub const BREAST_CANCER: &[Provider] = &[
+    ("hospital_a", "bc-hospital-a", "hospital-a", "breast_cancer_hospital_a.csv"),
+    ("hospital_b", "bc-hospital-b", "hospital-b", "breast_cancer_hospital_b.csv"),
+];
+
+pub const DIGITS: &[Provider] = &[
+    ("clinic_1", "digits-clinic-1", "clinic-1", "digits_clinic_1.csv"),
+    ("clinic_2", "digits-clinic-2", "clinic-2", "digits_clinic_2.csv"),
+    ("clinic_3", "digits-clinic-3", "clinic-3", "digits_clinic_3.csv"),
+];
+
+pub struct Scenario {
+    pub dir: PathBuf,
+    pub contract: PathBuf,
+    pub pipeline: PathBuf,
+    pub images: PathBuf,
+    pub keys: PathBuf,
+    pub output_id: String,
+    pub sim: PathBuf,
+}
+
+pub struct Setup<'a> {
+    pub scenario: &'static str,
+    pub providers: &'static [Provider],
+    pub output_id: &'static str,
+    /// Edits the pipeline before it is digested into the contract.
+    pub edit_pipeline: &'a dyn Fn(&mut Value),
+    /// Edits the contract before signing (after the sim policy is set).
+    pub edit_contract: &'a dyn Fn(&mut Value),
+}
+
+impl Setup<'static> {
+    pub fn breast_cancer() -> Self {
+        Self {
+            scenario: "breast-cancer",
+            providers: BREAST_CANCER,
+            output_id: "bc-model",
+            edit_pipeline: &|_| {},
+            edit_contract: &|_| {},
+        }
+    }
+    pub fn digits() -> Self {
+        Self {
+            scenario: "digits",
+            providers: DIGITS,
+            output_id: "digits-model",
+            edit_pipeline: &|_| {},
+            edit_contract: &|_| {},
+        }
+    }
+}
+
+fn edit_json(path: &Path, f: &dyn Fn(&mut Value)) {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+/// Prepares a scenario as the parties would: keys, contract, signatures, sealed images,
+/// registered keys.
+pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenario {
+    let dir = work.join(s.scenario);
+    let keys = dir.join("keys");
+    let images = dir.join("images");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    let contract = dir.join("contract.json");
+    let pipeline = dir.join("pipeline_config.json");
+    std::fs::copy(examples().join(s.scenario).join("contract.template.json"), &contract).unwrap();
+    std::fs::copy(examples().join(s.scenario).join("pipeline_config.json"), &pipeline).unwrap();
+    edit_json(&pipeline, s.edit_pipeline);
+    let env = broker.env();
+    let c = contract.to_str().unwrap();
+    let mut parties = vec!["research-lab"];
+    parties.extend(s.providers.iter().map(|p| p.2));
+    for party in &parties {
+        let k = keys.join(format!("{party}.sign.pem"));
+        ccr_ok(&env, &["contract", "keygen", "--out", k.to_str().unwrap()]);
+        ccr_ok(&env, &["contract", "set-party", "--contract", c, "--party", party, "--key", k.to_str().unwrap()]);
+    }
+    ccr_ok(&env, &["contract", "set-pipeline", "--contract", c, "--pipeline", pipeline.to_str().unwrap()]);
+    let policy = ccr_ok(
+        &env,
+        &["policy", "derive", "--for", "sim", "--contract", c, "--init", ccr_init().to_str().unwrap()],
+    );
+    let pfile = dir.join("policy.json");
+    std::fs::write(&pfile, policy).unwrap();
+    ccr_ok(&env, &["contract", "set-policy", "--contract", c, "--policy", pfile.to_str().unwrap()]);
+    edit_json(&contract, s.edit_contract);
+    for party in &parties {
+        let k = keys.join(format!("{party}.sign.pem"));
+        ccr_ok(&env, &["contract", "sign", "--contract", c, "--party", party, "--key", k.to_str().unwrap()]);
+    }
+    for (name, id, _owner, file) in s.providers {
+        let dek = keys.join(format!("{id}.dek"));
+        ccr_ok(&env, &["keys", "generate", dek.to_str().unwrap()]);
+        let kid = format!("ccr/dataset/{id}");
+        ccr_ok(
+            &env,
+            &[
+                "dataset",
+                "seal",
+                "--id",
+                id,
+                "--kid",
+                &kid,
+                "--key",
+                dek.to_str().unwrap(),
+                examples().join("data").join(file).to_str().unwrap(),
+                images.join(name).to_str().unwrap(),
+            ],
+        );
+        ccr_ok(&env, &["keys", "put", "--kid", &kid, "--key", dek.to_str().unwrap(), "--contract", c]);
+    }
+    let out_dek = keys.join(format!("{}.dek", s.output_id));
+    ccr_ok(&env, &["keys", "generate", out_dek.to_str().unwrap()]);
+    ccr_ok(
+        &env,
+        &["keys", "put", "--kid", &format!("ccr/output/{}", s.output_id), "--key", out_dek.to_str().unwrap(), "--contract", c],
+    );
+    Scenario {
+        dir,
+        contract,
+        pipeline,
+        images,
+        keys,
+        output_id: s.output_id.to_string(),
+        sim: sim.to_path_buf(),
+    }
+}
+
+/// Runs ccr-init on the scenario (platform sim) writing to `out`.
+pub fn run_init(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Output {
+    Command::new(ccr_init())
+        .args(["--platform", "sim", "--sim-state"])
+        .arg(&s.sim)
+        .arg("--contract")
+        .arg(&s.contract)
+        .arg("--pipeline")
+        .arg(&s.pipeline)
+        .arg("--datasets")
+        .arg(&s.images)
+        .arg("--out")
+        .arg(out)
+        .args(["--broker", broker_url, "--broker-pin", pin])
+        .output()
+        .unwrap()
+}
+
+/// Unseals an output image and returns the folder.
+pub fn unseal(s: &Scenario, out: &Path) -> PathBuf {
+    let dest = out.with_extension("unsealed");
+    ccr_ok(
+        &[],
+        &[
+            "model",
+            "unseal",
+            "--id",
+            &s.output_id,
+            "--key",
+            s.keys.join(format!("{}.dek", s.output_id)).to_str().unwrap(),
+            out.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+    );
+    dest
+}
+
+/// The last log line of a run (JSON), parsed.
+pub fn last_log_line(out: &Output) -> Value {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().last().unwrap_or("");
+    serde_json::from_str(line).unwrap_or(Value::Null)
+}
+
+/// Whether the Python interop dependencies are importable; when they are not and
+/// `CCR_REQUIRE_PYTHON=1`, panics.
+pub fn python_ready() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import tink, safetensors, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CCR_REQUIRE_PYTHON").as_deref() == Ok("1") {
+            panic!("CCR_REQUIRE_PYTHON=1 but python3 cannot import tink, safetensors, numpy");
+        }
+        eprintln!("skipping the Python part: python3 cannot import tink, safetensors, numpy (pip install -r tests/requirements.txt)");
+    }
+    ok
+}
