@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Platform;
 use crate::error::AttestError;
 use crate::sim::SimAuthority;
 use crate::snp::{HOST_DATA_LEN, MEASUREMENT_LEN, REPORT_DATA_LEN};
-use crate::Platform;
 
 /// Something that produces evidence binding a `report_data`.
 pub trait Attester {
@@ -15,7 +15,10 @@ pub trait Attester {
     ///
     /// # Errors
     /// [`AttestError`] when the platform fails to produce it.
-    fn evidence(&self, report_data: &[u8; REPORT_DATA_LEN]) -> Result<serde_json::Value, AttestError>;
+    fn evidence(
+        &self,
+        report_data: &[u8; REPORT_DATA_LEN],
+    ) -> Result<serde_json::Value, AttestError>;
 }
 
 /// The sim attester: reports from a [`SimAuthority`] with a fixed measurement and host data.
@@ -28,7 +31,11 @@ pub struct SimAttester {
 
 impl SimAttester {
     /// An attester whose reports carry `measurement` and `host_data`.
-    pub fn new(authority: SimAuthority, measurement: [u8; MEASUREMENT_LEN], host_data: [u8; HOST_DATA_LEN]) -> Self {
+    pub fn new(
+        authority: SimAuthority,
+        measurement: [u8; MEASUREMENT_LEN],
+        host_data: [u8; HOST_DATA_LEN],
+    ) -> Self {
         Self {
             authority,
             measurement,
@@ -42,8 +49,13 @@ impl Attester for SimAttester {
         Platform::Sim
     }
 
-    fn evidence(&self, report_data: &[u8; REPORT_DATA_LEN]) -> Result<serde_json::Value, AttestError> {
-        let ev = self.authority.evidence(report_data, &self.measurement, &self.host_data);
+    fn evidence(
+        &self,
+        report_data: &[u8; REPORT_DATA_LEN],
+    ) -> Result<serde_json::Value, AttestError> {
+        let ev = self
+            .authority
+            .evidence(report_data, &self.measurement, &self.host_data);
         serde_json::to_value(ev).map_err(|e| AttestError::Evidence {
             field: "primary_evidence".into(),
             reason: e.to_string(),
@@ -64,7 +76,11 @@ pub struct Detection {
 
 /// The hardware interfaces probed by [`detect`], in order: configfs-tsm (SNP or TDX through the
 /// kernel's TSM report interface), `/dev/sev-guest`, `/dev/tdx_guest`.
-pub const PROBES: &[&str] = &["/sys/kernel/config/tsm/report", "/dev/sev-guest", "/dev/tdx_guest"];
+pub const PROBES: &[&str] = &[
+    "/sys/kernel/config/tsm/report",
+    "/dev/sev-guest",
+    "/dev/tdx_guest",
+];
 
 /// Probes for a confidential-computing platform under `root` (`/` on a real machine). Never
 /// returns `sim`: the simulator is used only when asked for by name.
@@ -77,7 +93,10 @@ pub fn detect(root: &Path) -> Detection {
     for p in PROBES {
         let path = root.join(p.trim_start_matches('/'));
         let exists = path.exists();
-        d.probes.push(format!("{p}: {}", if exists { "present" } else { "absent" }));
+        d.probes.push(format!(
+            "{p}: {}",
+            if exists { "present" } else { "absent" }
+        ));
         if exists && d.found.is_none() {
             d.found = Some(path);
             if p.contains("sev") {

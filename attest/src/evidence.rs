@@ -59,10 +59,12 @@ impl SnpEvidence {
                 field: "report".into(),
                 reason: format!("not base64: {e}"),
             })?;
-        let vek = STANDARD.decode(&self.vek).map_err(|e| AttestError::Evidence {
-            field: "vek".into(),
-            reason: format!("not base64: {e}"),
-        })?;
+        let vek = STANDARD
+            .decode(&self.vek)
+            .map_err(|e| AttestError::Evidence {
+                field: "vek".into(),
+                reason: format!("not base64: {e}"),
+            })?;
         let report = SnpReport::parse(&report)?;
         roots.verify(&report, &vek, platform)
     }

@@ -195,7 +195,10 @@ impl VerifiedEvidence {
     ///
     /// # Errors
     /// [`AttestError::ReportDataMismatch`].
-    pub fn expect_report_data(&self, expected: &[u8; snp::REPORT_DATA_LEN]) -> Result<(), AttestError> {
+    pub fn expect_report_data(
+        &self,
+        expected: &[u8; snp::REPORT_DATA_LEN],
+    ) -> Result<(), AttestError> {
         if self.claims.report_data != hex::encode(expected) {
             return Err(AttestError::ReportDataMismatch);
         }

@@ -38,7 +38,11 @@ mod tests {
         let k1 = json!({"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW", "x": "a", "y": "b"});
         let k2 = json!({"y": "b", "x": "a", "alg": "ECDH-ES+A256KW", "crv": "P-256", "kty": "EC"});
         let a = kbs_report_data("n1", &k1, "");
-        assert_eq!(a, kbs_report_data("n1", &k2, ""), "key order must not matter");
+        assert_eq!(
+            a,
+            kbs_report_data("n1", &k2, ""),
+            "key order must not matter"
+        );
         assert_ne!(a, kbs_report_data("n2", &k1, ""), "nonce must be bound");
         assert_eq!(&a[48..], &[0u8; 16], "zero padded");
         let expect = Sha384::digest(

@@ -39,7 +39,9 @@ use x509_cert::time::Validity;
 
 use crate::error::AttestError;
 use crate::evidence::SnpEvidence;
-use crate::snp::{self, HOST_DATA_LEN, MEASUREMENT_LEN, REPORT_DATA_LEN, REPORT_LEN, SnpRoots, Tcb, offsets};
+use crate::snp::{
+    self, HOST_DATA_LEN, MEASUREMENT_LEN, REPORT_DATA_LEN, REPORT_LEN, SnpRoots, Tcb, offsets,
+};
 
 /// RSA modulus size of the sim ARK and ASK, in bits.
 pub const SIM_RSA_BITS: usize = 2048;
@@ -146,8 +148,10 @@ impl SimAuthority {
         let err = state_err(dir);
         fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         let mut rng = rand::rngs::OsRng;
-        let ark_key = rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.to_string()))?;
-        let ask_key = rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.to_string()))?;
+        let ark_key =
+            rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.to_string()))?;
+        let ask_key =
+            rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.to_string()))?;
         let vcek_key = p384::ecdsa::SigningKey::random(&mut rng);
 
         let ark_name = Name::from_str("CN=ccr-sim ARK,O=ccr sim platform (not AMD)")
@@ -156,8 +160,8 @@ impl SimAuthority {
             .map_err(|e| err(e.to_string()))?;
         let vcek_name = Name::from_str("CN=ccr-sim VCEK,O=ccr sim platform (not AMD)")
             .map_err(|e| err(e.to_string()))?;
-        let validity =
-            Validity::from_now(Duration::from_secs(20 * 365 * 86400)).map_err(|e| err(e.to_string()))?;
+        let validity = Validity::from_now(Duration::from_secs(20 * 365 * 86400))
+            .map_err(|e| err(e.to_string()))?;
 
         let spki_rsa = |k: &rsa::RsaPrivateKey| {
             SubjectPublicKeyInfoOwned::from_key(k.to_public_key()).map_err(|e| err(e.to_string()))
@@ -207,9 +211,8 @@ impl SimAuthority {
         .build_with_rng::<rsa::pss::Signature>(&mut rng)
         .map_err(|e| err(e.to_string()))?;
 
-        let pem = |c: &x509_cert::Certificate| {
-            c.to_pem(LineEnding::LF).map_err(|e| err(e.to_string()))
-        };
+        let pem =
+            |c: &x509_cert::Certificate| c.to_pem(LineEnding::LF).map_err(|e| err(e.to_string()));
         let write = |name: &str, data: &[u8]| {
             let tmp = dir.join(format!(".{name}.tmp"));
             fs::write(&tmp, data).map_err(|e| err(e.to_string()))?;
@@ -218,7 +221,9 @@ impl SimAuthority {
         write("ark.pem", pem(&ark)?.as_bytes())?;
         write("ask.pem", pem(&ask)?.as_bytes())?;
         write("vcek.pem", pem(&vcek)?.as_bytes())?;
-        let key_pem = vcek_key.to_pkcs8_pem(LineEnding::LF).map_err(|e| err(e.to_string()))?;
+        let key_pem = vcek_key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| err(e.to_string()))?;
         // The key file is written last: its presence marks a complete state folder.
         let tmp = dir.join(".vcek.key.tmp");
         fs::write(&tmp, key_pem.as_bytes()).map_err(|e| err(e.to_string()))?;
@@ -393,7 +398,11 @@ mod tests {
         let mut r = a.report(&[1; 64], &[2; 48], &[3; 32]);
         r[offsets::MEASUREMENT] ^= 1;
         let rep = SnpReport::parse(&r).unwrap();
-        let err = a.roots().unwrap().verify(&rep, a.vcek_der(), Platform::Sim).unwrap_err();
+        let err = a
+            .roots()
+            .unwrap()
+            .verify(&rep, a.vcek_der(), Platform::Sim)
+            .unwrap_err();
         assert!(matches!(err, AttestError::Signature { .. }), "{err}");
     }
 
@@ -416,12 +425,18 @@ mod tests {
         ));
         let mut big = r.to_vec();
         big.push(0);
-        assert!(matches!(SnpReport::parse(&big), Err(AttestError::Length { .. })));
+        assert!(matches!(
+            SnpReport::parse(&big),
+            Err(AttestError::Length { .. })
+        ));
         let mut v9 = r;
         v9[0] = 9;
         assert!(matches!(
             SnpReport::parse(&v9),
-            Err(AttestError::Field { field: "VERSION", .. })
+            Err(AttestError::Field {
+                field: "VERSION",
+                ..
+            })
         ));
     }
 }

@@ -32,9 +32,14 @@ fn best<F: FnMut() -> usize>(mut f: F) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(256);
-    let dir = args.get(2).map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let dir = args
+        .get(2)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let n = mib << 20;
-    let pt: Vec<u8> = (0..n).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3]).collect();
+    let pt: Vec<u8> = (0..n)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3])
+        .collect();
     let key = DatasetKey::generate();
     let ad = b"bench/data.bin";
 
@@ -86,8 +91,14 @@ fn main() {
         .expect("open image");
         total
     });
-    println!("image seal   {mib} MiB: {image_seal:8.0} MB/s  (in {})", dir.display());
-    println!("image open   {mib} MiB: {image_open:8.0} MB/s  (in {})", dir.display());
+    println!(
+        "image seal   {mib} MiB: {image_seal:8.0} MB/s  (in {})",
+        dir.display()
+    );
+    println!(
+        "image open   {mib} MiB: {image_open:8.0} MB/s  (in {})",
+        dir.display()
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
 

@@ -38,7 +38,9 @@ pub enum StreamError {
     /// A segment failed authentication: a flipped byte, the wrong key, the wrong associated data
     /// (file renamed or moved to another dataset), reordered segments, or a truncation at a
     /// segment boundary.
-    #[error("segment {index} failed authentication (wrong key, renamed or moved file, or tampered ciphertext)")]
+    #[error(
+        "segment {index} failed authentication (wrong key, renamed or moved file, or tampered ciphertext)"
+    )]
     Authentication {
         /// Zero-based segment index.
         index: u32,
@@ -106,7 +108,9 @@ pub enum ImageError {
         source: StreamError,
     },
     /// A ciphertext file's size or SHA-256 differs from the manifest.
-    #[error("{file}: ciphertext {what} differs from the manifest (manifest {expected}, file {found})")]
+    #[error(
+        "{file}: ciphertext {what} differs from the manifest (manifest {expected}, file {found})"
+    )]
     Digest {
         /// The ciphertext file.
         file: PathBuf,

@@ -231,7 +231,10 @@ impl ImageBuilder {
             ciphertext_size,
             ciphertext_sha256: hex::encode(hash.finalize()),
         });
-        Ok(self.files.last().unwrap_or_else(|| unreachable!("just pushed")))
+        Ok(self
+            .files
+            .last()
+            .unwrap_or_else(|| unreachable!("just pushed")))
     }
 
     /// Writes `manifest.json` and renames the image into place.
@@ -368,7 +371,10 @@ impl Image {
             ));
         }
         if manifest.aead != AEAD {
-            return Err(bad("aead", format!("`{}`, expected `{AEAD}`", manifest.aead)));
+            return Err(bad(
+                "aead",
+                format!("`{}`, expected `{AEAD}`", manifest.aead),
+            ));
         }
         if manifest.segment_size != SEGMENT_SIZE as u64 {
             return Err(bad(
@@ -381,7 +387,10 @@ impl Image {
             check_relative_path(&f.path)
                 .map_err(|_| bad(&format!("files[{i}].path"), format!("unsafe `{}`", f.path)))?;
             if !seen.insert(&f.path) {
-                return Err(bad(&format!("files[{i}].path"), format!("duplicate `{}`", f.path)));
+                return Err(bad(
+                    &format!("files[{i}].path"),
+                    format!("duplicate `{}`", f.path),
+                ));
             }
             let hex_ok = f.ciphertext_sha256.len() == 64
                 && f.ciphertext_sha256
@@ -448,7 +457,9 @@ impl Image {
         dataset_id: &str,
         key: &DatasetKey,
     ) -> Result<Zeroizing<Vec<u8>>, ImageError> {
-        let cap = usize::try_from(entry.plaintext_size).unwrap_or(0).min(1 << 30);
+        let cap = usize::try_from(entry.plaintext_size)
+            .unwrap_or(0)
+            .min(1 << 30);
         let mut out = Zeroizing::new(Vec::with_capacity(cap));
         self.stream_file(entry, dataset_id, key, |chunk| {
             out.extend_from_slice(chunk);

@@ -442,7 +442,11 @@ mod tests {
             let pt = pattern(n);
             let ct = seal(&key, b"ds/a.csv", &pt);
             assert_eq!(ct.len() as u64, ciphertext_len(n as u64), "length for {n}");
-            assert_eq!(open(&key, b"ds/a.csv", &ct).unwrap(), pt, "round trip for {n}");
+            assert_eq!(
+                open(&key, b"ds/a.csv", &ct).unwrap(),
+                pt,
+                "round trip for {n}"
+            );
         }
     }
 

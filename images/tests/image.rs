@@ -20,7 +20,12 @@ fn folder_round_trips_and_extract_writes_every_file() {
     let d = tempfile::tempdir().unwrap();
     let k = DatasetKey::generate();
     let img = sealed(d.path(), "ds", &k);
-    let paths: Vec<_> = img.manifest().files.iter().map(|f| f.path.clone()).collect();
+    let paths: Vec<_> = img
+        .manifest()
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
     assert_eq!(paths, vec!["a.csv", "sub/b.csv"]);
     let out = d.path().join("out");
     img.extract_to(&out, "ds", &k).unwrap();
@@ -40,12 +45,24 @@ fn renamed_file_fails_authentication() {
     fs::rename(dir.join("data/sub/b.csv"), dir.join("data/a.csv")).unwrap();
     fs::rename(dir.join("tmp"), dir.join("data/sub/b.csv")).unwrap();
     let m = fs::read_to_string(dir.join("manifest.json")).unwrap();
-    let m = m.replace("\"a.csv\"", "\"@\"").replace("\"sub/b.csv\"", "\"a.csv\"").replace("\"@\"", "\"sub/b.csv\"");
+    let m = m
+        .replace("\"a.csv\"", "\"@\"")
+        .replace("\"sub/b.csv\"", "\"a.csv\"")
+        .replace("\"@\"", "\"sub/b.csv\"");
     fs::write(dir.join("manifest.json"), m).unwrap();
     let img = Image::load(dir).unwrap();
-    let entry = img.manifest().files.iter().find(|f| f.path == "a.csv").unwrap().clone();
+    let entry = img
+        .manifest()
+        .files
+        .iter()
+        .find(|f| f.path == "a.csv")
+        .unwrap()
+        .clone();
     match img.read_file(&entry, "ds", &k) {
-        Err(ImageError::Stream { file, source: StreamError::Authentication { index: 0 } }) => {
+        Err(ImageError::Stream {
+            file,
+            source: StreamError::Authentication { index: 0 },
+        }) => {
             assert!(file.ends_with("data/a.csv"), "{}", file.display());
         }
         other => panic!("expected an authentication failure, got {other:?}"),
@@ -60,7 +77,16 @@ fn file_moved_to_another_dataset_fails_authentication() {
     let one = sealed(d.path(), "one", &k);
     let entry = one.manifest().files[0].clone();
     let e = one.read_file(&entry, "two", &k).unwrap_err();
-    assert!(matches!(e, ImageError::Stream { source: StreamError::Authentication { index: 0 }, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ImageError::Stream {
+                source: StreamError::Authentication { index: 0 },
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -79,8 +105,13 @@ fn tampered_second_segment_names_segment_1() {
     let new = hex::encode(sha2::Sha256::digest(&b));
     fs::write(img.dir().join("manifest.json"), m.replace(&old, &new)).unwrap();
     let img = Image::load(img.dir()).unwrap();
-    let e = img.read_file(&img.manifest().files[1], "ds", &k).unwrap_err();
-    assert!(e.to_string().contains("segment 1 failed authentication"), "{e}");
+    let e = img
+        .read_file(&img.manifest().files[1], "ds", &k)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("segment 1 failed authentication"),
+        "{e}"
+    );
     assert!(e.to_string().contains("b.csv"), "{e}");
 }
 
@@ -94,7 +125,11 @@ fn malformed_manifests_name_their_field() {
     for (from, to, field) in [
         ("\"ccr-sealed-image/1\"", "\"ccr-sealed-image/9\"", "format"),
         ("\"a.csv\"", "\"../a.csv\"", "files[0].path"),
-        ("\"kid\": \"kid\"", "\"kid\": \"kid\", \"extra\": 1", "extra"),
+        (
+            "\"kid\": \"kid\"",
+            "\"kid\": \"kid\", \"extra\": 1",
+            "extra",
+        ),
     ] {
         fs::write(&m, orig.replacen(from, to, 1)).unwrap();
         let e = Image::load(img.dir()).unwrap_err();
@@ -104,7 +139,10 @@ fn malformed_manifests_name_their_field() {
         );
     }
     fs::write(&m, "{not json").unwrap();
-    assert!(matches!(Image::load(img.dir()), Err(ImageError::Manifest { .. })));
+    assert!(matches!(
+        Image::load(img.dir()),
+        Err(ImageError::Manifest { .. })
+    ));
 }
 
 #[test]
@@ -114,8 +152,20 @@ fn existing_target_is_never_overwritten_and_failures_leave_nothing() {
     let img = sealed(d.path(), "ds", &k);
     let e = seal_path(&d.path().join("src-ds"), img.dir(), "ds", "kid", &k).unwrap_err();
     assert!(matches!(e, ImageError::Exists(_)));
-    let missing = seal_path(&d.path().join("nope"), &d.path().join("new"), "ds", "kid", &k);
+    let missing = seal_path(
+        &d.path().join("nope"),
+        &d.path().join("new"),
+        "ds",
+        "kid",
+        &k,
+    );
     assert!(missing.is_err());
-    let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(!names.iter().any(|n| n.to_string_lossy().contains("new")), "{names:?}");
+    let names: Vec<_> = fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.to_string_lossy().contains("new")),
+        "{names:?}"
+    );
 }

@@ -60,7 +60,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -69,11 +74,18 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -86,7 +98,9 @@ pub struct KbsClient {
 
 impl std::fmt::Debug for KbsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KbsClient").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("KbsClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,7 +144,10 @@ impl KbsClient {
             .with_safe_default_protocol_versions()
             .unwrap_or_else(|_| unreachable!("ring supports the default versions"))
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { sha256: pin, provider }))
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                sha256: pin,
+                provider,
+            }))
             .with_no_client_auth();
         let agent = ureq::AgentBuilder::new()
             .tls_config(Arc::new(tls))
@@ -144,7 +161,13 @@ impl KbsClient {
         }
     }
 
-    fn call(&mut self, method: &str, path: &str, body: Option<&Value>, bearer: Option<&str>) -> Result<String, BrokerError> {
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        bearer: Option<&str>,
+    ) -> Result<String, BrokerError> {
         let url = format!("{}{path}", self.base);
         let mut last = None;
         for attempt in 0..ATTEMPTS {
@@ -165,11 +188,10 @@ impl KbsClient {
             match res {
                 Ok(r) => {
                     if let Some(c) = r.header("set-cookie") {
-                        if let Some(v) = c
-                            .split(';')
-                            .next()
-                            .and_then(|kv| kv.trim().strip_prefix(&format!("{}=", crate::server::SESSION_COOKIE)))
-                        {
+                        if let Some(v) = c.split(';').next().and_then(|kv| {
+                            kv.trim()
+                                .strip_prefix(&format!("{}=", crate::server::SESSION_COOKIE))
+                        }) {
                             self.session = Some(v.to_string());
                         }
                     }
@@ -229,7 +251,12 @@ impl KbsClient {
     ///
     /// # Errors
     /// As [`KbsClient::auth`]; [`BrokerError::Unauthorized`] when the broker rejects the evidence.
-    pub fn attest(&mut self, nonce: &str, runtime_key: &RuntimeKey, evidence: Value) -> Result<Value, BrokerError> {
+    pub fn attest(
+        &mut self,
+        nonce: &str,
+        runtime_key: &RuntimeKey,
+        evidence: Value,
+    ) -> Result<Value, BrokerError> {
         let att = Attestation {
             init_data: None,
             runtime_data: RuntimeData {
@@ -250,7 +277,11 @@ impl KbsClient {
     ///
     /// # Errors
     /// [`BrokerError::Denied`] with the broker's reason, [`BrokerError::NotFound`], ...
-    pub fn get_resource(&mut self, path: &str, runtime_key: &RuntimeKey) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
+    pub fn get_resource(
+        &mut self,
+        path: &str,
+        runtime_key: &RuntimeKey,
+    ) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
         let r = self.call("GET", &format!("/kbs/v0/resource/{path}"), None, None)?;
         let resp: Response = Self::parse("Response", &r)?;
         runtime_key.unwrap(&resp)
@@ -260,12 +291,24 @@ impl KbsClient {
     ///
     /// # Errors
     /// [`BrokerError`].
-    pub fn put_resource(&mut self, admin_token: &str, path: &str, secret: &[u8], contract: &Value, policy: Option<&Value>) -> Result<(), BrokerError> {
+    pub fn put_resource(
+        &mut self,
+        admin_token: &str,
+        path: &str,
+        secret: &[u8],
+        contract: &Value,
+        policy: Option<&Value>,
+    ) -> Result<(), BrokerError> {
         let mut body = json!({"secret": STANDARD.encode(secret), "contract": contract});
         if let Some(p) = policy {
             body["policy"] = p.clone();
         }
-        self.call("POST", &format!("/kbs/v0/resource/{path}"), Some(&body), Some(admin_token))?;
+        self.call(
+            "POST",
+            &format!("/kbs/v0/resource/{path}"),
+            Some(&body),
+            Some(admin_token),
+        )?;
         Ok(())
     }
 

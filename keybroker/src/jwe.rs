@@ -135,8 +135,9 @@ pub fn wrap(tee_pubkey: &TeePubKey, secret: &[u8]) -> Result<Response, BrokerErr
         _ => {
             return Err(BrokerError::Protocol {
                 field: "tee-pubkey".into(),
-                reason: "unsupported key: use EC P-256 with ECDH-ES+A256KW or RSA with RSA-OAEP-256"
-                    .into(),
+                reason:
+                    "unsupported key: use EC P-256 with ECDH-ES+A256KW or RSA with RSA-OAEP-256"
+                        .into(),
             });
         }
     };
@@ -145,10 +146,16 @@ pub fn wrap(tee_pubkey: &TeePubKey, secret: &[u8]) -> Result<Response, BrokerErr
         .map_err(|_| BrokerError::Crypto("protected header".into()))?;
     let mut iv = [0u8; 12];
     rng.fill_bytes(&mut iv);
-    let cipher = Aes256Gcm::new_from_slice(cek.as_ref())
-        .unwrap_or_else(|_| unreachable!("32-byte key"));
+    let cipher =
+        Aes256Gcm::new_from_slice(cek.as_ref()).unwrap_or_else(|_| unreachable!("32-byte key"));
     let mut ct = cipher
-        .encrypt(Nonce::from_slice(&iv), Payload { msg: secret, aad: &aad })
+        .encrypt(
+            Nonce::from_slice(&iv),
+            Payload {
+                msg: secret,
+                aad: &aad,
+            },
+        )
         .map_err(|_| BrokerError::Crypto("AES-GCM".into()))?;
     let tag = ct.split_off(ct.len() - 16);
     Ok(Response {
@@ -201,7 +208,9 @@ impl RuntimeKey {
     /// SHA-256 of the public key's SEC1 uncompressed encoding (65 bytes), for logs.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        hex::encode(Sha256::digest(self.secret.public_key().to_encoded_point(false).as_bytes()))
+        hex::encode(Sha256::digest(
+            self.secret.public_key().to_encoded_point(false).as_bytes(),
+        ))
     }
 
     /// Decrypts a KBS `Response` wrapped to this key.
@@ -214,13 +223,19 @@ impl RuntimeKey {
         if h.alg != ALG_ECDH_ES_A256KW || h.enc != ENC_A256GCM {
             return Err(BrokerError::Protocol {
                 field: "protected".into(),
-                reason: format!("alg {} enc {}, expected {ALG_ECDH_ES_A256KW} {ENC_A256GCM}", h.alg, h.enc),
+                reason: format!(
+                    "alg {} enc {}, expected {ALG_ECDH_ES_A256KW} {ENC_A256GCM}",
+                    h.alg, h.enc
+                ),
             });
         }
-        let epk = h.other_fields.get("epk").ok_or_else(|| BrokerError::Protocol {
-            field: "protected.epk".into(),
-            reason: "missing".into(),
-        })?;
+        let epk = h
+            .other_fields
+            .get("epk")
+            .ok_or_else(|| BrokerError::Protocol {
+                field: "protected.epk".into(),
+                reason: "missing".into(),
+            })?;
         let coord = |n: &str| epk.get(n).and_then(Value::as_str).unwrap_or("");
         if coord("kty") != "EC" || coord("crv") != "P-256" {
             return Err(BrokerError::Protocol {
@@ -246,7 +261,13 @@ impl RuntimeKey {
         let mut ct = resp.ciphertext.clone();
         ct.extend_from_slice(&resp.tag);
         let pt = cipher
-            .decrypt(Nonce::from_slice(&resp.iv), Payload { msg: &ct, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(&resp.iv),
+                Payload {
+                    msg: &ct,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| BrokerError::Crypto("AES-GCM decryption failed".into()))?;
         Ok(Zeroizing::new(pt))
     }
@@ -260,7 +281,10 @@ mod tests {
     fn wrapped_secret_opens_only_with_the_runtime_key() {
         let rk = RuntimeKey::generate();
         let resp = wrap(&rk.tee_pubkey(), b"0123456789abcdef0123456789abcdef").unwrap();
-        assert_eq!(&rk.unwrap(&resp).unwrap()[..], b"0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            &rk.unwrap(&resp).unwrap()[..],
+            b"0123456789abcdef0123456789abcdef"
+        );
         assert!(RuntimeKey::generate().unwrap(&resp).is_err());
         let mut t = resp.clone();
         t.ciphertext[0] ^= 1;

@@ -123,7 +123,11 @@ impl IntoResponse for Problem {
 impl From<BrokerError> for Problem {
     fn from(e: BrokerError) -> Self {
         tracing::error!(error = %e, "broker internal error");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal error")
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "internal error",
+        )
     }
 }
 
@@ -149,7 +153,15 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
 }
 
 impl Inner {
-    fn audit(&self, session: &str, resource: &str, decision: &str, reason: &str, digest: &str, claims: &str) {
+    fn audit(
+        &self,
+        session: &str,
+        resource: &str,
+        decision: &str,
+        reason: &str,
+        digest: &str,
+        claims: &str,
+    ) {
         tracing::info!(session, resource, decision, reason, "broker decision");
         let row = AuditRow {
             time: chrono::Utc::now().to_rfc3339(),
@@ -173,7 +185,11 @@ impl Inner {
         if got.as_bytes().ct_eq(self.admin_token.as_bytes()).into() {
             Ok(())
         } else {
-            Err(Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", "admin token required"))
+            Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "admin token required",
+            ))
         }
     }
 }
@@ -188,8 +204,13 @@ struct AuthRequest {
 }
 
 async fn auth(State(st): State<Arc<Inner>>, body: Bytes) -> Result<Response, Problem> {
-    let req: AuthRequest = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", format!("Request: {e}")))?;
+    let req: AuthRequest = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            format!("Request: {e}"),
+        )
+    })?;
     if !req.version.starts_with("0.") {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
@@ -234,10 +255,18 @@ async fn auth(State(st): State<Arc<Inner>>, body: Bytes) -> Result<Response, Pro
 }
 
 fn unauthorized(detail: &str) -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", format!("{detail}: redo the handshake"))
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        format!("{detail}: redo the handshake"),
+    )
 }
 
-async fn attest(State(st): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+async fn attest(
+    State(st): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let sid = session_id(&headers).ok_or_else(|| unauthorized("no session cookie"))?;
     let (nonce, platform) = {
         let s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,33 +276,68 @@ async fn attest(State(st): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -
         }
         (sess.nonce.clone(), sess.platform)
     };
-    let att: Attestation = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", format!("Attestation: {e}")))?;
+    let att: Attestation = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            format!("Attestation: {e}"),
+        )
+    })?;
     if att.runtime_data.nonce != nonce {
-        st.audit(&sid, "attest", "deny", "runtime-data.nonce is not this session's nonce", "", "{}");
-        return Err(unauthorized("runtime-data.nonce is not this session's nonce"));
+        st.audit(
+            &sid,
+            "attest",
+            "deny",
+            "runtime-data.nonce is not this session's nonce",
+            "",
+            "{}",
+        );
+        return Err(unauthorized(
+            "runtime-data.nonce is not this session's nonce",
+        ));
     }
-    if st.store.consume_nonce(&nonce, now_unix(), NONCE_TTL_SECS).is_err() {
-        st.audit(&sid, "attest", "deny", "nonce already used or expired (replay)", "", "{}");
+    if st
+        .store
+        .consume_nonce(&nonce, now_unix(), NONCE_TTL_SECS)
+        .is_err()
+    {
+        st.audit(
+            &sid,
+            "attest",
+            "deny",
+            "nonce already used or expired (replay)",
+            "",
+            "{}",
+        );
         return Err(unauthorized("nonce already used or expired"));
     }
     let verified = (|| {
         let ev = SnpEvidence::from_json(&att.tee_evidence.primary_evidence)?;
-        let roots = match platform {
-            Platform::Sim => st.sim_roots.as_ref().ok_or_else(|| ccr_attest::AttestError::Unavailable {
-                platform: "sim".into(),
-                reason: "this broker was started without --sim-roots and refuses sim evidence".into(),
-            })?,
-            _ => {
-                return Err(ccr_attest::AttestError::Unavailable {
-                    platform: platform.to_string(),
-                    reason: "this broker verifies sim evidence only in this version".into(),
-                });
-            }
-        };
+        let roots =
+            match platform {
+                Platform::Sim => st.sim_roots.as_ref().ok_or_else(|| {
+                    ccr_attest::AttestError::Unavailable {
+                        platform: "sim".into(),
+                        reason:
+                            "this broker was started without --sim-roots and refuses sim evidence"
+                                .into(),
+                    }
+                })?,
+                _ => {
+                    return Err(ccr_attest::AttestError::Unavailable {
+                        platform: platform.to_string(),
+                        reason: "this broker verifies sim evidence only in this version".into(),
+                    });
+                }
+            };
         let v = ev.verify(roots, platform)?;
-        let tee_pubkey_json = serde_json::to_value(&att.runtime_data.tee_pubkey).unwrap_or(Value::Null);
-        let expected = kbs_report_data(&nonce, &tee_pubkey_json, &att.tee_evidence.additional_evidence);
+        let tee_pubkey_json =
+            serde_json::to_value(&att.runtime_data.tee_pubkey).unwrap_or(Value::Null);
+        let expected = kbs_report_data(
+            &nonce,
+            &tee_pubkey_json,
+            &att.tee_evidence.additional_evidence,
+        );
         v.expect_report_data(&expected)?;
         Ok::<_, ccr_attest::AttestError>(v)
     })();
@@ -281,12 +345,23 @@ async fn attest(State(st): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -
         Ok(v) => v,
         Err(e) => {
             st.audit(&sid, "attest", "deny", &format!("evidence: {e}"), "", "{}");
-            return Err(Problem::new(StatusCode::UNAUTHORIZED, "AttestationFailed", format!("evidence: {e}")));
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "AttestationFailed",
+                format!("evidence: {e}"),
+            ));
         }
     };
     let claims = v.claims().to_policy_input();
     let digest = hex::encode(v.digest());
-    st.audit(&sid, "attest", "allow", "evidence verified", &digest, &claims.to_string());
+    st.audit(
+        &sid,
+        "attest",
+        "allow",
+        "evidence verified",
+        &digest,
+        &claims.to_string(),
+    );
     {
         let mut s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sess) = s.get_mut(&sid) {
@@ -314,8 +389,16 @@ async fn get_resource(
         if sess.created.elapsed() >= SESSION_TTL {
             return Err(unauthorized("session expired"));
         }
-        let a = sess.attested.as_ref().ok_or_else(|| unauthorized("session not attested"))?;
-        (a.claims.clone(), a.host_data.clone(), a.tee_pubkey.clone(), a.evidence_digest.clone())
+        let a = sess
+            .attested
+            .as_ref()
+            .ok_or_else(|| unauthorized("session not attested"))?;
+        (
+            a.claims.clone(),
+            a.host_data.clone(),
+            a.tee_pubkey.clone(),
+            a.evidence_digest.clone(),
+        )
     };
     let claims_s = claims.to_string();
     let deny = |reason: String| {
@@ -324,9 +407,14 @@ async fn get_resource(
     };
     let Some(rec) = st.store.get_key(&path)? else {
         st.audit(&sid, &path, "deny", "unknown resource", &digest, &claims_s);
-        return Err(Problem::new(StatusCode::NOT_FOUND, "ResourceNotFound", format!("no key at {path}")));
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("no key at {path}"),
+        ));
     };
-    let contract = Contract::from_json(rec.contract.as_bytes()).map_err(|e| deny(format!("contract: {e}")))?;
+    let contract =
+        Contract::from_json(rec.contract.as_bytes()).map_err(|e| deny(format!("contract: {e}")))?;
     let vc = contract
         .verify(chrono::Utc::now())
         .map_err(|e| deny(e.to_string()))?;
@@ -336,7 +424,8 @@ async fn get_resource(
             "host_data {host_data} is not the digest of the contract this key is registered under ({contract_digest})"
         )));
     }
-    let policy = ReleasePolicy::from_json(rec.policy.as_bytes()).map_err(|e| deny(format!("release policy: {e}")))?;
+    let policy = ReleasePolicy::from_json(rec.policy.as_bytes())
+        .map_err(|e| deny(format!("release policy: {e}")))?;
     match policy.evaluate(&claims, LOCAL_AUTHORITY) {
         Decision::Deny(reasons) => Err(deny(format!("release policy: {}", reasons.join("; ")))),
         Decision::Allow(allow) => {
@@ -376,10 +465,16 @@ async fn put_resource(
     let path = format!("{repo}/{kind}/{tag}");
     let bad = |d: String| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", d);
     let req: PutKey = serde_json::from_slice(&body).map_err(|e| bad(format!("body: {e}")))?;
-    let secret = Zeroizing::new(STANDARD.decode(&req.secret).map_err(|_| bad("secret: not base64".into()))?);
+    let secret = Zeroizing::new(
+        STANDARD
+            .decode(&req.secret)
+            .map_err(|_| bad("secret: not base64".into()))?,
+    );
     let contract_s = req.contract.to_string();
     let contract = Contract::from_json(contract_s.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    contract.verify(chrono::Utc::now()).map_err(|e| bad(e.to_string()))?;
+    contract
+        .verify(chrono::Utc::now())
+        .map_err(|e| bad(e.to_string()))?;
     let policy_s = match req.policy {
         Some(p) => {
             let s = p.to_string();
@@ -389,7 +484,14 @@ async fn put_resource(
         None => serde_json::to_string(&contract.release_policy).unwrap_or_default(),
     };
     st.store.put_key(&path, &secret, &contract_s, &policy_s)?;
-    st.audit("admin", &path, "register", &format!("key registered under contract {}", contract.id), "", "{}");
+    st.audit(
+        "admin",
+        &path,
+        "register",
+        &format!("key registered under contract {}", contract.id),
+        "",
+        "{}",
+    );
     Ok((StatusCode::OK, Json(json!({"registered": path}))).into_response())
 }
 
@@ -416,8 +518,9 @@ fn load_or_make_tls(dir: &Path) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), BrokerE
         let k = Zeroizing::new(std::fs::read(&key).map_err(|e| io(&key, e))?);
         return Ok((c, k));
     }
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .map_err(|e| BrokerError::Crypto(format!("certificate: {e}")))?;
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(|e| BrokerError::Crypto(format!("certificate: {e}")))?;
     let c = ck.cert.der().to_vec();
     let k = Zeroizing::new(ck.key_pair.serialize_der());
     write_private(&key, &k)?;
@@ -427,7 +530,8 @@ fn load_or_make_tls(dir: &Path) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), BrokerE
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), BrokerError> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).map_err(|e| BrokerError::Store(format!("{}: {e}", tmp.display())))?;
+    std::fs::write(&tmp, data)
+        .map_err(|e| BrokerError::Store(format!("{}: {e}", tmp.display())))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -446,7 +550,8 @@ pub fn admin_token(dir: &Path) -> Result<Zeroizing<String>, BrokerError> {
     if let Ok(t) = std::fs::read_to_string(&p) {
         return Ok(Zeroizing::new(t.trim().to_string()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| BrokerError::Store(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BrokerError::Store(format!("{}: {e}", dir.display())))?;
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
     let t = Zeroizing::new(hex::encode(b));
@@ -495,7 +600,10 @@ impl Broker {
         Router::new()
             .route("/kbs/v0/auth", post(auth))
             .route("/kbs/v0/attest", post(attest))
-            .route("/kbs/v0/resource/{repo}/{kind}/{tag}", get(get_resource).post(put_resource))
+            .route(
+                "/kbs/v0/resource/{repo}/{kind}/{tag}",
+                get(get_resource).post(put_resource),
+            )
             .route("/kbs/v0/audit", get(audit_log))
             .with_state(self.inner.clone())
     }
@@ -519,11 +627,14 @@ impl Broker {
             h2.graceful_shutdown(Some(Duration::from_secs(2)));
         });
         let app = self.router();
-        axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(self.tls))
-            .handle(handle)
-            .serve(app.into_make_service())
-            .await
-            .map_err(|e| BrokerError::Store(format!("serve: {e}")))
+        axum_server::from_tcp_rustls(
+            listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(self.tls),
+        )
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .map_err(|e| BrokerError::Store(format!("serve: {e}")))
     }
 }
 

@@ -62,7 +62,8 @@ impl Store {
     /// # Errors
     /// [`BrokerError::Store`].
     pub fn open(dir: &Path) -> Result<Self, BrokerError> {
-        std::fs::create_dir_all(dir).map_err(|e| BrokerError::Store(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BrokerError::Store(format!("{}: {e}", dir.display())))?;
         let path = dir.join("broker.db");
         let conn = Connection::open(&path).map_err(db_err)?;
         #[cfg(unix)]
@@ -95,7 +96,13 @@ impl Store {
     ///
     /// # Errors
     /// [`BrokerError::Store`].
-    pub fn put_key(&self, path: &str, secret: &[u8], contract: &str, policy: &str) -> Result<(), BrokerError> {
+    pub fn put_key(
+        &self,
+        path: &str,
+        secret: &[u8],
+        contract: &str,
+        policy: &str,
+    ) -> Result<(), BrokerError> {
         self.conn()
             .execute(
                 "INSERT INTO keys(path, secret, contract, policy, created) VALUES(?1, ?2, ?3, ?4, ?5)
@@ -134,7 +141,10 @@ impl Store {
     /// [`BrokerError::Store`] (also if the nonce was issued before).
     pub fn issue_nonce(&self, nonce: &str, now: i64) -> Result<(), BrokerError> {
         self.conn()
-            .execute("INSERT INTO nonces(nonce, issued) VALUES(?1, ?2)", params![nonce, now])
+            .execute(
+                "INSERT INTO nonces(nonce, issued) VALUES(?1, ?2)",
+                params![nonce, now],
+            )
             .map_err(db_err)?;
         Ok(())
     }
@@ -216,10 +226,22 @@ mod tests {
         let s = Store::open(d.path()).unwrap();
         s.issue_nonce("n1", 1000).unwrap();
         s.consume_nonce("n1", 1010, 300).unwrap();
-        assert!(matches!(s.consume_nonce("n1", 1011, 300), Err(BrokerError::Nonce)));
+        assert!(matches!(
+            s.consume_nonce("n1", 1011, 300),
+            Err(BrokerError::Nonce)
+        ));
         s.issue_nonce("n2", 1000).unwrap();
-        assert!(matches!(s.consume_nonce("n2", 1400, 300), Err(BrokerError::Nonce)));
-        assert!(matches!(s.consume_nonce("never", 1000, 300), Err(BrokerError::Nonce)));
-        assert!(s.issue_nonce("n1", 2000).is_err(), "a nonce is never issued twice");
+        assert!(matches!(
+            s.consume_nonce("n2", 1400, 300),
+            Err(BrokerError::Nonce)
+        ));
+        assert!(matches!(
+            s.consume_nonce("never", 1000, 300),
+            Err(BrokerError::Nonce)
+        ));
+        assert!(
+            s.issue_nonce("n1", 2000).is_err(),
+            "a nonce is never issued twice"
+        );
     }
 }

@@ -28,7 +28,10 @@ fn start(dir: &Path, sim: &SimAuthority) -> Running {
     let url = format!("https://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(broker.serve(listener, async {
             let _ = rx.await;
         }))
@@ -88,15 +91,21 @@ fn handshake_releases_the_key_wrapped_to_the_runtime_key() {
     let m = [9u8; 48];
     let (c, digest) = contract(&hex::encode(m));
     let mut cl = KbsClient::new(&r.url, r.pin);
-    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None).unwrap();
+    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
+        .unwrap();
     let att = SimAttester::new(sim, m, digest);
     let rk = RuntimeKey::generate();
     let ch = cl.auth("sim").unwrap();
-    let ev = att.evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), "")).unwrap();
+    let ev = att
+        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
+        .unwrap();
     cl.attest(&ch.nonce, &rk, ev).unwrap();
     assert_eq!(&cl.get_resource("r/k/d1", &rk).unwrap()[..], &[5u8; 32]);
     // Unknown resource: 404.
-    assert!(matches!(cl.get_resource("r/k/nope", &rk), Err(BrokerError::NotFound(_))));
+    assert!(matches!(
+        cl.get_resource("r/k/nope", &rk),
+        Err(BrokerError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -108,11 +117,16 @@ fn replayed_nonce_is_refused() {
     let rk = RuntimeKey::generate();
     let mut cl = KbsClient::new(&r.url, r.pin);
     let ch = cl.auth("sim").unwrap();
-    let ev = att.evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), "")).unwrap();
+    let ev = att
+        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
+        .unwrap();
     cl.attest(&ch.nonce, &rk, ev.clone()).unwrap();
     // The same attestation again in the same session: the nonce is spent.
     let e = cl.attest(&ch.nonce, &rk, ev).unwrap_err();
-    assert!(matches!(&e, BrokerError::Unauthorized(m) if m.contains("nonce")), "{e}");
+    assert!(
+        matches!(&e, BrokerError::Unauthorized(m) if m.contains("nonce")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -125,9 +139,14 @@ fn evidence_binding_another_runtime_key_is_refused() {
     let other = RuntimeKey::generate();
     let mut cl = KbsClient::new(&r.url, r.pin);
     let ch = cl.auth("sim").unwrap();
-    let ev = att.evidence(&kbs_report_data(&ch.nonce, &other.tee_pubkey_json(), "")).unwrap();
+    let ev = att
+        .evidence(&kbs_report_data(&ch.nonce, &other.tee_pubkey_json(), ""))
+        .unwrap();
     let e = cl.attest(&ch.nonce, &rk, ev).unwrap_err();
-    assert!(matches!(&e, BrokerError::Unauthorized(m) if m.contains("report_data")), "{e}");
+    assert!(
+        matches!(&e, BrokerError::Unauthorized(m) if m.contains("report_data")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -135,18 +154,32 @@ fn resource_before_attestation_is_401_and_policy_deny_is_403() {
     let (_d, sim, r) = setup();
     let (c, digest) = contract(&"11".repeat(48));
     let mut cl = KbsClient::new(&r.url, r.pin);
-    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None).unwrap();
+    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
+        .unwrap();
     let rk = RuntimeKey::generate();
     cl.auth("sim").unwrap();
-    assert!(matches!(cl.get_resource("r/k/d1", &rk), Err(BrokerError::Unauthorized(_))));
+    assert!(matches!(
+        cl.get_resource("r/k/d1", &rk),
+        Err(BrokerError::Unauthorized(_))
+    ));
     let att = SimAttester::new(sim, [9u8; 48], digest);
     let ch = cl.auth("sim").unwrap();
-    let ev = att.evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), "")).unwrap();
+    let ev = att
+        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
+        .unwrap();
     cl.attest(&ch.nonce, &rk, ev).unwrap();
     let e = cl.get_resource("r/k/d1", &rk).unwrap_err();
-    assert!(matches!(&e, BrokerError::Denied(m) if m.contains("allOf[1]: claim `measurement`")), "{e}");
+    assert!(
+        matches!(&e, BrokerError::Denied(m) if m.contains("allOf[1]: claim `measurement`")),
+        "{e}"
+    );
     let log = cl.audit_log(&r.token).unwrap();
-    assert!(log.as_array().unwrap().iter().any(|row| row["decision"] == "deny" && row["resource"] == "r/k/d1"));
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row["decision"] == "deny" && row["resource"] == "r/k/d1")
+    );
 }
 
 #[test]
@@ -159,7 +192,9 @@ fn admin_endpoints_need_the_token_and_a_signed_contract() {
         Err(BrokerError::Unauthorized(_))
     ));
     c["signatures"] = json!([]);
-    let e = cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None).unwrap_err();
+    let e = cl
+        .put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
+        .unwrap_err();
     assert!(e.to_string().contains("has not signed"), "{e}");
 }
 
@@ -169,12 +204,18 @@ fn host_data_of_another_contract_is_denied() {
     let m = [9u8; 48];
     let (c, _digest) = contract(&hex::encode(m));
     let mut cl = KbsClient::new(&r.url, r.pin);
-    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None).unwrap();
+    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
+        .unwrap();
     let att = SimAttester::new(sim, m, [0u8; 32]);
     let rk = RuntimeKey::generate();
     let ch = cl.auth("sim").unwrap();
-    let ev = att.evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), "")).unwrap();
+    let ev = att
+        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
+        .unwrap();
     cl.attest(&ch.nonce, &rk, ev).unwrap();
     let e = cl.get_resource("r/k/d1", &rk).unwrap_err();
-    assert!(matches!(&e, BrokerError::Denied(m) if m.contains("host_data")), "{e}");
+    assert!(
+        matches!(&e, BrokerError::Denied(m) if m.contains("host_data")),
+        "{e}"
+    );
 }

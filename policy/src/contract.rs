@@ -171,7 +171,11 @@ pub struct Privacy {
     #[serde(deserialize_with = "num_or_str")]
     pub delta: f64,
     /// Noise multiplier, if fixed by the contract.
-    #[serde(default, deserialize_with = "opt_num_or_str", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_num_or_str",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub noise_multiplier: Option<f64>,
 }
 
@@ -197,7 +201,9 @@ pub struct SignatureEntry {
 
 fn parse_num(v: &Value) -> Result<f64, String> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a finite number")),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("{n} is not a finite number")),
         Value::String(s) => s
             .trim()
             .parse::<f64>()
@@ -266,20 +272,43 @@ impl Contract {
         let party = |id: &str| self.parties.iter().find(|p| p.id == id);
         match party(&self.tdc) {
             Some(p) if p.role == Role::Tdc => {}
-            Some(_) => return Err(bad("tdc".into(), format!("party `{}` has role tdp", self.tdc))),
-            None => return Err(bad("tdc".into(), format!("`{}` is not in parties[]", self.tdc))),
+            Some(_) => {
+                return Err(bad(
+                    "tdc".into(),
+                    format!("party `{}` has role tdp", self.tdc),
+                ));
+            }
+            None => {
+                return Err(bad(
+                    "tdc".into(),
+                    format!("`{}` is not in parties[]", self.tdc),
+                ));
+            }
         }
         for (i, t) in self.tdps.iter().enumerate() {
             match party(t) {
                 Some(p) if p.role == Role::Tdp => {}
-                Some(_) => return Err(bad(format!("tdps[{i}]"), format!("party `{t}` has role tdc"))),
-                None => return Err(bad(format!("tdps[{i}]"), format!("`{t}` is not in parties[]"))),
+                Some(_) => {
+                    return Err(bad(
+                        format!("tdps[{i}]"),
+                        format!("party `{t}` has role tdc"),
+                    ));
+                }
+                None => {
+                    return Err(bad(
+                        format!("tdps[{i}]"),
+                        format!("`{t}` is not in parties[]"),
+                    ));
+                }
             }
         }
         let mut ids = std::collections::HashSet::new();
         for (i, p) in self.parties.iter().enumerate() {
             if !ids.insert(&p.id) {
-                return Err(bad(format!("parties[{i}].id"), format!("duplicate `{}`", p.id)));
+                return Err(bad(
+                    format!("parties[{i}].id"),
+                    format!("duplicate `{}`", p.id),
+                ));
             }
             crate::sign::PublicKey::from_jwk(&p.public_key)
                 .map_err(|e| bad(format!("parties[{i}].publicKey"), e.to_string()))?;
@@ -287,7 +316,10 @@ impl Contract {
         let mut ds = std::collections::HashSet::new();
         for (i, d) in self.datasets.iter().enumerate() {
             if !ds.insert(&d.id) {
-                return Err(bad(format!("datasets[{i}].id"), format!("duplicate `{}`", d.id)));
+                return Err(bad(
+                    format!("datasets[{i}].id"),
+                    format!("duplicate `{}`", d.id),
+                ));
             }
             if !self.tdps.iter().any(|t| t == d.owner()) {
                 return Err(bad(
@@ -296,7 +328,10 @@ impl Contract {
                 ));
             }
             if d.key.properties.kid.is_empty() {
-                return Err(bad(format!("datasets[{i}].key.properties.kid"), "empty".into()));
+                return Err(bad(
+                    format!("datasets[{i}].key.properties.kid"),
+                    "empty".into(),
+                ));
             }
         }
         if ds.contains(&self.output.id) {
@@ -306,7 +341,10 @@ impl Contract {
             for (pi, p) in c.privacy.iter().enumerate() {
                 let f = |n: &str| format!("constraints[{ci}].privacy[{pi}].{n}");
                 if !ds.contains(&p.dataset) {
-                    return Err(bad(f("dataset"), format!("unknown dataset `{}`", p.dataset)));
+                    return Err(bad(
+                        f("dataset"),
+                        format!("unknown dataset `{}`", p.dataset),
+                    ));
                 }
                 if p.epsilon_threshold <= 0.0 {
                     return Err(bad(f("epsilon_threshold"), "must be > 0".into()));

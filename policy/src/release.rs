@@ -149,12 +149,20 @@ impl Ctx<'_> {
     fn condition(&mut self, path: &str, c: &Condition) -> Outcome {
         match self.claims.get(&c.claim) {
             None => {
-                self.failed.push(format!("{path}: claim `{}` is absent", c.claim));
-                Outcome { ok: false, names_sim: false }
+                self.failed
+                    .push(format!("{path}: claim `{}` is absent", c.claim));
+                Outcome {
+                    ok: false,
+                    names_sim: false,
+                }
             }
             Some(v) if values_equal(v, &c.equals) => {
-                self.held.push(format!("{path}: {} == {}", c.claim, short(&c.equals)));
-                Outcome { ok: true, names_sim: names_sim(c) }
+                self.held
+                    .push(format!("{path}: {} == {}", c.claim, short(&c.equals)));
+                Outcome {
+                    ok: true,
+                    names_sim: names_sim(c),
+                }
             }
             Some(v) => {
                 self.failed.push(format!(
@@ -163,13 +171,19 @@ impl Ctx<'_> {
                     short(v),
                     short(&c.equals)
                 ));
-                Outcome { ok: false, names_sim: false }
+                Outcome {
+                    ok: false,
+                    names_sim: false,
+                }
             }
         }
     }
 
     fn all(&mut self, path: &str, nodes: &[Node]) -> Outcome {
-        let mut out = Outcome { ok: true, names_sim: false };
+        let mut out = Outcome {
+            ok: true,
+            names_sim: false,
+        };
         for (i, n) in nodes.iter().enumerate() {
             let o = self.node(&format!("{path}.allOf[{i}]"), n);
             out.ok &= o.ok;
@@ -179,7 +193,10 @@ impl Ctx<'_> {
     }
 
     fn any(&mut self, path: &str, nodes: &[Node]) -> Outcome {
-        let mut best = Outcome { ok: false, names_sim: false };
+        let mut best = Outcome {
+            ok: false,
+            names_sim: false,
+        };
         for (i, n) in nodes.iter().enumerate() {
             let o = self.node(&format!("{path}.anyOf[{i}]"), n);
             if o.ok && (!best.ok || (o.names_sim && !best.names_sim)) {
@@ -199,10 +216,16 @@ impl Ctx<'_> {
                             "{path}: authority `{a}` is not this verifier (`{}`)",
                             self.authority
                         ));
-                        return Outcome { ok: false, names_sim: false };
+                        return Outcome {
+                            ok: false,
+                            names_sim: false,
+                        };
                     }
                 }
-                let mut out = Outcome { ok: true, names_sim: false };
+                let mut out = Outcome {
+                    ok: true,
+                    names_sim: false,
+                };
                 if let Some(all) = &g.all_of {
                     let o = self.all(path, all);
                     out.ok &= o.ok;
@@ -305,7 +328,10 @@ impl ReleasePolicy {
         };
         // The top level is evaluated like a group, but its paths start at `anyOf`/`allOf`.
         let out = {
-            let mut out = Outcome { ok: true, names_sim: false };
+            let mut out = Outcome {
+                ok: true,
+                names_sim: false,
+            };
             if let Some(all) = &top.all_of {
                 let o = ctx.all("", all);
                 out.ok &= o.ok;
@@ -330,7 +356,9 @@ impl ReleasePolicy {
                 .collect()
         };
         if out.ok {
-            Decision::Allow(Allow { trace: strip(ctx.held) })
+            Decision::Allow(Allow {
+                trace: strip(ctx.held),
+            })
         } else {
             Decision::Deny(strip(ctx.failed))
         }
@@ -368,17 +396,26 @@ mod tests {
 
     #[test]
     fn policy_naming_sim_allows_matching_sim_claims() {
-        let p = pol(json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
-            {"claim": "platform", "equals": "sim"}, {"claim": "measurement", "equals": "aa"}]}]}));
-        assert!(matches!(p.evaluate(&sim_claims(), "local"), Decision::Allow(_)));
+        let p = pol(
+            json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
+            {"claim": "platform", "equals": "sim"}, {"claim": "measurement", "equals": "aa"}]}]}),
+        );
+        assert!(matches!(
+            p.evaluate(&sim_claims(), "local"),
+            Decision::Allow(_)
+        ));
     }
 
     #[test]
     fn policy_not_naming_sim_denies_sim_even_when_every_clause_holds() {
-        let p = pol(json!({"version": "1.0.0", "allOf": [{"claim": "measurement", "equals": "aa"}]}));
+        let p =
+            pol(json!({"version": "1.0.0", "allOf": [{"claim": "measurement", "equals": "aa"}]}));
         let d = p.evaluate(&sim_claims(), "local");
         assert!(d.reason().contains("sim platform"), "{}", d.reason());
-        assert!(matches!(ReleasePolicy::default_deny_sim().evaluate(&sim_claims(), "local"), Decision::Deny(_)));
+        assert!(matches!(
+            ReleasePolicy::default_deny_sim().evaluate(&sim_claims(), "local"),
+            Decision::Deny(_)
+        ));
     }
 
     #[test]
@@ -394,19 +431,36 @@ mod tests {
 
     #[test]
     fn wrong_authority_and_absent_claims_deny() {
-        let p = pol(json!({"version": "1.0.0", "anyOf": [{"authority": "maa.example", "allOf": [
-            {"claim": "platform", "equals": "sim"}]}]}));
-        assert!(p.evaluate(&sim_claims(), "local").reason().contains("authority"));
-        let p = pol(json!({"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "sim"}, {"claim": "nope", "equals": 1}]}));
-        assert!(p.evaluate(&sim_claims(), "local").reason().contains("`nope` is absent"));
+        let p = pol(
+            json!({"version": "1.0.0", "anyOf": [{"authority": "maa.example", "allOf": [
+            {"claim": "platform", "equals": "sim"}]}]}),
+        );
+        assert!(
+            p.evaluate(&sim_claims(), "local")
+                .reason()
+                .contains("authority")
+        );
+        let p = pol(
+            json!({"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "sim"}, {"claim": "nope", "equals": 1}]}),
+        );
+        assert!(
+            p.evaluate(&sim_claims(), "local")
+                .reason()
+                .contains("`nope` is absent")
+        );
     }
 
     #[test]
     fn malformed_policies_are_rejected_with_a_path() {
-        assert!(ReleasePolicy::from_json(br#"{"version":"2.0.0","allOf":[{"claim":"a","equals":1}]}"#).is_err());
+        assert!(
+            ReleasePolicy::from_json(br#"{"version":"2.0.0","allOf":[{"claim":"a","equals":1}]}"#)
+                .is_err()
+        );
         assert!(ReleasePolicy::from_json(br#"{"version":"1.0.0"}"#).is_err());
         let e = ReleasePolicy::from_json(br#"{"version":"1.0.0","allOf":[]}"#).unwrap_err();
         assert!(e.to_string().contains("allOf"), "{e}");
-        assert!(ReleasePolicy::from_json(br#"{"version":"1.0.0","allOf":[{"claim":"a"}]}"#).is_err());
+        assert!(
+            ReleasePolicy::from_json(br#"{"version":"1.0.0","allOf":[{"claim":"a"}]}"#).is_err()
+        );
     }
 }

@@ -46,9 +46,12 @@ impl std::fmt::Debug for PrivateKey {
 }
 
 fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>, PolicyError> {
-    let s = jwk.get(name).and_then(Value::as_str).ok_or_else(|| PolicyError::Key {
-        reason: format!("JWK field `{name}` missing or not a string"),
-    })?;
+    let s = jwk
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| PolicyError::Key {
+            reason: format!("JWK field `{name}` missing or not a string"),
+        })?;
     B64.decode(s).map_err(|_| PolicyError::Key {
         reason: format!("JWK field `{name}` is not base64url"),
     })
@@ -64,12 +67,16 @@ impl PublicKey {
         let crv = jwk.get("crv").and_then(Value::as_str).unwrap_or("");
         match (kty, crv) {
             ("OKP", "Ed25519") => {
-                let x: [u8; 32] = b64_field(jwk, "x")?.try_into().map_err(|_| PolicyError::Key {
-                    reason: "JWK field `x` is not 32 bytes".into(),
-                })?;
-                let k = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| PolicyError::Key {
-                    reason: "JWK field `x` is not an Ed25519 point".into(),
-                })?;
+                let x: [u8; 32] =
+                    b64_field(jwk, "x")?
+                        .try_into()
+                        .map_err(|_| PolicyError::Key {
+                            reason: "JWK field `x` is not 32 bytes".into(),
+                        })?;
+                let k =
+                    ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| PolicyError::Key {
+                        reason: "JWK field `x` is not an Ed25519 point".into(),
+                    })?;
                 Ok(Self::Ed25519(k))
             }
             ("EC", "P-256") => {
@@ -101,7 +108,9 @@ impl PublicKey {
     /// The key as a JWK.
     pub fn to_jwk(&self) -> Value {
         match self {
-            Self::Ed25519(k) => json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(k.as_bytes())}),
+            Self::Ed25519(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(k.as_bytes())})
+            }
             Self::P256(k) => {
                 let p = k.to_encoded_point(false);
                 json!({
@@ -145,7 +154,9 @@ impl PrivateKey {
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
             return Ok(Self::Ed25519(k));
         }
-        if let Ok(k) = <p256::ecdsa::SigningKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem) {
+        if let Ok(k) =
+            <p256::ecdsa::SigningKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem)
+        {
             return Ok(Self::P256(k));
         }
         Err(PolicyError::Key {
@@ -199,7 +210,8 @@ pub fn verify_detached(key: &PublicKey, jws: &str, payload: &[u8]) -> Result<(),
         reason: reason.to_string(),
     };
     let mut parts = jws.split('.');
-    let (Some(h), Some(""), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(""), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad("not a detached compact JWS (header..signature)"));
     };
@@ -217,7 +229,9 @@ pub fn verify_detached(key: &PublicKey, jws: &str, payload: &[u8]) -> Result<(),
     if header.get("crit").is_some() {
         return Err(bad("header `crit` is not supported"));
     }
-    let sig = B64.decode(s).map_err(|_| bad("signature is not base64url"))?;
+    let sig = B64
+        .decode(s)
+        .map_err(|_| bad("signature is not base64url"))?;
     let input = format!("{h}.{}", B64.encode(payload));
     let ok = match key {
         PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(&sig)

@@ -20,8 +20,8 @@ use ccr_attest::report_data::kbs_report_data;
 use ccr_attest::sim::{SimAuthority, sim_measurement};
 use ccr_images::{DatasetKey, Image, ImageBuilder};
 use ccr_keybroker::{KbsClient, RuntimeKey};
-use ccr_policy::{Contract, VerifiedContract};
 use ccr_policy::contract::KeyRef;
+use ccr_policy::{Contract, VerifiedContract};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha384};
 use tracing::{info, info_span, warn};
@@ -149,7 +149,10 @@ impl JobError {
     /// 5 decryption, 6 join or training, 7 sealing, 143 aborted by SIGTERM.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Input { .. } | Self::Contract { .. } | Self::Pipeline { .. } | Self::Config(_) => 2,
+            Self::Input { .. }
+            | Self::Contract { .. }
+            | Self::Pipeline { .. }
+            | Self::Config(_) => 2,
             Self::Attest(_) => 3,
             Self::Release { .. } => 4,
             Self::Image { .. } => 5,
@@ -218,8 +221,12 @@ fn attester(cfg: &JobConfig, contract: &VerifiedContract) -> Result<Box<dyn Atte
                 .sim_state
                 .clone()
                 .ok_or_else(|| JobError::Config("--platform sim needs --sim-state DIR".into()))?;
-            let authority = SimAuthority::load_or_create(&dir).map_err(|e| JobError::Attest(e.to_string()))?;
-            let m = sim_measurement(&file_sha384(&cfg.init_binary)?, &contract.contract().launch_digest());
+            let authority =
+                SimAuthority::load_or_create(&dir).map_err(|e| JobError::Attest(e.to_string()))?;
+            let m = sim_measurement(
+                &file_sha384(&cfg.init_binary)?,
+                &contract.contract().launch_digest(),
+            );
             info!(measurement = %hex::encode(m), host_data = %hex::encode(contract.digest()), "sim report values");
             Ok(Box::new(SimAttester::new(authority, m, contract.digest())))
         }
@@ -266,7 +273,10 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     let (vc, pipeline, pval) = info_span!("start").in_scope(|| load_inputs(cfg))?;
     let contract = vc.contract().clone();
     if cfg.out.exists() {
-        return Err(JobError::Config(format!("--out {}: already exists, refusing to overwrite", cfg.out.display())));
+        return Err(JobError::Config(format!(
+            "--out {}: already exists, refusing to overwrite",
+            cfg.out.display()
+        )));
     }
     info!(contract = %contract.id, contract_digest = %hex::encode(vc.digest()), pipeline_digest = %contract.pipeline_digest, "contract verified");
     lap("start", &mut t0)?;
@@ -282,18 +292,24 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
 
     // 3. release keys
     let span = info_span!("release");
-    let (dataset_keys, output_key, evidence_digest) = span.in_scope(|| release_keys(cfg, &contract, &pipeline, attester.as_ref(), &runtime_key))?;
+    let (dataset_keys, output_key, evidence_digest) =
+        span.in_scope(|| release_keys(cfg, &contract, &pipeline, attester.as_ref(), &runtime_key))?;
     drop(runtime_key);
     lap("release", &mut t0)?;
 
     // 4. decrypt
-    let tables = info_span!("decrypt").in_scope(|| decrypt(cfg, &contract, &pipeline, &dataset_keys))?;
+    let tables =
+        info_span!("decrypt").in_scope(|| decrypt(cfg, &contract, &pipeline, &dataset_keys))?;
     drop(dataset_keys);
     lap("decrypt", &mut t0)?;
 
     // 5. join
     let jc = pipeline.join.config();
-    let identifiers = jc.joined_dataset.as_ref().map(|j| j.identifiers.clone()).unwrap_or_default();
+    let identifiers = jc
+        .joined_dataset
+        .as_ref()
+        .map(|j| j.identifiers.clone())
+        .unwrap_or_default();
     let joined = info_span!("join").in_scope(|| {
         let rows_in: Vec<usize> = tables.iter().map(|t| t.1.rows.len()).collect();
         let t = join::run(matches!(pipeline.join, Join::Keyed(_)), jc, tables)?;
@@ -304,7 +320,8 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
 
     // 6. train
     let tc = &pipeline.train;
-    let (metrics, model_bytes) = info_span!("train").in_scope(|| train_and_eval(&joined, tc, &identifiers, &cfg.abort))?;
+    let (metrics, model_bytes) =
+        info_span!("train").in_scope(|| train_and_eval(&joined, tc, &identifiers, &cfg.abort))?;
     drop(joined);
     lap("train", &mut t0)?;
 
@@ -328,12 +345,21 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
             path: cfg.out.clone(),
             source,
         };
-        let mut b = ImageBuilder::new(&cfg.out, &contract.output.id, &contract.output.key.properties.kid, &output_key).map_err(serr)?;
+        let mut b = ImageBuilder::new(
+            &cfg.out,
+            &contract.output.id,
+            &contract.output.key.properties.kid,
+            &output_key,
+        )
+        .map_err(serr)?;
         let m = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
         let r = serde_json::to_vec_pretty(&run_report).unwrap_or_default();
-        b.add_file("model.safetensors", Path::new("<model>"), &model_bytes[..]).map_err(serr)?;
-        b.add_file("metrics.json", Path::new("<metrics>"), &m[..]).map_err(serr)?;
-        b.add_file("run.json", Path::new("<run report>"), &r[..]).map_err(serr)?;
+        b.add_file("model.safetensors", Path::new("<model>"), &model_bytes[..])
+            .map_err(serr)?;
+        b.add_file("metrics.json", Path::new("<metrics>"), &m[..])
+            .map_err(serr)?;
+        b.add_file("run.json", Path::new("<run report>"), &r[..])
+            .map_err(serr)?;
         b.commit().map_err(serr)?;
         info!(out = %cfg.out.display(), "output sealed");
         Ok::<_, JobError>(())
@@ -354,7 +380,12 @@ fn endpoint(cfg: &JobConfig, key: &KeyRef) -> Result<String, JobError> {
     cfg.broker
         .clone()
         .or_else(|| (!key.properties.endpoint.is_empty()).then(|| key.properties.endpoint.clone()))
-        .ok_or_else(|| JobError::Config(format!("no broker endpoint for key {} (set --broker)", key.properties.kid)))
+        .ok_or_else(|| {
+            JobError::Config(format!(
+                "no broker endpoint for key {} (set --broker)",
+                key.properties.kid
+            ))
+        })
 }
 
 type Released = (Vec<(String, DatasetKey)>, DatasetKey, String);
@@ -366,10 +397,9 @@ fn release_keys(
     attester: &dyn Attester,
     runtime_key: &RuntimeKey,
 ) -> Result<Released, JobError> {
-    let pin = cfg
-        .broker_pin
-        .as_deref()
-        .ok_or_else(|| JobError::Config("--broker-pin (SHA-256 of the broker's certificate) is required".into()))?;
+    let pin = cfg.broker_pin.as_deref().ok_or_else(|| {
+        JobError::Config("--broker-pin (SHA-256 of the broker's certificate) is required".into())
+    })?;
     let pin = ccr_keybroker::client::parse_pin(pin).map_err(|e| JobError::Config(e.to_string()))?;
     // Everything to fetch: (what, key ref).
     let mut wanted: Vec<(String, String, KeyRef)> = Vec::new();
@@ -378,10 +408,19 @@ fn release_keys(
             .datasets
             .iter()
             .find(|c| c.id == d.id)
-            .ok_or_else(|| JobError::Config(format!("pipeline dataset `{}` ({}) is not in the contract", d.id, d.name)))?;
+            .ok_or_else(|| {
+                JobError::Config(format!(
+                    "pipeline dataset `{}` ({}) is not in the contract",
+                    d.id, d.name
+                ))
+            })?;
         wanted.push((format!("dataset {}", d.id), d.id.clone(), cd.key.clone()));
     }
-    wanted.push(("output".into(), contract.output.id.clone(), contract.output.key.clone()));
+    wanted.push((
+        "output".into(),
+        contract.output.id.clone(),
+        contract.output.key.clone(),
+    ));
     let mut by_broker: BTreeMap<String, Vec<(String, String, KeyRef)>> = BTreeMap::new();
     for w in wanted {
         by_broker.entry(endpoint(cfg, &w.2)?).or_default().push(w);
@@ -399,18 +438,26 @@ fn release_keys(
         let mut client = KbsClient::new(&url, pin);
         let challenge = client.auth(attester.platform().as_str()).map_err(rel)?;
         let rd = kbs_report_data(&challenge.nonce, &runtime_key.tee_pubkey_json(), "");
-        let evidence = attester.evidence(&rd).map_err(|e| JobError::Attest(e.to_string()))?;
-        let ans = client.attest(&challenge.nonce, runtime_key, evidence).map_err(rel)?;
-        evidence_digest = ans.get("evidence_digest").and_then(Value::as_str).unwrap_or("").to_string();
+        let evidence = attester
+            .evidence(&rd)
+            .map_err(|e| JobError::Attest(e.to_string()))?;
+        let ans = client
+            .attest(&challenge.nonce, runtime_key, evidence)
+            .map_err(rel)?;
+        evidence_digest = ans
+            .get("evidence_digest")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         info!(broker = %url, evidence_digest = %evidence_digest, "attested to broker");
         for (what, id, key) in items {
-            let secret: Zeroizing<Vec<u8>> = client.get_resource(&key.properties.kid, runtime_key).map_err(|source| {
-                JobError::Release {
+            let secret: Zeroizing<Vec<u8>> = client
+                .get_resource(&key.properties.kid, runtime_key)
+                .map_err(|source| JobError::Release {
                     what: what.clone(),
                     kid: key.properties.kid.clone(),
                     source,
-                }
-            })?;
+                })?;
             let k = DatasetKey::from_slice(&secret).map_err(|e| JobError::Release {
                 what: what.clone(),
                 kid: key.properties.kid.clone(),
@@ -456,7 +503,14 @@ fn decrypt(
             .files
             .iter()
             .find(|f| f.path == d.file)
-            .ok_or_else(|| JobError::Config(format!("dataset `{}`: file `{}` is not in image {}", d.id, d.file, dir.display())))?;
+            .ok_or_else(|| {
+                JobError::Config(format!(
+                    "dataset `{}`: file `{}` is not in image {}",
+                    d.id,
+                    d.file,
+                    dir.display()
+                ))
+            })?;
         let plain = image.read_file(entry, &d.id, key).map_err(ierr)?;
         let mut t = join::parse_csv(&d.name, &d.file, &plain)?;
         drop(plain);
@@ -478,7 +532,14 @@ fn train_and_eval(
 ) -> Result<(Value, Vec<u8>), JobError> {
     let p = train::prepare(joined, tc, identifiers)?;
     let sp = train::split(&p, tc);
-    info!(rows = p.n(), features = p.d(), train = sp.train.len(), val = sp.val.len(), test = sp.test.len(), "data prepared");
+    info!(
+        rows = p.n(),
+        features = p.d(),
+        train = sp.train.len(),
+        val = sp.val.len(),
+        test = sp.test.len(),
+        "data prepared"
+    );
     let total = tc.total_epochs;
     let trained = train::train(&p, &sp, tc, |e| {
         info!(epoch = e.epoch, epochs = total, train_loss = e.train_loss, val_metric = ?e.val_metric, "epoch");
@@ -491,13 +552,19 @@ fn train_and_eval(
     let labels: Vec<f32> = sp.test.iter().map(|&i| p.y[i]).collect();
     let classification = tc.task_type == "classification";
     let k = *trained.dims.last().unwrap_or(&1);
-    let preds = if classification { train::argmax_rows(&out, k) } else { out.clone() };
+    let preds = if classification {
+        train::argmax_rows(&out, k)
+    } else {
+        out.clone()
+    };
     let mut test = serde_json::Map::new();
     test.insert("n".into(), json!(sp.test.len()));
     for m in &tc.metrics {
         let v = match m.as_str() {
             "accuracy" if classification => json!(train::accuracy(&preds, &labels)),
-            "roc_auc" if classification && k == 2 => json!(train::roc_auc(&train::positive_scores(&out), &labels)),
+            "roc_auc" if classification && k == 2 => {
+                json!(train::roc_auc(&train::positive_scores(&out), &labels))
+            }
             "mse" if !classification => json!(train::mse(&preds, &labels)),
             _ => {
                 warn!(metric = %m, "metric does not apply to this task; skipped");
@@ -506,7 +573,8 @@ fn train_and_eval(
         };
         test.insert(m.clone(), v);
     }
-    info!(metrics = %Value::Object(test.clone()), "held-out metrics");
+    let test_metrics = Value::Object(test.clone());
+    info!(metrics = %test_metrics, "held-out metrics");
     let mut metrics = json!({
         "format": "ccr-metrics/1",
         "task": tc.task_type,

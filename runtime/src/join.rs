@@ -119,7 +119,9 @@ pub enum JoinError {
 /// # Errors
 /// [`JoinError::Csv`] with the line.
 pub fn parse_csv(dataset: &str, file: &str, bytes: &[u8]) -> Result<Table, JoinError> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
     let err = |line: u64, reason: String| JoinError::Csv {
         dataset: dataset.into(),
         file: file.into(),
@@ -143,7 +145,10 @@ pub fn parse_csv(dataset: &str, file: &str, bytes: &[u8]) -> Result<Table, JoinE
         let rec = rec.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
         if rec.len() != columns.len() {
-            return Err(err(line, format!("{} fields, header has {}", rec.len(), columns.len())));
+            return Err(err(
+                line,
+                format!("{} fields, header has {}", rec.len(), columns.len()),
+            ));
         }
         rows.push(
             rec.iter()
@@ -152,7 +157,11 @@ pub fn parse_csv(dataset: &str, file: &str, bytes: &[u8]) -> Result<Table, JoinE
                     if f.is_empty() {
                         Cell::Null
                     } else if let Ok(x) = f.parse::<f64>() {
-                        if x.is_finite() { Cell::Num(x) } else { Cell::Text(f.to_string()) }
+                        if x.is_finite() {
+                            Cell::Num(x)
+                        } else {
+                            Cell::Text(f.to_string())
+                        }
                     } else {
                         Cell::Text(f.to_string())
                     }
@@ -181,7 +190,11 @@ pub fn select_columns(t: &Table, select: &[String], table: &str) -> Result<Table
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Table {
         columns: select.to_vec(),
-        rows: t.rows.iter().map(|r| idx.iter().map(|&i| r[i].clone()).collect()).collect(),
+        rows: t
+            .rows
+            .iter()
+            .map(|r| idx.iter().map(|&i| r[i].clone()).collect())
+            .collect(),
     })
 }
 
@@ -211,10 +224,13 @@ pub fn keyed_join(tables: &[(String, Table)], query: &str) -> Result<Table, Join
     let sql = |e: rusqlite::Error| JoinError::Sql(e.to_string());
     let head = strip_leading_comments(query).to_ascii_uppercase();
     if !(head.starts_with("SELECT") || head.starts_with("WITH")) {
-        return Err(JoinError::QueryRefused("it must be a single SELECT statement".into()));
+        return Err(JoinError::QueryRefused(
+            "it must be a single SELECT statement".into(),
+        ));
     }
     let mut conn = Connection::open_in_memory().map_err(sql)?;
-    conn.execute_batch("PRAGMA temp_store=MEMORY;").map_err(sql)?;
+    conn.execute_batch("PRAGMA temp_store=MEMORY;")
+        .map_err(sql)?;
     for (name, t) in tables {
         let cols: Vec<String> = t
             .columns
@@ -222,16 +238,27 @@ pub fn keyed_join(tables: &[(String, Table)], query: &str) -> Result<Table, Join
             .enumerate()
             .map(|(i, c)| {
                 let numeric = t.rows.iter().all(|r| !matches!(r[i], Cell::Text(_)));
-                format!("{} {}", quote_ident(c), if numeric { "REAL" } else { "TEXT" })
+                format!(
+                    "{} {}",
+                    quote_ident(c),
+                    if numeric { "REAL" } else { "TEXT" }
+                )
             })
             .collect();
-        conn.execute_batch(&format!("CREATE TABLE {} ({});", quote_ident(name), cols.join(", ")))
-            .map_err(sql)?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE {} ({});",
+            quote_ident(name),
+            cols.join(", ")
+        ))
+        .map_err(sql)?;
         let tx = conn.transaction().map_err(sql)?;
         {
             let placeholders = vec!["?"; t.columns.len()].join(", ");
             let mut st = tx
-                .prepare(&format!("INSERT INTO {} VALUES ({placeholders})", quote_ident(name)))
+                .prepare(&format!(
+                    "INSERT INTO {} VALUES ({placeholders})",
+                    quote_ident(name)
+                ))
                 .map_err(sql)?;
             for r in &t.rows {
                 let vals: Vec<SqlValue> = r
@@ -248,11 +275,15 @@ pub fn keyed_join(tables: &[(String, Table)], query: &str) -> Result<Table, Join
         tx.commit().map_err(sql)?;
     }
     let mut st = conn.prepare(query).map_err(|e| match e {
-        rusqlite::Error::MultipleStatement => JoinError::QueryRefused("more than one statement".into()),
+        rusqlite::Error::MultipleStatement => {
+            JoinError::QueryRefused("more than one statement".into())
+        }
         e => sql(e),
     })?;
     if !st.readonly() {
-        return Err(JoinError::QueryRefused("the statement is not read-only".into()));
+        return Err(JoinError::QueryRefused(
+            "the statement is not read-only".into(),
+        ));
     }
     let mut columns: Vec<String> = Vec::new();
     for name in st.column_names() {
@@ -314,10 +345,16 @@ pub fn union(tables: &[(String, Table)]) -> Result<Table, JoinError> {
         let idx: Vec<usize> = out
             .columns
             .iter()
-            .map(|c| t.column(c).unwrap_or_else(|| unreachable!("same column set")))
+            .map(|c| {
+                t.column(c)
+                    .unwrap_or_else(|| unreachable!("same column set"))
+            })
             .collect();
-        out.rows
-            .extend(t.rows.iter().map(|r| idx.iter().map(|&i| r[i].clone()).collect::<Vec<_>>()));
+        out.rows.extend(
+            t.rows
+                .iter()
+                .map(|r| idx.iter().map(|&i| r[i].clone()).collect::<Vec<_>>()),
+        );
     }
     if out.rows.is_empty() {
         return Err(JoinError::Empty);
@@ -342,7 +379,11 @@ pub fn drop_columns(t: Table, jd: &JoinedDataset) -> Result<Table, JoinError> {
     }
     Ok(Table {
         columns: keep.iter().map(|&i| t.columns[i].clone()).collect(),
-        rows: t.rows.iter().map(|r| keep.iter().map(|&i| r[i].clone()).collect()).collect(),
+        rows: t
+            .rows
+            .iter()
+            .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
+            .collect(),
     })
 }
 
@@ -350,7 +391,11 @@ pub fn drop_columns(t: Table, jd: &JoinedDataset) -> Result<Table, JoinError> {
 ///
 /// # Errors
 /// [`JoinError`].
-pub fn run(keyed: bool, cfg: &JoinConfig, tables: Vec<(String, Table)>) -> Result<Table, JoinError> {
+pub fn run(
+    keyed: bool,
+    cfg: &JoinConfig,
+    tables: Vec<(String, Table)>,
+) -> Result<Table, JoinError> {
     let jd = cfg.joined_dataset.clone().unwrap_or_default();
     let joined = if keyed {
         keyed_join(&tables, jd.joining_query.as_deref().unwrap_or(""))?
@@ -403,7 +448,10 @@ mod tests {
             "ATTACH DATABASE '/tmp/x.db' AS x",
             "  -- comment\n INSERT INTO a VALUES ('B', 2)",
         ] {
-            assert!(matches!(keyed_join(&tabs, q), Err(JoinError::QueryRefused(_))), "{q}");
+            assert!(
+                matches!(keyed_join(&tabs, q), Err(JoinError::QueryRefused(_))),
+                "{q}"
+            );
         }
     }
 
@@ -414,7 +462,10 @@ mod tests {
         let u = union(&[("a".into(), a.clone()), ("b".into(), b)]).unwrap();
         assert_eq!(u.rows[1], vec![Cell::Text("B".into()), Cell::Num(2.0)]);
         let c = t("id,y\nC,3\n");
-        assert!(matches!(union(&[("a".into(), a), ("c".into(), c)]), Err(JoinError::Shape { .. })));
+        assert!(matches!(
+            union(&[("a".into(), a), ("c".into(), c)]),
+            Err(JoinError::Shape { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub fn init() {
     if std::io::stderr().is_terminal() {
         b.init();
     } else {
-        b.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+        b.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     }
 }

@@ -357,28 +357,43 @@ impl Pipeline {
     /// # Errors
     /// [`PipelineError`] naming the field's path.
     pub fn from_value(v: &Value) -> Result<Self, PipelineError> {
-        let cfg: PipelineConfig = serde_path_to_error::deserialize(v.clone()).map_err(|e| PipelineError::Json {
-            path: e.path().to_string(),
-            reason: e.inner().to_string(),
-        })?;
+        let cfg: PipelineConfig =
+            serde_path_to_error::deserialize(v.clone()).map_err(|e| PipelineError::Json {
+                path: e.path().to_string(),
+                reason: e.inner().to_string(),
+            })?;
         let field = |path: &str, reason: &str| PipelineError::Field {
             path: path.into(),
             reason: reason.into(),
         };
         if cfg.pipeline.len() != 2 {
-            return Err(field("pipeline", "expected two steps: a join, then a train step"));
+            return Err(field(
+                "pipeline",
+                "expected two steps: a join, then a train step",
+            ));
         }
         let mut it = cfg.pipeline.into_iter();
         let join = match it.next() {
             Some(Step::SparkJoin(c)) => {
-                let q = c.joined_dataset.as_ref().and_then(|j| j.joining_query.as_deref());
+                let q = c
+                    .joined_dataset
+                    .as_ref()
+                    .and_then(|j| j.joining_query.as_deref());
                 if q.is_none_or(|q| q.trim().is_empty()) {
-                    return Err(field("pipeline[0].config.joined_dataset.joining_query", "required for SparkJoin"));
+                    return Err(field(
+                        "pipeline[0].config.joined_dataset.joining_query",
+                        "required for SparkJoin",
+                    ));
                 }
                 Join::Keyed(c)
             }
             Some(Step::DirectoryJoin(c)) => Join::Union(c),
-            _ => return Err(field("pipeline[0].name", "the first step must be SparkJoin or DirectoryJoin")),
+            _ => {
+                return Err(field(
+                    "pipeline[0].name",
+                    "the first step must be SparkJoin or DirectoryJoin",
+                ));
+            }
         };
         if join.config().datasets.is_empty() {
             return Err(field("pipeline[0].config.datasets", "empty"));
@@ -386,47 +401,77 @@ impl Pipeline {
         let (train, train_kind) = match it.next() {
             Some(Step::TrainDl(c)) => (c, "Train_DL"),
             Some(Step::TrainMl(c)) => (c, "Train_ML"),
-            _ => return Err(field("pipeline[1].name", "the second step must be Train_DL or Train_ML")),
+            _ => {
+                return Err(field(
+                    "pipeline[1].name",
+                    "the second step must be Train_DL or Train_ML",
+                ));
+            }
         };
         let p = "pipeline[1].config";
         if train.dataset_config.kind != "tabular" {
-            return Err(field(&format!("{p}.dataset_config.type"), "only `tabular` is supported"));
+            return Err(field(
+                &format!("{p}.dataset_config.type"),
+                "only `tabular` is supported",
+            ));
         }
         if let Some(m) = &train.dataset_config.missing_strategy {
             if m != "drop" {
-                return Err(field(&format!("{p}.dataset_config.missing_strategy"), "only `drop` is supported"));
+                return Err(field(
+                    &format!("{p}.dataset_config.missing_strategy"),
+                    "only `drop` is supported",
+                ));
             }
         }
         let s = &train.dataset_config.splits;
-        if !(s.train > 0.0 && s.test > 0.0 && s.val >= 0.0 && ((s.train + s.val + s.test) - 1.0).abs() < 1e-6) {
+        if !(s.train > 0.0
+            && s.test > 0.0
+            && s.val >= 0.0
+            && ((s.train + s.val + s.test) - 1.0).abs() < 1e-6)
+        {
             return Err(field(
                 &format!("{p}.dataset_config.splits"),
                 "train > 0, test > 0, val >= 0, summing to 1",
             ));
         }
-        if !["standard", "minmax", "maxabs", "none"].contains(&train.dataset_config.preprocessing.scaler.as_str()) {
+        if !["standard", "minmax", "maxabs", "none"]
+            .contains(&train.dataset_config.preprocessing.scaler.as_str())
+        {
             return Err(field(
                 &format!("{p}.dataset_config.preprocessing.scaler"),
                 "one of standard, minmax, maxabs, none",
             ));
         }
         if !["classification", "regression"].contains(&train.task_type.as_str()) {
-            return Err(field(&format!("{p}.task_type"), "classification or regression"));
+            return Err(field(
+                &format!("{p}.task_type"),
+                "classification or regression",
+            ));
         }
         match (train.model_config.name.as_str(), train.task_type.as_str()) {
-            ("LogisticRegression", "classification") | ("MLP", _) | ("LinearRegression", "regression") => {}
+            ("LogisticRegression", "classification")
+            | ("MLP", _)
+            | ("LinearRegression", "regression") => {}
             (n, t) => {
                 return Err(field(
                     &format!("{p}.model_config.name"),
-                    &format!("`{n}` cannot do {t} (LogisticRegression: classification, LinearRegression: regression, MLP: both)"),
+                    &format!(
+                        "`{n}` cannot do {t} (LogisticRegression: classification, LinearRegression: regression, MLP: both)"
+                    ),
                 ));
             }
         }
         if train.model_config.name == "MLP" && train.model_config.hidden_layers.is_empty() {
-            return Err(field(&format!("{p}.model_config.hidden_layers"), "an MLP needs at least one hidden layer"));
+            return Err(field(
+                &format!("{p}.model_config.hidden_layers"),
+                "an MLP needs at least one hidden layer",
+            ));
         }
         if !["relu", "tanh"].contains(&train.model_config.activation.as_str()) {
-            return Err(field(&format!("{p}.model_config.activation"), "relu or tanh"));
+            return Err(field(
+                &format!("{p}.model_config.activation"),
+                "relu or tanh",
+            ));
         }
         if !["Adam", "AdamW", "SGD"].contains(&train.optimizer.name.as_str()) {
             return Err(field(&format!("{p}.optimizer.name"), "Adam, AdamW or SGD"));
@@ -439,7 +484,10 @@ impl Pipeline {
         }
         for (i, m) in train.metrics.iter().enumerate() {
             if !["accuracy", "roc_auc", "mse"].contains(&m.as_str()) {
-                return Err(field(&format!("{p}.metrics[{i}]"), "accuracy, roc_auc or mse"));
+                return Err(field(
+                    &format!("{p}.metrics[{i}]"),
+                    "accuracy, roc_auc or mse",
+                ));
             }
         }
         if train.is_private {

@@ -103,13 +103,19 @@ impl Prepared {
 ///
 /// # Errors
 /// [`TrainError`] naming the column.
-pub fn prepare(t: &Table, cfg: &TrainConfig, identifiers: &[String]) -> Result<Prepared, TrainError> {
+pub fn prepare(
+    t: &Table,
+    cfg: &TrainConfig,
+    identifiers: &[String],
+) -> Result<Prepared, TrainError> {
     let dc = &cfg.dataset_config;
-    let target = t.column(&dc.target_variable).ok_or_else(|| TrainError::Column {
-        field: "dataset_config.target_variable",
-        column: dc.target_variable.clone(),
-        available: t.columns.join(", "),
-    })?;
+    let target = t
+        .column(&dc.target_variable)
+        .ok_or_else(|| TrainError::Column {
+            field: "dataset_config.target_variable",
+            column: dc.target_variable.clone(),
+            available: t.columns.join(", "),
+        })?;
     let excluded = |c: &String| {
         c == &dc.target_variable
             || identifiers.contains(c)
@@ -139,7 +145,7 @@ pub fn prepare(t: &Table, cfg: &TrainConfig, identifiers: &[String]) -> Result<P
         let mut seen = BTreeMap::new();
         for r in &t.rows {
             if let Some(v) = r[target].as_f64() {
-                seen.insert(ordered(v), r[target].to_text());
+                seen.insert(ordered(v), (v, r[target].to_text()));
             } else if let Cell::Text(s) = &r[target] {
                 return Err(TrainError::Data(format!(
                     "target `{}` holds text (`{s}`); labels must be numbers",
@@ -147,7 +153,7 @@ pub fn prepare(t: &Table, cfg: &TrainConfig, identifiers: &[String]) -> Result<P
                 )));
             }
         }
-        class_values = seen.into_iter().map(|(k, v)| (f64::from_bits(k), v)).collect();
+        class_values = seen.into_values().collect();
         if class_values.len() < 2 {
             return Err(TrainError::Data("fewer than two classes".into()));
         }
@@ -160,7 +166,9 @@ pub fn prepare(t: &Table, cfg: &TrainConfig, identifiers: &[String]) -> Result<P
         ids: Vec::new(),
     };
     'rows: for (ri, r) in t.rows.iter().enumerate() {
-        let Some(yv) = r[target].as_f64() else { continue };
+        let Some(yv) = r[target].as_f64() else {
+            continue;
+        };
         let mut xs = Vec::with_capacity(fidx.len());
         for (k, &i) in fidx.iter().enumerate() {
             match &r[i] {
@@ -180,7 +188,8 @@ pub fn prepare(t: &Table, cfg: &TrainConfig, identifiers: &[String]) -> Result<P
         } else {
             yv as f32
         });
-        p.ids.push(id_col.map_or_else(|| ri.to_string(), |c| r[c].to_text()));
+        p.ids
+            .push(id_col.map_or_else(|| ri.to_string(), |c| r[c].to_text()));
     }
     if p.n() < 10 {
         return Err(TrainError::Data(format!("only {} complete rows", p.n())));
@@ -191,7 +200,11 @@ pub fn prepare(t: &Table, cfg: &TrainConfig, identifiers: &[String]) -> Result<P
 fn ordered(v: f64) -> u64 {
     // Labels are small integers in practice; order by value through a monotone key.
     let b = v.to_bits();
-    if v.is_sign_negative() { !b } else { b | (1 << 63) }
+    if v.is_sign_negative() {
+        !b
+    } else {
+        b | (1 << 63)
+    }
 }
 
 /// Row indices of the train, validation and test splits.
@@ -271,7 +284,11 @@ impl Scaler {
                 _ => (0.0, 1.0),
             };
             offset[j] = o as f32;
-            scale[j] = if s.is_finite() && s > 1e-12 { s as f32 } else { 1.0 };
+            scale[j] = if s.is_finite() && s > 1e-12 {
+                s as f32
+            } else {
+                1.0
+            };
         }
         Self { offset, scale }
     }
@@ -362,12 +379,25 @@ pub fn device() -> Device {
 ///
 /// # Errors
 /// [`TrainError::Backend`].
-pub fn predict(net: &Net, device: &Device, x: &[f32], n: usize, d: usize) -> Result<Vec<f32>, TrainError> {
+pub fn predict(
+    net: &Net,
+    device: &Device,
+    x: &[f32],
+    n: usize,
+    d: usize,
+) -> Result<Vec<f32>, TrainError> {
     let mut out = Vec::new();
     for start in (0..n).step_by(1024) {
         let end = (start + 1024).min(n);
-        let xb = Tensor::<2>::from_data(TensorData::new(x[start * d..end * d].to_vec(), [end - start, d]), device);
-        let o = net.forward(xb).into_data().to_vec::<f32>().map_err(backend_err)?;
+        let xb = Tensor::<2>::from_data(
+            TensorData::new(x[start * d..end * d].to_vec(), [end - start, d]),
+            device,
+        );
+        let o = net
+            .forward(xb)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(backend_err)?;
         out.extend(o);
     }
     Ok(out)
@@ -406,9 +436,13 @@ pub fn train(
     let mut optim = match cfg.optimizer.name.as_str() {
         "SGD" => SgdConfig::new()
             .with_weight_decay(wd)
-            .with_momentum((prm.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(prm.momentum)))
+            .with_momentum(
+                (prm.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(prm.momentum)),
+            )
             .init(),
-        "AdamW" => AdamWConfig::new().with_weight_decay(prm.weight_decay as f32).init(),
+        "AdamW" => AdamWConfig::new()
+            .with_weight_decay(prm.weight_decay as f32)
+            .init(),
         _ => AdamConfig::new().with_weight_decay(wd).init(),
     };
     let ce = CrossEntropyLossConfig::new().init(&device);
@@ -436,7 +470,11 @@ pub fn train(
                 let y = Tensor::<2>::from_data(TensorData::new(yb, [b, 1]), &device);
                 MseLoss::new().forward(out, y, Reduction::Mean)
             };
-            let lv: f32 = loss.clone().into_data().to_vec::<f32>().map_err(backend_err)?[0];
+            let lv: f32 = loss
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(backend_err)?[0];
             loss_sum += f64::from(lv);
             batches += 1;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
@@ -478,7 +516,9 @@ pub fn argmax_rows(out: &[f32], k: usize) -> Vec<f32> {
         .map(|r| {
             r.iter()
                 .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| {
+                    if v > b.1 { (i, v) } else { b }
+                })
                 .0 as f32
         })
         .collect()
@@ -511,7 +551,11 @@ pub fn mse(pred: &[f32], labels: &[f32]) -> f64 {
 
 /// ROC AUC for binary labels (0/1) and scores, with ties counted half (Mann–Whitney U).
 pub fn roc_auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
-    let mut v: Vec<(f64, bool)> = scores.iter().zip(labels).map(|(s, l)| (*s, *l == 1.0)).collect();
+    let mut v: Vec<(f64, bool)> = scores
+        .iter()
+        .zip(labels)
+        .map(|(s, l)| (*s, *l == 1.0))
+        .collect();
     let pos = v.iter().filter(|x| x.1).count();
     let neg = v.len() - pos;
     if pos == 0 || neg == 0 {
@@ -536,26 +580,42 @@ pub fn roc_auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
 ///
 /// # Errors
 /// [`TrainError::Backend`].
-pub fn to_safetensors(
-    t: &Trained,
-    p: &Prepared,
-    cfg: &TrainConfig,
-) -> Result<Vec<u8>, TrainError> {
+pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Vec<u8>, TrainError> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     for (i, l) in t.net.layers.iter().enumerate() {
         let w = l.weight.val();
         let [din, dout] = w.dims();
-        let wt = w.transpose().into_data().to_vec::<f32>().map_err(backend_err)?;
-        tensors.push((format!("layers.{i}.weight"), vec![dout, din], f32_bytes(&wt)));
+        let wt = w
+            .transpose()
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(backend_err)?;
+        tensors.push((
+            format!("layers.{i}.weight"),
+            vec![dout, din],
+            f32_bytes(&wt),
+        ));
         let b = match &l.bias {
-            Some(b) => b.val().into_data().to_vec::<f32>().map_err(backend_err)?,
+            Some(b) => b
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(backend_err)?,
             None => vec![0.0; dout],
         };
         tensors.push((format!("layers.{i}.bias"), vec![dout], f32_bytes(&b)));
     }
-    tensors.push(("scaler.offset".into(), vec![p.d()], f32_bytes(&t.scaler.offset)));
-    tensors.push(("scaler.scale".into(), vec![p.d()], f32_bytes(&t.scaler.scale)));
+    tensors.push((
+        "scaler.offset".into(),
+        vec![p.d()],
+        f32_bytes(&t.scaler.offset),
+    ));
+    tensors.push((
+        "scaler.scale".into(),
+        vec![p.d()],
+        f32_bytes(&t.scaler.scale),
+    ));
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(n, s, b)| {
@@ -567,14 +627,23 @@ pub fn to_safetensors(
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "ccr-model/1".to_string());
     meta.insert("model".to_string(), cfg.model_config.name.clone());
-    meta.insert("activation".to_string(), cfg.model_config.activation.clone());
+    meta.insert(
+        "activation".to_string(),
+        cfg.model_config.activation.clone(),
+    );
     meta.insert("task".to_string(), cfg.task_type.clone());
-    meta.insert("target".to_string(), cfg.dataset_config.target_variable.clone());
+    meta.insert(
+        "target".to_string(),
+        cfg.dataset_config.target_variable.clone(),
+    );
     meta.insert(
         "feature_columns".to_string(),
         serde_json::to_string(&p.features).unwrap_or_default(),
     );
-    meta.insert("classes".to_string(), serde_json::to_string(&p.classes).unwrap_or_default());
+    meta.insert(
+        "classes".to_string(),
+        serde_json::to_string(&p.classes).unwrap_or_default(),
+    );
     safetensors::tensor::serialize(views, Some(meta)).map_err(backend_err)
 }
 
@@ -584,7 +653,10 @@ mod tests {
 
     #[test]
     fn roc_auc_matches_hand_computed_values() {
-        assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]), Some(0.75));
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]),
+            Some(0.75)
+        );
         assert_eq!(roc_auc(&[0.5, 0.5], &[0.0, 1.0]), Some(0.5));
         assert_eq!(roc_auc(&[0.5, 0.6], &[1.0, 1.0]), None);
     }

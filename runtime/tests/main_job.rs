@@ -41,19 +41,28 @@ fn stderr(o: &std::process::Output) -> String {
 fn breast_cancer_keyed_join_trains_and_python_reproduces_the_predictions() {
     let w = world();
     let mut setup = Setup::breast_cancer();
-    setup.edit_pipeline = &|p: &mut Value| p["pipeline"][1]["config"]["export_test_predictions"] = json!(true);
+    setup.edit_pipeline =
+        &|p: &mut Value| p["pipeline"][1]["config"]["export_test_predictions"] = json!(true);
     let s = setup_scenario(&w, &setup);
     let out = w.work.join("bc-out");
     let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
     assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
     let first: Value = serde_json::from_str(stderr(&o).lines().next().unwrap()).unwrap();
-    assert!(first["message"].as_str().unwrap().contains("PLATFORM IS SIM"), "first line: {first}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("PLATFORM IS SIM"),
+        "first line: {first}"
+    );
     assert_eq!(last_log_line(&o)["message"], "training complete");
     let dir = unseal(&s, &out);
     let m = metrics(&dir);
     assert_eq!(m["rows"]["total"], 548, "inner join of the two hospitals");
     let acc = m["test"]["accuracy"].as_f64().unwrap();
-    let auc = m["test"]["roc_auc"].as_f64().unwrap();
+    let auc = m["test"]["roc_auc"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no roc_auc: {}", m["test"]));
     assert!(acc >= 0.93, "accuracy {acc}");
     assert!(auc >= 0.97, "ROC AUC {auc}");
     let run: Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
@@ -77,7 +86,12 @@ fn breast_cancer_keyed_join_trains_and_python_reproduces_the_predictions() {
     }
     // The audit log records the attestation and each release.
     let audit = w.broker.audit();
-    let allows = audit.as_array().unwrap().iter().filter(|r| r["decision"] == "allow").count();
+    let allows = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["decision"] == "allow")
+        .count();
     assert_eq!(allows, 4, "attest + 2 datasets + output: {audit}");
 }
 
@@ -85,7 +99,8 @@ fn breast_cancer_keyed_join_trains_and_python_reproduces_the_predictions() {
 fn digits_union_trains_an_mlp() {
     let w = world();
     let mut setup = Setup::digits();
-    setup.edit_pipeline = &|p: &mut Value| p["pipeline"][1]["config"]["export_test_predictions"] = json!(true);
+    setup.edit_pipeline =
+        &|p: &mut Value| p["pipeline"][1]["config"]["export_test_predictions"] = json!(true);
     let s = setup_scenario(&w, &setup);
     let out = w.work.join("digits-out");
     let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
@@ -103,7 +118,11 @@ fn digits_union_trains_an_mlp() {
             .arg("digits")
             .output()
             .unwrap();
-        assert!(py.status.success(), "python check failed:\n{}", String::from_utf8_lossy(&py.stderr));
+        assert!(
+            py.status.success(),
+            "python check failed:\n{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
     }
 }
 
@@ -123,7 +142,10 @@ fn policy_the_sim_measurement_does_not_meet_denies_the_key_and_writes_nothing() 
     let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let log = stderr(&o);
-    assert!(log.contains("claim `measurement`"), "the policy's reason is in the runtime log:\n{log}");
+    assert!(
+        log.contains("claim `measurement`"),
+        "the policy's reason is in the runtime log:\n{log}"
+    );
     assert!(!out.exists(), "no output on deny");
     let audit = w.broker.audit();
     let deny = audit
@@ -132,7 +154,13 @@ fn policy_the_sim_measurement_does_not_meet_denies_the_key_and_writes_nothing() 
         .iter()
         .find(|r| r["decision"] == "deny")
         .expect("a deny row in the audit log");
-    assert!(deny["reason"].as_str().unwrap().contains("anyOf[0].allOf[1]: claim `measurement`"), "{deny}");
+    assert!(
+        deny["reason"]
+            .as_str()
+            .unwrap()
+            .contains("anyOf[0].allOf[1]: claim `measurement`"),
+        "{deny}"
+    );
 }
 
 /// Sets up breast cancer once and runs ccr-init after `damage`, expecting failure.
@@ -144,14 +172,20 @@ fn expect_failure(damage: &dyn Fn(&Scenario, &World), code: i32, needle: &str) {
     let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
     let log = stderr(&o);
     assert_eq!(o.status.code(), Some(code), "expected exit {code}:\n{log}");
-    assert!(log.contains(needle), "expected `{needle}` in the error:\n{log}");
+    assert!(
+        log.contains(needle),
+        "expected `{needle}` in the error:\n{log}"
+    );
     assert!(!out.exists(), "no output may be written");
     let leftovers: Vec<_> = std::fs::read_dir(&w.work)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains("out"))
         .collect();
-    assert!(leftovers.is_empty(), "no half-written output: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "no half-written output: {leftovers:?}"
+    );
 }
 
 fn ct(s: &Scenario, name: &str, file: &str) -> std::path::PathBuf {
@@ -199,7 +233,16 @@ fn wrong_key_at_the_broker_fails_decryption() {
             ccr_ok(&[], &["keys", "generate", other.to_str().unwrap()]);
             ccr_ok(
                 &w.broker.env(),
-                &["keys", "put", "--kid", "ccr/dataset/bc-hospital-a", "--key", other.to_str().unwrap(), "--contract", s.contract.to_str().unwrap()],
+                &[
+                    "keys",
+                    "put",
+                    "--kid",
+                    "ccr/dataset/bc-hospital-a",
+                    "--key",
+                    other.to_str().unwrap(),
+                    "--contract",
+                    s.contract.to_str().unwrap(),
+                ],
             );
         },
         5,
@@ -251,7 +294,9 @@ fn malformed_manifest_is_refused_with_its_field() {
     expect_failure(
         &|s, _| {
             let m = s.images.join("hospital_a/manifest.json");
-            let t = std::fs::read_to_string(&m).unwrap().replace("\"segment_size\": 1048576", "\"segment_size\": 4096");
+            let t = std::fs::read_to_string(&m)
+                .unwrap()
+                .replace("\"segment_size\": 1048576", "\"segment_size\": 4096");
             std::fs::write(&m, t).unwrap();
         },
         5,
@@ -263,7 +308,8 @@ fn malformed_manifest_is_refused_with_its_field() {
 fn unsigned_contract_is_refused() {
     expect_failure(
         &|s, _| {
-            let mut v: Value = serde_json::from_slice(&std::fs::read(&s.contract).unwrap()).unwrap();
+            let mut v: Value =
+                serde_json::from_slice(&std::fs::read(&s.contract).unwrap()).unwrap();
             v["signatures"].as_array_mut().unwrap().pop();
             std::fs::write(&s.contract, serde_json::to_vec(&v).unwrap()).unwrap();
         },
@@ -276,7 +322,8 @@ fn unsigned_contract_is_refused() {
 fn tampered_contract_signature_is_refused() {
     expect_failure(
         &|s, _| {
-            let mut v: Value = serde_json::from_slice(&std::fs::read(&s.contract).unwrap()).unwrap();
+            let mut v: Value =
+                serde_json::from_slice(&std::fs::read(&s.contract).unwrap()).unwrap();
             v["purpose"] = json!("MARKETING");
             std::fs::write(&s.contract, serde_json::to_vec(&v).unwrap()).unwrap();
         },
@@ -289,7 +336,8 @@ fn tampered_contract_signature_is_refused() {
 fn malformed_contract_names_the_field() {
     expect_failure(
         &|s, _| {
-            let mut v: Value = serde_json::from_slice(&std::fs::read(&s.contract).unwrap()).unwrap();
+            let mut v: Value =
+                serde_json::from_slice(&std::fs::read(&s.contract).unwrap()).unwrap();
             v["datasets"][0]["kid"] = json!("misplaced");
             std::fs::write(&s.contract, serde_json::to_vec(&v).unwrap()).unwrap();
         },
@@ -307,16 +355,23 @@ fn expired_contract_is_refused() {
         c["expiryTime"] = json!("2021-01-01T00:00:00Z");
     };
     // Keys cannot be registered under an expired contract either.
-    let r = std::panic::catch_unwind(|| setup_scenario(&w, &setup));
-    let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
-    assert!(msg.contains("expired"), "registration under an expired contract must fail: {msg}");
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_scenario(&w, &setup)));
+    let msg = r
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("expired"),
+        "registration under an expired contract must fail: {msg}"
+    );
 }
 
 #[test]
 fn pipeline_changed_after_signing_is_refused() {
     expect_failure(
         &|s, _| {
-            let mut v: Value = serde_json::from_slice(&std::fs::read(&s.pipeline).unwrap()).unwrap();
+            let mut v: Value =
+                serde_json::from_slice(&std::fs::read(&s.pipeline).unwrap()).unwrap();
             v["pipeline"][1]["config"]["total_epochs"] = json!(61);
             std::fs::write(&s.pipeline, serde_json::to_vec(&v).unwrap()).unwrap();
         },
@@ -329,11 +384,24 @@ fn pipeline_changed_after_signing_is_refused() {
 fn broker_that_is_down_is_an_error_after_bounded_retries() {
     let w = world();
     let s = setup_scenario(&w, &Setup::breast_cancer());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = w.work.join("out");
-    let o = run_init(&s, &format!("https://127.0.0.1:{port}"), &w.broker.pin, &out);
+    let o = run_init(
+        &s,
+        &format!("https://127.0.0.1:{port}"),
+        &w.broker.pin,
+        &out,
+    );
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains(&format!("127.0.0.1:{port}")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.exists());
 }
 
@@ -352,7 +420,12 @@ fn broker_answering_garbage_is_an_error() {
         }
     });
     let out = w.work.join("out");
-    let o = run_init(&s, &format!("https://127.0.0.1:{port}"), &w.broker.pin, &out);
+    let o = run_init(
+        &s,
+        &format!("https://127.0.0.1:{port}"),
+        &w.broker.pin,
+        &out,
+    );
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(!out.exists());
 }
@@ -378,9 +451,19 @@ fn report_from_another_sim_chain_fails_verification() {
     let out = w.work.join("out");
     let o = run_init(&s2, &w.broker.url, &w.broker.pin, &out);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("certificate chain does not verify"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("certificate chain does not verify"),
+        "{}",
+        stderr(&o)
+    );
     let audit = w.broker.audit();
-    assert!(audit.as_array().unwrap().iter().any(|r| r["decision"] == "deny" && r["resource"] == "attest"));
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["decision"] == "deny" && r["resource"] == "attest")
+    );
 }
 
 #[test]
@@ -413,11 +496,19 @@ fn no_plaintext_lands_in_the_output_or_work_folders() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Distinctive plaintext: every data row of both hospitals' files (minus the header).
     let mut needles: Vec<String> = Vec::new();
-    for f in ["breast_cancer_hospital_a.csv", "breast_cancer_hospital_b.csv"] {
+    for f in [
+        "breast_cancer_hospital_a.csv",
+        "breast_cancer_hospital_b.csv",
+    ] {
         let t = std::fs::read_to_string(examples().join("data").join(f)).unwrap();
         needles.extend(t.lines().skip(1).map(str::to_string));
         // Identifiers too: patient ids never leave in clear.
-        needles.extend(t.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_string));
+        needles.extend(
+            t.lines()
+                .skip(1)
+                .filter_map(|l| l.split(',').next())
+                .map(str::to_string),
+        );
     }
     let mut files = Vec::new();
     walk(&w.work, &mut files);
@@ -425,7 +516,11 @@ fn no_plaintext_lands_in_the_output_or_work_folders() {
     for f in files {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
         for n in &needles {
-            assert!(!text.contains(n.as_str()), "plaintext `{n}` found in {}", f.display());
+            assert!(
+                !text.contains(n.as_str()),
+                "plaintext `{n}` found in {}",
+                f.display()
+            );
         }
     }
 }

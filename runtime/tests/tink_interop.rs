@@ -13,12 +13,18 @@ fn tink(args: &[&str]) {
         .args(args)
         .output()
         .unwrap();
-    assert!(o.status.success(), "tink {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "tink {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn plaintext() -> Vec<u8> {
     // Three segments: crosses the first-segment and a later segment boundary.
-    (0..(2_500_000u32)).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect()
+    (0..(2_500_000u32))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect()
 }
 
 #[test]
@@ -33,9 +39,29 @@ fn file_sealed_by_ccr_opens_in_python_tink() {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("blob.bin"), plaintext()).unwrap();
     let img = d.path().join("img");
-    ccr_ok(&[], &["dataset", "seal", "--id", "ds-1", "--kid", "k", "--key", key.to_str().unwrap(), src.to_str().unwrap(), img.to_str().unwrap()]);
+    ccr_ok(
+        &[],
+        &[
+            "dataset",
+            "seal",
+            "--id",
+            "ds-1",
+            "--kid",
+            "k",
+            "--key",
+            key.to_str().unwrap(),
+            src.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
+    );
     let out = d.path().join("py.out");
-    tink(&["open", key.to_str().unwrap(), "ds-1/blob.bin", img.join("data/blob.bin").to_str().unwrap(), out.to_str().unwrap()]);
+    tink(&[
+        "open",
+        key.to_str().unwrap(),
+        "ds-1/blob.bin",
+        img.join("data/blob.bin").to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(out).unwrap(), plaintext());
 }
 
@@ -52,7 +78,13 @@ fn file_sealed_by_python_tink_opens_with_ccr_dataset_open() {
     let img = d.path().join("img");
     std::fs::create_dir_all(img.join("data")).unwrap();
     let ct = img.join("data/blob.bin");
-    tink(&["seal", key.to_str().unwrap(), "ds-1/blob.bin", pt.to_str().unwrap(), ct.to_str().unwrap()]);
+    tink(&[
+        "seal",
+        key.to_str().unwrap(),
+        "ds-1/blob.bin",
+        pt.to_str().unwrap(),
+        ct.to_str().unwrap(),
+    ]);
     // The manifest a data provider's own tooling would write beside Tink's ciphertext.
     let c = std::fs::read(&ct).unwrap();
     let manifest = serde_json::json!({
@@ -63,11 +95,31 @@ fn file_sealed_by_python_tink_opens_with_ccr_dataset_open() {
     });
     std::fs::write(img.join("manifest.json"), manifest.to_string()).unwrap();
     let out = d.path().join("opened");
-    ccr_ok(&[], &["dataset", "open", "--id", "ds-1", "--key", key.to_str().unwrap(), img.to_str().unwrap(), out.to_str().unwrap()]);
+    ccr_ok(
+        &[],
+        &[
+            "dataset",
+            "open",
+            "--id",
+            "ds-1",
+            "--key",
+            key.to_str().unwrap(),
+            img.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(std::fs::read(out.join("blob.bin")).unwrap(), plaintext());
     // And with the wrong dataset id in the associated data it does not open.
     let bad = Command::new(ccr())
-        .args(["dataset", "open", "--id", "ds-2", "--key", key.to_str().unwrap(), img.to_str().unwrap()])
+        .args([
+            "dataset",
+            "open",
+            "--id",
+            "ds-2",
+            "--key",
+            key.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ])
         .arg(d.path().join("bad"))
         .output()
         .unwrap();

@@ -53,7 +53,10 @@ fn main() {
             platform = "sim",
             "PLATFORM IS SIM: this is NOT a confidential VM; evidence is simulated by a local chain and only a release policy that names sim will release keys to it"
         ),
-        PlatformArg::Auto => tracing::info!(platform = "auto", "ccr-init starting; detecting the platform"),
+        PlatformArg::Auto => tracing::info!(
+            platform = "auto",
+            "ccr-init starting; detecting the platform"
+        ),
     }
     let abort = match ccr_runtime::init::install() {
         Ok(a) => a,

@@ -15,7 +15,11 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
-#[command(name = "ccr", version, about = "ccr: confidential clean-room tool for data providers, consumers, auditors and broker operators")]
+#[command(
+    name = "ccr",
+    version,
+    about = "ccr: confidential clean-room tool for data providers, consumers, auditors and broker operators"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -149,6 +153,7 @@ enum ContractCmd {
         #[arg(long, default_value = "ed25519")]
         alg: String,
         /// Key file to create.
+        #[arg(long)]
         out: PathBuf,
     },
     /// Set a party's public key from its private key file (removes existing signatures).
@@ -244,13 +249,18 @@ enum SimCmd {
 }
 
 fn read_key(path: &Path) -> Result<DatasetKey> {
-    let bytes = Zeroizing::new(std::fs::read(path).with_context(|| format!("key file {}", path.display()))?);
+    let bytes = Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("key file {}", path.display()))?,
+    );
     DatasetKey::from_slice(&bytes).with_context(|| format!("key file {}", path.display()))
 }
 
 /// Writes `data` to `path` through a temporary name and a rename; `private` sets mode 0600.
 fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     #[cfg(unix)]
@@ -281,19 +291,29 @@ fn load_contract(path: &Path) -> Result<Contract> {
 }
 
 /// Edits a contract's JSON (as a value, so fields keep their form), dropping signatures.
-fn edit_contract(path: &Path, f: impl FnOnce(&mut serde_json::Map<String, Value>) -> Result<()>) -> Result<()> {
+fn edit_contract(
+    path: &Path,
+    f: impl FnOnce(&mut serde_json::Map<String, Value>) -> Result<()>,
+) -> Result<()> {
     let mut v = read_json(path)?;
     let m = v.as_object_mut().context("contract is not a JSON object")?;
     f(m)?;
-    if m.get("signatures").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
-        eprintln!("note: contract changed; existing signatures removed, every party must sign again");
+    if m.get("signatures")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        eprintln!(
+            "note: contract changed; existing signatures removed, every party must sign again"
+        );
     }
     m.insert("signatures".into(), json!([]));
     write_atomic(path, &serde_json::to_vec_pretty(&v)?, false)
 }
 
 fn private_key(path: &Path) -> Result<PrivateKey> {
-    let pem = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("key file {}", path.display()))?);
+    let pem = Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("key file {}", path.display()))?,
+    );
     PrivateKey::from_pkcs8_pem(&pem).with_context(|| format!("key file {}", path.display()))
 }
 
@@ -317,24 +337,55 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Dataset(DatasetCmd::Seal { id, kid, key, source, image }) => {
+        Cmd::Dataset(DatasetCmd::Seal {
+            id,
+            kid,
+            key,
+            source,
+            image,
+        }) => {
             let k = read_key(&key)?;
             let m = ccr_images::seal_path(&source, &image, &id, &kid, &k)?;
-            println!("sealed {} file(s) of dataset {id} into {}", m.files.len(), image.display());
+            println!(
+                "sealed {} file(s) of dataset {id} into {}",
+                m.files.len(),
+                image.display()
+            );
         }
-        Cmd::Dataset(DatasetCmd::Open { id, key, image, out }) | Cmd::Model(ModelCmd::Unseal { id, key, image, out }) => {
+        Cmd::Dataset(DatasetCmd::Open {
+            id,
+            key,
+            image,
+            out,
+        })
+        | Cmd::Model(ModelCmd::Unseal {
+            id,
+            key,
+            image,
+            out,
+        }) => {
             let k = read_key(&key)?;
             let img = Image::load(&image)?;
             img.expect_dataset(&id)?;
             img.extract_to(&out, &id, &k)?;
-            println!("opened {} file(s) into {}", img.manifest().files.len(), out.display());
+            println!(
+                "opened {} file(s) into {}",
+                img.manifest().files.len(),
+                out.display()
+            );
         }
         Cmd::Keys(KeysCmd::Generate { out }) => {
             let k = DatasetKey::generate();
             write_new_private(&out, k.as_bytes())?;
             println!("wrote a 32-byte key to {}", out.display());
         }
-        Cmd::Keys(KeysCmd::Put { conn, kid, key, contract, policy }) => {
+        Cmd::Keys(KeysCmd::Put {
+            conn,
+            kid,
+            key,
+            contract,
+            policy,
+        }) => {
             let k = read_key(&key)?;
             load_contract(&contract)?;
             let c = read_json(&contract)?;
@@ -343,7 +394,11 @@ fn run(cli: Cli) -> Result<()> {
             cl.put_resource(&token, &kid, k.as_bytes(), &c, p.as_ref())?;
             println!("registered {kid}");
         }
-        Cmd::Keybroker(BrokerCmd::Serve { listen, store, sim_roots }) => serve(&listen, &store, sim_roots.as_deref())?,
+        Cmd::Keybroker(BrokerCmd::Serve {
+            listen,
+            store,
+            sim_roots,
+        }) => serve(&listen, &store, sim_roots.as_deref())?,
         Cmd::Keybroker(BrokerCmd::Audit { conn }) => {
             let (mut cl, token) = client(&conn)?;
             println!("{}", serde_json::to_string_pretty(&cl.audit_log(&token)?)?);
@@ -353,10 +408,17 @@ fn run(cli: Cli) -> Result<()> {
             write_new_private(&out, k.to_pkcs8_pem().as_bytes())?;
             println!("{}", k.public_key().to_jwk());
         }
-        Cmd::Contract(ContractCmd::SetParty { contract, party, key }) => {
+        Cmd::Contract(ContractCmd::SetParty {
+            contract,
+            party,
+            key,
+        }) => {
             let jwk = private_key(&key)?.public_key().to_jwk();
             edit_contract(&contract, |m| {
-                let parties = m.get_mut("parties").and_then(Value::as_array_mut).context("contract has no parties[]")?;
+                let parties = m
+                    .get_mut("parties")
+                    .and_then(Value::as_array_mut)
+                    .context("contract has no parties[]")?;
                 let p = parties
                     .iter_mut()
                     .find(|p| p.get("id").and_then(Value::as_str) == Some(party.as_str()))
@@ -374,7 +436,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("{d}");
         }
         Cmd::Contract(ContractCmd::SetPolicy { contract, policy }) => {
-            let b = std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?;
+            let b =
+                std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?;
             ReleasePolicy::from_json(&b)?;
             let p: Value = serde_json::from_slice(&b)?;
             edit_contract(&contract, |m| {
@@ -382,15 +445,28 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             })?;
         }
-        Cmd::Contract(ContractCmd::Sign { contract, party, key }) => {
+        Cmd::Contract(ContractCmd::Sign {
+            contract,
+            party,
+            key,
+        }) => {
             let c = load_contract(&contract)?;
             if !c.parties.iter().any(|p| p.id == party) {
                 bail!("`{party}` is not a party to contract {}", c.id);
             }
             let k = private_key(&key)?;
-            let pk = ccr_policy::sign::PublicKey::from_jwk(&c.parties.iter().find(|p| p.id == party).map(|p| p.public_key.clone()).unwrap_or_default())?;
+            let pk = ccr_policy::sign::PublicKey::from_jwk(
+                &c.parties
+                    .iter()
+                    .find(|p| p.id == party)
+                    .map(|p| p.public_key.clone())
+                    .unwrap_or_default(),
+            )?;
             if pk.to_jwk() != k.public_key().to_jwk() {
-                bail!("key {} is not party `{party}`'s key in the contract", key.display());
+                bail!(
+                    "key {} is not party `{party}`'s key in the contract",
+                    key.display()
+                );
             }
             let jws = k.sign_detached(&party, &c.digest());
             let mut v = read_json(&contract)?;
@@ -401,7 +477,10 @@ fn run(cli: Cli) -> Result<()> {
                 .or_insert(json!([]));
             let arr = sigs.as_array_mut().context("signatures is not a list")?;
             arr.retain(|s| s.get("party").and_then(Value::as_str) != Some(party.as_str()));
-            arr.push(serde_json::to_value(SignatureEntry { party: party.clone(), jws })?);
+            arr.push(serde_json::to_value(SignatureEntry {
+                party: party.clone(),
+                jws,
+            })?);
             write_atomic(&contract, &serde_json::to_vec_pretty(&v)?, false)?;
             println!("signed contract {} as {party}", c.id);
         }
@@ -411,10 +490,21 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(p) = pipeline {
                 vc.check_pipeline(&read_json(&p)?)?;
             }
-            println!("contract {} verified: {} signatures, digest {}", c.id, c.signatures.len(), hex::encode(vc.digest()));
+            println!(
+                "contract {} verified: {} signatures, digest {}",
+                c.id,
+                c.signatures.len(),
+                hex::encode(vc.digest())
+            );
         }
-        Cmd::Contract(ContractCmd::Digest { contract }) => println!("{}", hex::encode(load_contract(&contract)?.digest())),
-        Cmd::Policy(PolicyCmd::Derive { target, contract, init }) => {
+        Cmd::Contract(ContractCmd::Digest { contract }) => {
+            println!("{}", hex::encode(load_contract(&contract)?.digest()))
+        }
+        Cmd::Policy(PolicyCmd::Derive {
+            target,
+            contract,
+            init,
+        }) => {
             if target != "sim" {
                 bail!("--for {target}: this version derives policies for sim only");
             }
@@ -429,8 +519,14 @@ fn run(cli: Cli) -> Result<()> {
             ]}]});
             println!("{}", serde_json::to_string_pretty(&p)?);
         }
-        Cmd::Policy(PolicyCmd::Eval { policy, claims, authority }) => {
-            let p = ReleasePolicy::from_json(&std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?)?;
+        Cmd::Policy(PolicyCmd::Eval {
+            policy,
+            claims,
+            authority,
+        }) => {
+            let p = ReleasePolicy::from_json(
+                &std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?,
+            )?;
             let c = read_json(&claims)?;
             match p.evaluate(&c, &authority) {
                 Decision::Allow(a) => println!("allow\n{}", a.trace().join("\n")),
@@ -442,7 +538,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Sim(SimCmd::Init { state }) => {
             let a = ccr_attest::sim::SimAuthority::load_or_create(&state)?;
-            println!("sim chain in {} (ark.pem, ask.pem, vcek.pem)", a.dir().display());
+            println!(
+                "sim chain in {} (ark.pem, ask.pem, vcek.pem)",
+                a.dir().display()
+            );
         }
     }
     Ok(())
@@ -463,11 +562,17 @@ fn serve(listen: &str, store: &Path, sim_roots: Option<&Path>) -> Result<()> {
     let local = listener.local_addr()?;
     let fp = broker.fingerprint().to_string();
     write_atomic(&store.join("tls.sha256"), fp.as_bytes(), false)?;
-    write_atomic(&store.join("listen.addr"), local.to_string().as_bytes(), false)?;
+    write_atomic(
+        &store.join("listen.addr"),
+        local.to_string().as_bytes(),
+        false,
+    )?;
     println!("listening on https://{local}");
     println!("certificate sha256 {fp}");
     println!("admin token in {}", store.join("admin.token").display());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -16,7 +16,10 @@ pub fn ccr_init() -> PathBuf {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn examples() -> PathBuf {
@@ -25,7 +28,11 @@ pub fn examples() -> PathBuf {
 
 /// Runs `ccr` with args and the broker environment; panics with its output on failure.
 pub fn ccr_ok(env: &[(&str, String)], args: &[&str]) -> String {
-    let out = Command::new(ccr()).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
+    let out = Command::new(ccr())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "ccr {args:?} failed: {}\n{}",
@@ -47,7 +54,8 @@ impl Broker {
     /// `sim_roots`.
     pub fn start(store: &Path, sim_roots: Option<&Path>) -> Self {
         let mut cmd = Command::new(ccr());
-        cmd.args(["keybroker", "serve", "--listen", "127.0.0.1:0", "--store"]).arg(store);
+        cmd.args(["keybroker", "serve", "--listen", "127.0.0.1:0", "--store"])
+            .arg(store);
         if let Some(r) = sim_roots {
             cmd.arg("--sim-roots").arg(r);
         }
@@ -56,11 +64,20 @@ impl Broker {
         let addr_file = store.join("listen.addr");
         let t = Instant::now();
         while !addr_file.exists() {
-            assert!(t.elapsed() < Duration::from_secs(30), "broker did not start");
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "broker did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let url = format!("https://{}", std::fs::read_to_string(&addr_file).unwrap().trim());
-        let pin = std::fs::read_to_string(store.join("tls.sha256")).unwrap().trim().to_string();
+        let url = format!(
+            "https://{}",
+            std::fs::read_to_string(&addr_file).unwrap().trim()
+        );
+        let pin = std::fs::read_to_string(store.join("tls.sha256"))
+            .unwrap()
+            .trim()
+            .to_string();
         Self {
             child,
             url,
@@ -73,7 +90,10 @@ impl Broker {
         vec![
             ("CCR_BROKER", self.url.clone()),
             ("CCR_BROKER_PIN", self.pin.clone()),
-            ("CCR_ADMIN_TOKEN_FILE", self.store.join("admin.token").display().to_string()),
+            (
+                "CCR_ADMIN_TOKEN_FILE",
+                self.store.join("admin.token").display().to_string(),
+            ),
         ]
     }
 
@@ -97,14 +117,39 @@ impl Drop for Broker {
 pub type Provider = (&'static str, &'static str, &'static str, &'static str);
 
 pub const BREAST_CANCER: &[Provider] = &[
-    ("hospital_a", "bc-hospital-a", "hospital-a", "breast_cancer_hospital_a.csv"),
-    ("hospital_b", "bc-hospital-b", "hospital-b", "breast_cancer_hospital_b.csv"),
+    (
+        "hospital_a",
+        "bc-hospital-a",
+        "hospital-a",
+        "breast_cancer_hospital_a.csv",
+    ),
+    (
+        "hospital_b",
+        "bc-hospital-b",
+        "hospital-b",
+        "breast_cancer_hospital_b.csv",
+    ),
 ];
 
 pub const DIGITS: &[Provider] = &[
-    ("clinic_1", "digits-clinic-1", "clinic-1", "digits_clinic_1.csv"),
-    ("clinic_2", "digits-clinic-2", "clinic-2", "digits_clinic_2.csv"),
-    ("clinic_3", "digits-clinic-3", "clinic-3", "digits_clinic_3.csv"),
+    (
+        "clinic_1",
+        "digits-clinic-1",
+        "clinic-1",
+        "digits_clinic_1.csv",
+    ),
+    (
+        "clinic_2",
+        "digits-clinic-2",
+        "clinic-2",
+        "digits_clinic_2.csv",
+    ),
+    (
+        "clinic_3",
+        "digits-clinic-3",
+        "clinic-3",
+        "digits_clinic_3.csv",
+    ),
 ];
 
 pub struct Scenario {
@@ -164,8 +209,16 @@ pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenari
     std::fs::create_dir_all(&images).unwrap();
     let contract = dir.join("contract.json");
     let pipeline = dir.join("pipeline_config.json");
-    std::fs::copy(examples().join(s.scenario).join("contract.template.json"), &contract).unwrap();
-    std::fs::copy(examples().join(s.scenario).join("pipeline_config.json"), &pipeline).unwrap();
+    std::fs::copy(
+        examples().join(s.scenario).join("contract.template.json"),
+        &contract,
+    )
+    .unwrap();
+    std::fs::copy(
+        examples().join(s.scenario).join("pipeline_config.json"),
+        &pipeline,
+    )
+    .unwrap();
     edit_json(&pipeline, s.edit_pipeline);
     let env = broker.env();
     let c = contract.to_str().unwrap();
@@ -174,20 +227,73 @@ pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenari
     for party in &parties {
         let k = keys.join(format!("{party}.sign.pem"));
         ccr_ok(&env, &["contract", "keygen", "--out", k.to_str().unwrap()]);
-        ccr_ok(&env, &["contract", "set-party", "--contract", c, "--party", party, "--key", k.to_str().unwrap()]);
+        ccr_ok(
+            &env,
+            &[
+                "contract",
+                "set-party",
+                "--contract",
+                c,
+                "--party",
+                party,
+                "--key",
+                k.to_str().unwrap(),
+            ],
+        );
     }
-    ccr_ok(&env, &["contract", "set-pipeline", "--contract", c, "--pipeline", pipeline.to_str().unwrap()]);
+    ccr_ok(
+        &env,
+        &[
+            "contract",
+            "set-pipeline",
+            "--contract",
+            c,
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+        ],
+    );
     let policy = ccr_ok(
         &env,
-        &["policy", "derive", "--for", "sim", "--contract", c, "--init", ccr_init().to_str().unwrap()],
+        &[
+            "policy",
+            "derive",
+            "--for",
+            "sim",
+            "--contract",
+            c,
+            "--init",
+            ccr_init().to_str().unwrap(),
+        ],
     );
     let pfile = dir.join("policy.json");
     std::fs::write(&pfile, policy).unwrap();
-    ccr_ok(&env, &["contract", "set-policy", "--contract", c, "--policy", pfile.to_str().unwrap()]);
+    ccr_ok(
+        &env,
+        &[
+            "contract",
+            "set-policy",
+            "--contract",
+            c,
+            "--policy",
+            pfile.to_str().unwrap(),
+        ],
+    );
     edit_json(&contract, s.edit_contract);
     for party in &parties {
         let k = keys.join(format!("{party}.sign.pem"));
-        ccr_ok(&env, &["contract", "sign", "--contract", c, "--party", party, "--key", k.to_str().unwrap()]);
+        ccr_ok(
+            &env,
+            &[
+                "contract",
+                "sign",
+                "--contract",
+                c,
+                "--party",
+                party,
+                "--key",
+                k.to_str().unwrap(),
+            ],
+        );
     }
     for (name, id, _owner, file) in s.providers {
         let dek = keys.join(format!("{id}.dek"));
@@ -208,13 +314,34 @@ pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenari
                 images.join(name).to_str().unwrap(),
             ],
         );
-        ccr_ok(&env, &["keys", "put", "--kid", &kid, "--key", dek.to_str().unwrap(), "--contract", c]);
+        ccr_ok(
+            &env,
+            &[
+                "keys",
+                "put",
+                "--kid",
+                &kid,
+                "--key",
+                dek.to_str().unwrap(),
+                "--contract",
+                c,
+            ],
+        );
     }
     let out_dek = keys.join(format!("{}.dek", s.output_id));
     ccr_ok(&env, &["keys", "generate", out_dek.to_str().unwrap()]);
     ccr_ok(
         &env,
-        &["keys", "put", "--kid", &format!("ccr/output/{}", s.output_id), "--key", out_dek.to_str().unwrap(), "--contract", c],
+        &[
+            "keys",
+            "put",
+            "--kid",
+            &format!("ccr/output/{}", s.output_id),
+            "--key",
+            out_dek.to_str().unwrap(),
+            "--contract",
+            c,
+        ],
     );
     Scenario {
         dir,
@@ -256,7 +383,10 @@ pub fn unseal(s: &Scenario, out: &Path) -> PathBuf {
             "--id",
             &s.output_id,
             "--key",
-            s.keys.join(format!("{}.dek", s.output_id)).to_str().unwrap(),
+            s.keys
+                .join(format!("{}.dek", s.output_id))
+                .to_str()
+                .unwrap(),
             out.to_str().unwrap(),
             dest.to_str().unwrap(),
         ],
@@ -282,7 +412,9 @@ pub fn python_ready() -> bool {
         if std::env::var("CCR_REQUIRE_PYTHON").as_deref() == Ok("1") {
             panic!("CCR_REQUIRE_PYTHON=1 but python3 cannot import tink, safetensors, numpy");
         }
-        eprintln!("skipping the Python part: python3 cannot import tink, safetensors, numpy (pip install -r tests/requirements.txt)");
+        eprintln!(
+            "skipping the Python part: python3 cannot import tink, safetensors, numpy (pip install -r tests/requirements.txt)"
+        );
     }
     ok
 }
