@@ -14,8 +14,10 @@ ROOT=$PWD
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(breast-cancer digits)
 
-cargo build --release --locked -p ccr-runtime --bins
-BIN=$ROOT/target/release
+# The dev profile shares its build with `cargo test` and compiles every dependency (Burn, ring,
+# SQLite) with opt-level 3 (see Cargo.toml), so training runs at full speed.
+cargo build --locked -p ccr-runtime --bins
+BIN=$ROOT/target/debug
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ccr-demo.XXXXXX")
 BROKER_PID=
 cleanup() { [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; wait 2>/dev/null || true; }

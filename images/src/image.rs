@@ -576,10 +576,10 @@ impl Image {
 fn json_error_field(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     for marker in ["unknown field `", "missing field `"] {
-        if let Some(rest) = msg.split(marker).nth(1) {
-            if let Some(name) = rest.split('`').next() {
-                return name.to_string();
-            }
+        if let Some(rest) = msg.split(marker).nth(1)
+            && let Some(name) = rest.split('`').next()
+        {
+            return name.to_string();
         }
     }
     format!("<document> (line {}, column {})", e.line(), e.column())

@@ -187,13 +187,13 @@ impl KbsClient {
             };
             match res {
                 Ok(r) => {
-                    if let Some(c) = r.header("set-cookie") {
-                        if let Some(v) = c.split(';').next().and_then(|kv| {
+                    if let Some(c) = r.header("set-cookie")
+                        && let Some(v) = c.split(';').next().and_then(|kv| {
                             kv.trim()
                                 .strip_prefix(&format!("{}=", crate::server::SESSION_COOKIE))
-                        }) {
-                            self.session = Some(v.to_string());
-                        }
+                        })
+                    {
+                        self.session = Some(v.to_string());
                     }
                     return r.into_string().map_err(|e| BrokerError::Transport {
                         url: url.clone(),

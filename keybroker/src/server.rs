@@ -313,23 +313,24 @@ async fn attest(
     }
     let verified = (|| {
         let ev = SnpEvidence::from_json(&att.tee_evidence.primary_evidence)?;
-        let roots =
-            match platform {
-                Platform::Sim => st.sim_roots.as_ref().ok_or_else(|| {
-                    ccr_attest::AttestError::Unavailable {
+        let roots = match platform {
+            Platform::Sim => {
+                st.sim_roots
+                    .as_ref()
+                    .ok_or_else(|| ccr_attest::AttestError::Unavailable {
                         platform: "sim".into(),
                         reason:
                             "this broker was started without --sim-roots and refuses sim evidence"
                                 .into(),
-                    }
-                })?,
-                _ => {
-                    return Err(ccr_attest::AttestError::Unavailable {
-                        platform: platform.to_string(),
-                        reason: "this broker verifies sim evidence only in this version".into(),
-                    });
-                }
-            };
+                    })?
+            }
+            _ => {
+                return Err(ccr_attest::AttestError::Unavailable {
+                    platform: platform.to_string(),
+                    reason: "this broker verifies sim evidence only in this version".into(),
+                });
+            }
+        };
         let v = ev.verify(roots, platform)?;
         let tee_pubkey_json =
             serde_json::to_value(&att.runtime_data.tee_pubkey).unwrap_or(Value::Null);
@@ -366,9 +367,9 @@ async fn attest(
         let mut s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sess) = s.get_mut(&sid) {
             sess.attested = Some(Attested {
-                claims: claims.clone(),
+                claims,
                 host_data: v.claims().host_data.clone(),
-                tee_pubkey: att.runtime_data.tee_pubkey.clone(),
+                tee_pubkey: att.runtime_data.tee_pubkey,
                 evidence_digest: digest.clone(),
             });
         }

@@ -210,17 +210,17 @@ impl Ctx<'_> {
         match n {
             Node::Condition(c) => self.condition(path, c),
             Node::Group(g) => {
-                if let Some(a) = &g.authority {
-                    if a != self.authority {
-                        self.failed.push(format!(
-                            "{path}: authority `{a}` is not this verifier (`{}`)",
-                            self.authority
-                        ));
-                        return Outcome {
-                            ok: false,
-                            names_sim: false,
-                        };
-                    }
+                if let Some(a) = &g.authority
+                    && a != self.authority
+                {
+                    self.failed.push(format!(
+                        "{path}: authority `{a}` is not this verifier (`{}`)",
+                        self.authority
+                    ));
+                    return Outcome {
+                        ok: false,
+                        names_sim: false,
+                    };
                 }
                 let mut out = Outcome {
                     ok: true,

@@ -402,15 +402,16 @@ pub fn run(
     } else {
         union(&tables)?
     };
-    if let Some(k) = &jd.joining_key {
-        if keyed && joined.column(k).is_none() {
-            return Err(JoinError::UnknownColumn {
-                what: "joining_key".into(),
-                column: k.clone(),
-                table: "the joined table".into(),
-                available: joined.columns.join(", "),
-            });
-        }
+    if let Some(k) = &jd.joining_key
+        && keyed
+        && joined.column(k).is_none()
+    {
+        return Err(JoinError::UnknownColumn {
+            what: "joining_key".into(),
+            column: k.clone(),
+            table: "the joined table".into(),
+            available: joined.columns.join(", "),
+        });
     }
     drop_columns(joined, &jd)
 }

@@ -415,13 +415,13 @@ impl Pipeline {
                 "only `tabular` is supported",
             ));
         }
-        if let Some(m) = &train.dataset_config.missing_strategy {
-            if m != "drop" {
-                return Err(field(
-                    &format!("{p}.dataset_config.missing_strategy"),
-                    "only `drop` is supported",
-                ));
-            }
+        if let Some(m) = &train.dataset_config.missing_strategy
+            && m != "drop"
+        {
+            return Err(field(
+                &format!("{p}.dataset_config.missing_strategy"),
+                "only `drop` is supported",
+            ));
         }
         let s = &train.dataset_config.splits;
         if !(s.train > 0.0
@@ -476,7 +476,7 @@ impl Pipeline {
         if !["Adam", "AdamW", "SGD"].contains(&train.optimizer.name.as_str()) {
             return Err(field(&format!("{p}.optimizer.name"), "Adam, AdamW or SGD"));
         }
-        if !(train.optimizer.params.lr > 0.0) {
+        if train.optimizer.params.lr.is_nan() || train.optimizer.params.lr <= 0.0 {
             return Err(field(&format!("{p}.optimizer.params.lr"), "must be > 0"));
         }
         if train.total_epochs == 0 || train.batch_size == 0 {

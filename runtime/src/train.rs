@@ -446,7 +446,7 @@ pub fn train(
         _ => AdamConfig::new().with_weight_decay(wd).init(),
     };
     let ce = CrossEntropyLossConfig::new().init(&device);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_ba7c4);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0fb_a7c4);
     let mut order: Vec<usize> = (0..sp.train.len()).collect();
     let mut epochs = Vec::new();
     for epoch in 1..=cfg.total_epochs {

@@ -412,11 +412,9 @@ fn broker_answering_garbage_is_an_error() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        for c in l.incoming().take(6) {
-            if let Ok(mut c) = c {
-                use std::io::Write;
-                let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\nthis is not TLS at all\n");
-            }
+        for mut c in l.incoming().take(6).flatten() {
+            use std::io::Write;
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\nthis is not TLS at all\n");
         }
     });
     let out = w.work.join("out");

@@ -22,7 +22,7 @@ fn tink(args: &[&str]) {
 
 fn plaintext() -> Vec<u8> {
     // Three segments: crosses the first-segment and a later segment boundary.
-    (0..(2_500_000u32))
+    (0..2_500_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect()
 }
