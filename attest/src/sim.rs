@@ -416,6 +416,33 @@ mod tests {
     }
 
     #[test]
+    fn mutated_reports_never_panic_the_parser_or_the_verifier() {
+        use rand::{Rng, SeedableRng};
+        let (_d, a) = authority();
+        let roots = a.roots().unwrap();
+        let good = a.report(&[1; 64], &[2; 48], &[3; 32]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut parsed = 0;
+        for _ in 0..1000 {
+            let mut m = good;
+            for _ in 0..rng.gen_range(1..8) {
+                let i = rng.gen_range(0..REPORT_LEN);
+                m[i] = rng.r#gen();
+            }
+            if let Ok(rep) = SnpReport::parse(&m) {
+                parsed += 1;
+                let _ = rep.claims(Platform::Sim);
+                // Any change to the signed bytes or the signature must fail verification.
+                assert!(roots.verify(&rep, a.vcek_der(), Platform::Sim).is_err() || m == good);
+            }
+        }
+        assert!(parsed > 50, "most small mutations still parse: {parsed}");
+        for len in [0, 1, 0x2A0, REPORT_LEN - 1] {
+            assert!(SnpReport::parse(&vec![0xffu8; len]).is_err());
+        }
+    }
+
+    #[test]
     fn truncated_oversized_and_unknown_version_reports_are_rejected() {
         let (_d, a) = authority();
         let r = a.report(&[1; 64], &[2; 48], &[3; 32]);

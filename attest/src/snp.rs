@@ -168,6 +168,18 @@ impl SnpReport {
                 reason: format!("{version}, supported are {MIN_VERSION} to {MAX_VERSION}"),
             });
         }
+        // Only 48 of the 72 bytes of R and S are used, and the rest of the signature area is
+        // reserved: all of it must be zero (it is outside the signed bytes).
+        let reserved_zero = raw[SIG_R_OFFSET + 48..SIG_S_OFFSET]
+            .iter()
+            .chain(&raw[SIG_S_OFFSET + 48..])
+            .all(|&b| b == 0);
+        if !reserved_zero {
+            return Err(AttestError::Field {
+                field: "SIGNATURE",
+                reason: "reserved bytes of the signature area are not zero".into(),
+            });
+        }
         let parsed = AttestationReport::from_bytes(&raw).map_err(|e| AttestError::Field {
             field: "report",
             reason: e.to_string(),

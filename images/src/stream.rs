@@ -494,6 +494,30 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mutated_ciphertexts_are_errors_not_panics() {
+        use rand::{Rng, SeedableRng};
+        let key = DatasetKey::generate();
+        let good = seal(&key, b"x", &pattern(5000));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..500 {
+            let mut m = good.clone();
+            match rng.gen_range(0..3) {
+                0 => {
+                    let i = rng.gen_range(0..m.len());
+                    m[i] ^= 1 << rng.gen_range(0..8);
+                }
+                1 => m.truncate(rng.gen_range(0..m.len())),
+                _ => m.extend((0..rng.gen_range(1..64)).map(|_| rng.r#gen::<u8>())),
+            }
+            assert!(open(&key, b"x", &m).is_err());
+        }
+        for n in [0, 1, 39, 40, 41, 56, 57, 1000] {
+            let junk: Vec<u8> = (0..n).map(|_| rng.r#gen()).collect();
+            assert!(open(&key, b"x", &junk).is_err(), "{n} random bytes");
+        }
+    }
+
+    #[test]
     fn key_debug_hides_bytes() {
         let key = DatasetKey::from_slice(&[7u8; 32]).unwrap();
         assert_eq!(format!("{key:?}"), "DatasetKey(..)");

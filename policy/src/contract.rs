@@ -488,3 +488,129 @@ impl VerifiedContract {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::PrivateKey;
+    use serde_json::json;
+
+    fn signed() -> (Value, Vec<PrivateKey>) {
+        let a = PrivateKey::generate("ed25519").unwrap();
+        let b = PrivateKey::generate("p256").unwrap();
+        let mut c = json!({
+            "id": "c", "schemaVersion": "0.1",
+            "startTime": "2026-01-01T00:00:00Z", "expiryTime": "2030-01-01T00:00:00Z",
+            "tdc": "b", "tdps": ["a"],
+            "parties": [{"id": "a", "role": "tdp", "publicKey": a.public_key().to_jwk()},
+                        {"id": "b", "role": "tdc", "publicKey": b.public_key().to_jwk()}],
+            "datasets": [{"id": "d", "name": "d", "provider": "a",
+                "key": {"type": "ccr", "properties": {"kid": "r/k/d", "authority": {"endpoint": "local"}}}}],
+            "purpose": "TRAINING",
+            "constraints": [{"privacy": [{"dataset": "d", "epsilon_threshold": "7.5", "delta": "0.01"}]}],
+            "pipelineDigest": format!("sha256:{}", "ab".repeat(32)),
+            "output": {"id": "o", "key": {"type": "ccr", "properties": {"kid": "r/k/o", "authority": {"endpoint": "local"}}}},
+            "releasePolicy": {"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "sim"}]},
+            "signatures": []
+        });
+        let d = Contract::from_json(c.to_string().as_bytes())
+            .unwrap()
+            .digest();
+        c["signatures"] = json!([{"party": "a", "jws": a.sign_detached("a", &d)},
+                                 {"party": "b", "jws": b.sign_detached("b", &d)}]);
+        (c, vec![a, b])
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2027-06-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn depa_numbers_written_as_strings_are_typed() {
+        let (c, _) = signed();
+        let c = Contract::from_json(c.to_string().as_bytes()).unwrap();
+        assert_eq!(c.privacy_for("d").unwrap().epsilon_threshold, 7.5);
+        assert_eq!(c.privacy_for("d").unwrap().delta, 0.01);
+    }
+
+    #[test]
+    fn signed_contract_verifies_and_key_order_does_not_change_the_digest() {
+        let (c, _) = signed();
+        let parsed = Contract::from_json(c.to_string().as_bytes()).unwrap();
+        parsed.verify(now()).unwrap();
+        let pretty = serde_json::to_string_pretty(&c).unwrap();
+        assert_eq!(
+            Contract::from_json(pretty.as_bytes()).unwrap().digest(),
+            parsed.digest()
+        );
+    }
+
+    #[test]
+    fn expiry_missing_and_foreign_signatures_are_refused() {
+        let (c, keys) = signed();
+        let parsed = Contract::from_json(c.to_string().as_bytes()).unwrap();
+        assert!(matches!(
+            parsed.verify("2031-01-01T00:00:00Z".parse().unwrap()),
+            Err(PolicyError::Expired { .. })
+        ));
+        assert!(matches!(
+            parsed.verify("2025-01-01T00:00:00Z".parse().unwrap()),
+            Err(PolicyError::NotYetValid { .. })
+        ));
+        let mut one = c.clone();
+        one["signatures"].as_array_mut().unwrap().pop();
+        let e = Contract::from_json(one.to_string().as_bytes())
+            .unwrap()
+            .verify(now())
+            .unwrap_err();
+        assert!(
+            matches!(&e, PolicyError::MissingSignature { party } if party == "b"),
+            "{e}"
+        );
+        let mut foreign = c.clone();
+        let d = parsed.digest();
+        foreign["signatures"][1] = json!({"party": "b", "jws": keys[0].sign_detached("b", &d)});
+        let e = Contract::from_json(foreign.to_string().as_bytes())
+            .unwrap()
+            .verify(now())
+            .unwrap_err();
+        assert!(
+            matches!(&e, PolicyError::BadSignature { party, .. } if party == "b"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_named_by_path() {
+        let (mut c, _) = signed();
+        c["datasets"][0]["key"]["properties"]["kidd"] = json!("x");
+        let e = Contract::from_json(c.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("datasets[0].key.properties"), "{e}");
+        let (mut c, _) = signed();
+        c["constraints"][0]["privacy"][0]["delta"] = json!("lots");
+        let e = Contract::from_json(c.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("constraints[0].privacy[0].delta"), "{e}");
+    }
+
+    #[test]
+    fn mutated_contracts_are_errors_not_panics() {
+        use rand::{Rng, SeedableRng};
+        let (c, _) = signed();
+        let s = c.to_string().into_bytes();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..2000 {
+            let mut m = s.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..m.len());
+                m[i] = rng.r#gen();
+            }
+            if let Ok(c) = Contract::from_json(&m) {
+                let _ = c.verify(now());
+            }
+        }
+    }
+}

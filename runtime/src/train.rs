@@ -662,6 +662,27 @@ mod tests {
     }
 
     #[test]
+    fn labels_map_to_class_indices_in_value_order() {
+        let csv =
+            "id,f,y\na,1,7\nb,2,3\nc,3,7\nd,4,-1\ne,5,3\nf,6,7\ng,7,3\nh,8,-1\ni,9,7\nj,10,3\n";
+        let t = crate::join::parse_csv("d", "f.csv", csv.as_bytes()).unwrap();
+        let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
+            "dataset_config": {"target_variable": "y"},
+            "model_config": {"name": "LogisticRegression"}
+        }))
+        .unwrap();
+        let p = prepare(&t, &cfg, &["id".to_string()]).unwrap();
+        assert_eq!(p.classes, vec!["-1", "3", "7"]);
+        assert_eq!(p.y, vec![2.0, 1.0, 2.0, 0.0, 1.0, 2.0, 1.0, 0.0, 2.0, 1.0]);
+        assert_eq!(
+            p.features,
+            vec!["f"],
+            "identifiers and the target are not features"
+        );
+        assert_eq!(p.ids[3], "d");
+    }
+
+    #[test]
     fn standard_scaler_uses_training_rows_only() {
         let p = Prepared {
             features: vec!["a".into()],
