@@ -81,10 +81,12 @@ for s in "${scenarios[@]}"; do
   "$BIN/ccr" keys put --kid "ccr/output/$out" --key "$W/keys/$out.dek" --contract "$W/contract.json"
 
   echo "== $s: ccr-init runs the job"
-  "$BIN/ccr-init" --platform sim --sim-state "$WORK/sim" --contract "$W/contract.json" \
+  # CCR_INIT_WRAPPER, if set, prefixes the command (BENCHMARKS.md uses "/usr/bin/time -v").
+  ${CCR_INIT_WRAPPER:-} "$BIN/ccr-init" --platform sim --sim-state "$WORK/sim" --contract "$W/contract.json" \
     --pipeline "$W/pipeline_config.json" --datasets "$W/images" --out "$W/output" 2>"$W/ccr-init.log" \
     || { cat "$W/ccr-init.log"; exit 1; }
-  tail -n 1 "$W/ccr-init.log"
+  grep '"training complete"' "$W/ccr-init.log"
+  [ -n "${CCR_INIT_WRAPPER:-}" ] && grep -E "Elapsed|Maximum resident" "$W/ccr-init.log"
 
   echo "== $s: the data consumer unseals the model"
   "$BIN/ccr" model unseal --id "$out" --key "$W/keys/$out.dek" "$W/output" "$W/unsealed"

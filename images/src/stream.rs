@@ -123,15 +123,12 @@ impl SegmentCipher {
         buf.extend_from_slice(tag.as_ref());
     }
 
-    /// Decrypts `buf` (ciphertext || tag) in place and truncates it to the plaintext.
-    fn open(&self, index: u32, last: bool, buf: &mut Vec<u8>) -> Result<(), ()> {
-        let len = self
-            .key
+    /// Decrypts `buf` (ciphertext || tag) in place; returns the plaintext length.
+    fn open_slice(&self, index: u32, last: bool, buf: &mut [u8]) -> Result<usize, ()> {
+        self.key
             .open_in_place(self.nonce(index, last), Aad::empty(), buf)
-            .map_err(|_| ())?
-            .len();
-        buf.truncate(len);
-        Ok(())
+            .map(|pt| pt.len())
+            .map_err(|_| ())
     }
 }
 
@@ -226,19 +223,25 @@ impl<W: Write> Write for SealWriter<W> {
 
 /// Opens a sealed stream as a plaintext reader, holding one segment (1 MiB) at a time.
 ///
-/// A segment's plaintext is returned only after its tag verified. Errors (`io::Error` wrapping a
-/// [`StreamError`], see [`StreamError::from_io`]) name the segment; after an error the reader
-/// returns that error again and no more plaintext.
+/// A segment's plaintext is handed out only after its tag verified. Errors (`io::Error` wrapping
+/// a [`StreamError`], see [`StreamError::from_io`]) name the segment; after an error the reader
+/// returns that error again and no more plaintext. Besides `Read`, [`OpenReader::next_segment`]
+/// hands out each verified segment without a copy.
 pub struct OpenReader<R: Read> {
     inner: R,
     cipher: Option<SegmentCipher>,
     key: DatasetKey,
     ad: Vec<u8>,
-    /// Ciphertext of the segment being read (with one byte of look-ahead beyond it).
-    ct: Vec<u8>,
-    /// Verified plaintext of the current segment and the read position in it.
-    pt: Vec<u8>,
+    /// One segment of ciphertext plus one byte of look-ahead; decrypted in place. Allocated
+    /// once, zeroized on drop (it holds plaintext).
+    buf: Zeroizing<Vec<u8>>,
+    /// Bytes of `buf` holding data read from `inner`.
+    filled: usize,
+    /// Verified plaintext is `buf[pos..pt_end]`.
     pos: usize,
+    pt_end: usize,
+    /// The look-ahead byte read past the current segment, if any.
+    carry: Option<u8>,
     index: u32,
     done: bool,
     failed: Option<StreamError>,
@@ -254,9 +257,11 @@ impl<R: Read> OpenReader<R> {
             cipher: None,
             key: key.clone(),
             ad: associated_data.to_vec(),
-            ct: Vec::with_capacity(SEGMENT_SIZE + 1),
-            pt: Vec::new(),
+            buf: Zeroizing::new(vec![0u8; SEGMENT_SIZE + 1]),
+            filled: 0,
             pos: 0,
+            pt_end: 0,
+            carry: None,
             index: 0,
             done: false,
             failed: None,
@@ -274,59 +279,47 @@ impl<R: Read> OpenReader<R> {
         self.inner
     }
 
-    fn fill_to(&mut self, want: usize) -> io::Result<()> {
-        while self.ct.len() < want {
-            let start = self.ct.len();
-            self.ct.resize(want, 0);
-            match self.inner.read(&mut self.ct[start..]) {
-                Ok(0) => {
-                    self.ct.truncate(start);
-                    return Ok(());
-                }
+    /// Reads from `inner` until `buf[..want]` is filled or the stream ends.
+    fn fill_to(&mut self, want: usize) -> Result<(), StreamError> {
+        while self.filled < want {
+            match self.inner.read(&mut self.buf[self.filled..want]) {
+                Ok(0) => return Ok(()),
                 Ok(n) => {
-                    self.ct.truncate(start + n);
+                    self.filled += n;
                     self.read_ciphertext += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.ct.truncate(start),
-                Err(e) => {
-                    self.ct.truncate(start);
-                    return Err(e);
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StreamError::Io(e.to_string())),
             }
         }
         Ok(())
     }
 
     fn read_header(&mut self) -> Result<(), StreamError> {
-        let mut header = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            match self.inner.read(&mut header[got..]) {
-                Ok(0) => return Err(StreamError::TruncatedHeader { got }),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StreamError::Io(e.to_string())),
-            }
+        self.fill_to(HEADER_LEN)?;
+        if self.filled < HEADER_LEN {
+            return Err(StreamError::TruncatedHeader { got: self.filled });
         }
-        self.read_ciphertext += HEADER_LEN as u64;
-        if header[0] as usize != HEADER_LEN {
+        if self.buf[0] as usize != HEADER_LEN {
             return Err(StreamError::BadHeaderLength {
-                got: header[0],
+                got: self.buf[0],
                 want: HEADER_LEN as u8,
             });
         }
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
-        prefix.copy_from_slice(&header[1 + SALT_LEN..]);
+        prefix.copy_from_slice(&self.buf[1 + SALT_LEN..HEADER_LEN]);
         self.cipher = Some(SegmentCipher::new(
             &self.key,
-            &header[1..1 + SALT_LEN],
+            &self.buf[1..1 + SALT_LEN],
             prefix,
             &self.ad,
         ));
+        self.filled = 0;
         Ok(())
     }
 
-    fn next_segment(&mut self) -> Result<(), StreamError> {
+    /// Reads, authenticates and decrypts the next segment into `buf[..pt_end]`.
+    fn advance(&mut self) -> Result<(), StreamError> {
         if self.cipher.is_none() {
             self.read_header()?;
         }
@@ -335,37 +328,63 @@ impl<R: Read> OpenReader<R> {
         } else {
             SEGMENT_SIZE
         };
+        self.filled = 0;
+        if let Some(b) = self.carry.take() {
+            self.buf[0] = b;
+            self.filled = 1;
+        }
         // Read the segment and one byte beyond it: that byte tells whether this is the last.
-        self.fill_to(seg_len + 1)
-            .map_err(|e| StreamError::Io(e.to_string()))?;
-        let last = self.ct.len() <= seg_len;
-        let carry = if last { None } else { self.ct.pop() };
-        if self.ct.len() < TAG_LEN {
+        self.fill_to(seg_len + 1)?;
+        let last = self.filled <= seg_len;
+        let len = self.filled.min(seg_len);
+        if !last {
+            self.carry = Some(self.buf[seg_len]);
+        }
+        if len < TAG_LEN {
             return Err(StreamError::TruncatedSegment {
                 index: self.index,
-                got: self.ct.len(),
+                got: len,
             });
         }
         let cipher = self
             .cipher
             .as_ref()
             .unwrap_or_else(|| unreachable!("header read above"));
-        std::mem::swap(&mut self.pt, &mut self.ct);
-        if cipher.open(self.index, last, &mut self.pt).is_err() {
-            self.pt.clear();
-            return Err(StreamError::Authentication { index: self.index });
-        }
+        let pt_len = cipher
+            .open_slice(self.index, last, &mut self.buf[..len])
+            .map_err(|()| StreamError::Authentication { index: self.index })?;
         self.pos = 0;
-        self.ct.clear();
-        if let Some(b) = carry {
-            self.ct.push(b);
-        }
+        self.pt_end = pt_len;
         self.done = last;
         self.index = self
             .index
             .checked_add(1)
             .ok_or(StreamError::TooManySegments)?;
         Ok(())
+    }
+
+    /// The next verified segment's plaintext (up to 1 MiB), or `None` at the end.
+    ///
+    /// # Errors
+    /// The [`StreamError`] naming the failing segment; it is returned again on later calls.
+    pub fn next_segment(&mut self) -> Result<Option<&[u8]>, StreamError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        while self.pos == self.pt_end {
+            if self.done {
+                return Ok(None);
+            }
+            if let Err(e) = self.advance() {
+                self.pt_end = 0;
+                self.pos = 0;
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
+        }
+        let (start, end) = (self.pos, self.pt_end);
+        self.pos = end;
+        Ok(Some(&self.buf[start..end]))
     }
 }
 
@@ -374,17 +393,19 @@ impl<R: Read> Read for OpenReader<R> {
         if let Some(e) = &self.failed {
             return Err(e.clone().into_io());
         }
-        while self.pos == self.pt.len() {
+        while self.pos == self.pt_end {
             if self.done {
                 return Ok(0);
             }
-            if let Err(e) = self.next_segment() {
+            if let Err(e) = self.advance() {
+                self.pt_end = 0;
+                self.pos = 0;
                 self.failed = Some(e.clone());
                 return Err(e.into_io());
             }
         }
-        let n = (self.pt.len() - self.pos).min(out.len());
-        out[..n].copy_from_slice(&self.pt[self.pos..self.pos + n]);
+        let n = (self.pt_end - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
     }

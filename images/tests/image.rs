@@ -169,3 +169,23 @@ fn existing_target_is_never_overwritten_and_failures_leave_nothing() {
         "{names:?}"
     );
 }
+
+#[test]
+fn keyless_digest_check_names_the_changed_file() {
+    let d = tempfile::tempdir().unwrap();
+    let k = DatasetKey::generate();
+    let img = sealed(d.path(), "ds", &k);
+    img.verify_digests().unwrap();
+    let p = img.dir().join("data/a.csv");
+    let mut b = fs::read(&p).unwrap();
+    b[45] ^= 1;
+    fs::write(&p, &b).unwrap();
+    match img.verify_digests() {
+        Err(ImageError::Digest {
+            file,
+            what: "sha256",
+            ..
+        }) => assert!(file.ends_with("data/a.csv")),
+        other => panic!("{other:?}"),
+    }
+}

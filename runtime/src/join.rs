@@ -274,12 +274,19 @@ pub fn keyed_join(tables: &[(String, Table)], query: &str) -> Result<Table, Join
         }
         tx.commit().map_err(sql)?;
     }
-    let mut st = conn.prepare(query).map_err(|e| match e {
-        rusqlite::Error::MultipleStatement => {
-            JoinError::QueryRefused("more than one statement".into())
-        }
-        e => sql(e),
-    })?;
+    // SQLite prepares only the first statement of a string and ignores the rest: count them
+    // (preparing does not run anything) and refuse more than one.
+    let mut batch = rusqlite::Batch::new(&conn, query);
+    let mut statements = 0;
+    while batch.next().map_err(sql)?.is_some() {
+        statements += 1;
+    }
+    if statements != 1 {
+        return Err(JoinError::QueryRefused(format!(
+            "{statements} statements; exactly one SELECT is allowed"
+        )));
+    }
+    let mut st = conn.prepare(query).map_err(sql)?;
     if !st.readonly() {
         return Err(JoinError::QueryRefused(
             "the statement is not read-only".into(),

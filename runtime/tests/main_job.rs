@@ -202,7 +202,7 @@ fn flipped_ciphertext_byte_names_file_and_segment() {
             std::fs::write(&p, b).unwrap();
         },
         5,
-        "sha256",
+        "breast_cancer_hospital_b.csv: segment 0 failed authentication",
     );
 }
 
