@@ -567,7 +567,7 @@ mod tests {
             matches!(&e, PolicyError::MissingSignature { party } if party == "b"),
             "{e}"
         );
-        let mut foreign = c.clone();
+        let mut foreign = c;
         let d = parsed.digest();
         foreign["signatures"][1] = json!({"party": "b", "jws": keys[0].sign_detached("b", &d)});
         let e = Contract::from_json(foreign.to_string().as_bytes())
