@@ -19,6 +19,15 @@ fn vectors() -> Option<PathBuf> {
     }
 }
 
+fn roots(dir: &std::path::Path, product: &str) -> SnpRoots {
+    let r = dir.join("amd-roots").join(product);
+    SnpRoots::from_pem(
+        &std::fs::read(r.join("ark.pem")).unwrap(),
+        &std::fs::read(r.join("ask.pem")).unwrap(),
+    )
+    .unwrap()
+}
+
 fn verify_with_any_root(
     dir: &std::path::Path,
     report: &str,
@@ -29,12 +38,7 @@ fn verify_with_any_root(
     let vek = std::fs::read(dir.join(vek)).unwrap();
     let mut errors = Vec::new();
     for product in ["milan", "genoa", "turin"] {
-        let r = dir.join("amd-roots").join(product);
-        let roots = SnpRoots::from_pem(
-            &std::fs::read(r.join("ark.pem")).unwrap(),
-            &std::fs::read(r.join("ask.pem")).unwrap(),
-        )
-        .unwrap();
+        let roots = roots(&dir, product);
         match roots.verify(&rep, &vek, Platform::Snp) {
             Ok(v) => return Ok((product.to_string(), v)),
             Err(e) => errors.push(format!("{product}: {e}")),
@@ -65,12 +69,7 @@ fn real_report_with_a_flipped_byte_or_the_wrong_vcek_fails() {
     let rep = SnpReport::parse(&raw).unwrap();
     let vek = std::fs::read(dir.join("report-1.vcek.der")).unwrap();
     for product in ["milan", "genoa", "turin"] {
-        let r = dir.join("amd-roots").join(product);
-        let roots = SnpRoots::from_pem(
-            &std::fs::read(r.join("ark.pem")).unwrap(),
-            &std::fs::read(r.join("ask.pem")).unwrap(),
-        )
-        .unwrap();
+        let roots = roots(&dir, product);
         assert!(roots.verify(&rep, &vek, Platform::Snp).is_err());
     }
     assert!(verify_with_any_root(&dir, "report-1.bin", "vcek-invalid.der").is_err());

@@ -230,12 +230,13 @@ impl KbsClient {
     }
 
     /// `POST /kbs/v0/auth`: starts a session for `tee` and returns the broker's nonce.
+    /// `extra_params` is the `Request`'s `extra-params` (ccr sends `{"pipeline-digest": ...}`).
     ///
     /// # Errors
     /// [`BrokerError`] for transport failures, problem answers or a malformed `Challenge`.
-    pub fn auth(&mut self, tee: &str) -> Result<Challenge, BrokerError> {
+    pub fn auth(&mut self, tee: &str, extra_params: Value) -> Result<Challenge, BrokerError> {
         self.session = None;
-        let body = json!({"version": PROTOCOL_VERSION, "tee": tee, "extra-params": {}});
+        let body = json!({"version": PROTOCOL_VERSION, "tee": tee, "extra-params": extra_params});
         let r = self.call("POST", "/kbs/v0/auth", Some(&body), None)?;
         let c: Challenge = Self::parse("Challenge", &r)?;
         if self.session.is_none() {

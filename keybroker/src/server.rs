@@ -1,7 +1,8 @@
 //! The local key broker: the KBS protocol over HTTPS (rustls), keys and audit in SQLite.
 //!
 //! Endpoints (KBS protocol, Trustee's `kbs/v0` API):
-//! - `POST /kbs/v0/auth` — body `Request {version, tee, extra-params}`; answers a `Challenge`
+//! - `POST /kbs/v0/auth` — body `Request {version, tee, extra-params}` (`extra-params` carries
+//!   ccr's `pipeline-digest`, which must equal the key's contract's); answers a `Challenge`
 //!   `{nonce, extra-params}` and sets the cookie `kbs-session-id`. The nonce is 32 random bytes,
 //!   base64, recorded in the store, single use, valid [`NONCE_TTL_SECS`].
 //! - `POST /kbs/v0/attest` — body `Attestation {runtime-data {nonce, tee-pubkey},
@@ -74,6 +75,8 @@ struct Attested {
 
 struct Session {
     nonce: String,
+    /// The `pipeline-digest` the runtime named in its `Request`'s `extra-params`.
+    pipeline_digest: Option<String>,
     platform: Platform,
     created: Instant,
     attested: Option<Attested>,
@@ -199,7 +202,6 @@ struct AuthRequest {
     version: String,
     tee: String,
     #[serde(rename = "extra-params", default)]
-    #[allow(dead_code)]
     extra_params: Value,
 }
 
@@ -232,6 +234,11 @@ async fn auth(State(st): State<Arc<Inner>>, body: Bytes) -> Result<Response, Pro
             sid.clone(),
             Session {
                 nonce: nonce.clone(),
+                pipeline_digest: req
+                    .extra_params
+                    .get("pipeline-digest")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 platform,
                 created: Instant::now(),
                 attested: None,
@@ -384,7 +391,7 @@ async fn get_resource(
 ) -> Result<Response, Problem> {
     let path = format!("{repo}/{kind}/{tag}");
     let sid = session_id(&headers).ok_or_else(|| unauthorized("no session cookie"))?;
-    let (claims, host_data, tee_pubkey, digest) = {
+    let (claims, host_data, tee_pubkey, digest, pipeline_digest) = {
         let s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let sess = s.get(&sid).ok_or_else(|| unauthorized("unknown session"))?;
         if sess.created.elapsed() >= SESSION_TTL {
@@ -399,6 +406,7 @@ async fn get_resource(
             a.host_data.clone(),
             a.tee_pubkey.clone(),
             a.evidence_digest.clone(),
+            sess.pipeline_digest.clone(),
         )
     };
     let claims_s = claims.to_string();
@@ -423,6 +431,15 @@ async fn get_resource(
     if host_data != contract_digest {
         return Err(deny(format!(
             "host_data {host_data} is not the digest of the contract this key is registered under ({contract_digest})"
+        )));
+    }
+    // The runtime checks the pipeline against the contract before it attests (that code is
+    // what the measurement covers); the broker also refuses a session that names another one.
+    if pipeline_digest.as_deref() != Some(contract.pipeline_digest.as_str()) {
+        return Err(deny(format!(
+            "the session's pipeline-digest {} is not the contract's pipelineDigest {}",
+            pipeline_digest.as_deref().unwrap_or("(none)"),
+            contract.pipeline_digest
         )));
     }
     let policy = ReleasePolicy::from_json(rec.policy.as_bytes())

@@ -95,7 +95,12 @@ fn handshake_releases_the_key_wrapped_to_the_runtime_key() {
         .unwrap();
     let att = SimAttester::new(sim, m, digest);
     let rk = RuntimeKey::generate();
-    let ch = cl.auth("sim").unwrap();
+    let ch = cl
+        .auth(
+            "sim",
+            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
+        )
+        .unwrap();
     let ev = att
         .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
         .unwrap();
@@ -116,7 +121,12 @@ fn replayed_nonce_is_refused() {
     let att = SimAttester::new(sim, m, digest);
     let rk = RuntimeKey::generate();
     let mut cl = KbsClient::new(&r.url, r.pin);
-    let ch = cl.auth("sim").unwrap();
+    let ch = cl
+        .auth(
+            "sim",
+            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
+        )
+        .unwrap();
     let ev = att
         .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
         .unwrap();
@@ -138,7 +148,12 @@ fn evidence_binding_another_runtime_key_is_refused() {
     let rk = RuntimeKey::generate();
     let other = RuntimeKey::generate();
     let mut cl = KbsClient::new(&r.url, r.pin);
-    let ch = cl.auth("sim").unwrap();
+    let ch = cl
+        .auth(
+            "sim",
+            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
+        )
+        .unwrap();
     let ev = att
         .evidence(&kbs_report_data(&ch.nonce, &other.tee_pubkey_json(), ""))
         .unwrap();
@@ -157,13 +172,22 @@ fn resource_before_attestation_is_401_and_policy_deny_is_403() {
     cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
         .unwrap();
     let rk = RuntimeKey::generate();
-    cl.auth("sim").unwrap();
+    cl.auth(
+        "sim",
+        json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
+    )
+    .unwrap();
     assert!(matches!(
         cl.get_resource("r/k/d1", &rk),
         Err(BrokerError::Unauthorized(_))
     ));
     let att = SimAttester::new(sim, [9u8; 48], digest);
-    let ch = cl.auth("sim").unwrap();
+    let ch = cl
+        .auth(
+            "sim",
+            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
+        )
+        .unwrap();
     let ev = att
         .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
         .unwrap();
@@ -208,7 +232,12 @@ fn host_data_of_another_contract_is_denied() {
         .unwrap();
     let att = SimAttester::new(sim, m, [0u8; 32]);
     let rk = RuntimeKey::generate();
-    let ch = cl.auth("sim").unwrap();
+    let ch = cl
+        .auth(
+            "sim",
+            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
+        )
+        .unwrap();
     let ev = att
         .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
         .unwrap();
@@ -216,6 +245,33 @@ fn host_data_of_another_contract_is_denied() {
     let e = cl.get_resource("r/k/d1", &rk).unwrap_err();
     assert!(
         matches!(&e, BrokerError::Denied(m) if m.contains("host_data")),
+        "{e}"
+    );
+}
+
+#[test]
+fn session_naming_another_pipeline_is_denied() {
+    let (_d, sim, r) = setup();
+    let m = [9u8; 48];
+    let (c, digest) = contract(&hex::encode(m));
+    let mut cl = KbsClient::new(&r.url, r.pin);
+    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
+        .unwrap();
+    let att = SimAttester::new(sim, m, digest);
+    let rk = RuntimeKey::generate();
+    let ch = cl
+        .auth(
+            "sim",
+            json!({"pipeline-digest": format!("sha256:{}", "11".repeat(32))}),
+        )
+        .unwrap();
+    let ev = att
+        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
+        .unwrap();
+    cl.attest(&ch.nonce, &rk, ev).unwrap();
+    let e = cl.get_resource("r/k/d1", &rk).unwrap_err();
+    assert!(
+        matches!(&e, BrokerError::Denied(m) if m.contains("pipeline-digest")),
         "{e}"
     );
 }

@@ -211,7 +211,14 @@ pub fn load_inputs(cfg: &JobConfig) -> Result<(VerifiedContract, Pipeline, Value
 /// # Errors
 /// [`JobError::Input`].
 pub fn file_sha384(path: &Path) -> Result<[u8; 48], JobError> {
-    Ok(Sha384::digest(read(path)?).into())
+    let err = |e: std::io::Error| JobError::Input {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(err)?);
+    let mut h = Sha384::new();
+    std::io::copy(&mut f, &mut h).map_err(err)?;
+    Ok(h.finalize().into())
 }
 
 fn attester(cfg: &JobConfig, contract: &VerifiedContract) -> Result<Box<dyn Attester>, JobError> {
@@ -298,8 +305,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     lap("release", &mut t0)?;
 
     // 4. decrypt
-    let tables =
-        info_span!("decrypt").in_scope(|| decrypt(cfg, &contract, &pipeline, &dataset_keys))?;
+    let tables = info_span!("decrypt").in_scope(|| decrypt(cfg, &pipeline, &dataset_keys))?;
     drop(dataset_keys);
     lap("decrypt", &mut t0)?;
 
@@ -429,14 +435,22 @@ fn release_keys(
     let mut output = None;
     let mut evidence_digest = String::new();
     for (url, items) in by_broker {
-        let first = &items[0];
         let rel = |source| JobError::Release {
-            what: first.0.clone(),
-            kid: first.2.properties.kid.clone(),
+            what: format!("the attestation handshake with {url}"),
+            kid: items
+                .iter()
+                .map(|i| i.2.properties.kid.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             source,
         };
         let mut client = KbsClient::new(&url, pin);
-        let challenge = client.auth(attester.platform().as_str()).map_err(rel)?;
+        let challenge = client
+            .auth(
+                attester.platform().as_str(),
+                json!({"pipeline-digest": contract.pipeline_digest}),
+            )
+            .map_err(rel)?;
         let rd = kbs_report_data(&challenge.nonce, &runtime_key.tee_pubkey_json(), "");
         let evidence = attester
             .evidence(&rd)
@@ -477,7 +491,6 @@ fn release_keys(
 
 fn decrypt(
     cfg: &JobConfig,
-    contract: &Contract,
     pipeline: &Pipeline,
     keys: &[(String, DatasetKey)],
 ) -> Result<Vec<(String, Table)>, JobError> {
@@ -518,7 +531,6 @@ fn decrypt(
             t = join::select_columns(&t, sel, &d.name)?;
         }
         info!(dataset = %d.id, name = %d.name, rows = t.rows.len(), columns = t.columns.len(), "decrypted");
-        let _ = contract;
         out.push((d.name.clone(), t));
     }
     Ok(out)
