@@ -38,7 +38,7 @@ fn verify_with_any_root(
     let vek = std::fs::read(dir.join(vek)).unwrap();
     let mut errors = Vec::new();
     for product in ["milan", "genoa", "turin"] {
-        let roots = roots(&dir, product);
+        let roots = roots(dir, product);
         match roots.verify(&rep, &vek, Platform::Snp) {
             Ok(v) => return Ok((product.to_string(), v)),
             Err(e) => errors.push(format!("{product}: {e}")),
