@@ -78,6 +78,23 @@ fn contract(host_measurement: &str) -> (Value, [u8; 32]) {
     (c, d)
 }
 
+/// A full handshake (auth naming pipeline `sha256:<pipeline_byte x 32>`, attest); returns the
+/// session's runtime key.
+fn attested(cl: &mut KbsClient, att: &SimAttester, pipeline_byte: &str) -> RuntimeKey {
+    let rk = RuntimeKey::generate();
+    let ch = cl
+        .auth(
+            "sim",
+            json!({"pipeline-digest": format!("sha256:{}", pipeline_byte.repeat(32))}),
+        )
+        .unwrap();
+    let ev = att
+        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
+        .unwrap();
+    cl.attest(&ch.nonce, &rk, ev).unwrap();
+    rk
+}
+
 fn setup() -> (tempfile::TempDir, SimAuthority, Running) {
     let d = tempfile::tempdir().unwrap();
     let sim = SimAuthority::load_or_create(&d.path().join("sim")).unwrap();
@@ -94,17 +111,7 @@ fn handshake_releases_the_key_wrapped_to_the_runtime_key() {
     cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
         .unwrap();
     let att = SimAttester::new(sim, m, digest);
-    let rk = RuntimeKey::generate();
-    let ch = cl
-        .auth(
-            "sim",
-            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
-        )
-        .unwrap();
-    let ev = att
-        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
-        .unwrap();
-    cl.attest(&ch.nonce, &rk, ev).unwrap();
+    let rk = attested(&mut cl, &att, "00");
     assert_eq!(&cl.get_resource("r/k/d1", &rk).unwrap()[..], &[5u8; 32]);
     // Unknown resource: 404.
     assert!(matches!(
@@ -231,17 +238,7 @@ fn host_data_of_another_contract_is_denied() {
     cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
         .unwrap();
     let att = SimAttester::new(sim, m, [0u8; 32]);
-    let rk = RuntimeKey::generate();
-    let ch = cl
-        .auth(
-            "sim",
-            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
-        )
-        .unwrap();
-    let ev = att
-        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
-        .unwrap();
-    cl.attest(&ch.nonce, &rk, ev).unwrap();
+    let rk = attested(&mut cl, &att, "00");
     let e = cl.get_resource("r/k/d1", &rk).unwrap_err();
     assert!(
         matches!(&e, BrokerError::Denied(m) if m.contains("host_data")),
@@ -258,17 +255,7 @@ fn session_naming_another_pipeline_is_denied() {
     cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c, None)
         .unwrap();
     let att = SimAttester::new(sim, m, digest);
-    let rk = RuntimeKey::generate();
-    let ch = cl
-        .auth(
-            "sim",
-            json!({"pipeline-digest": format!("sha256:{}", "11".repeat(32))}),
-        )
-        .unwrap();
-    let ev = att
-        .evidence(&kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), ""))
-        .unwrap();
-    cl.attest(&ch.nonce, &rk, ev).unwrap();
+    let rk = attested(&mut cl, &att, "11");
     let e = cl.get_resource("r/k/d1", &rk).unwrap_err();
     assert!(
         matches!(&e, BrokerError::Denied(m) if m.contains("pipeline-digest")),
