@@ -4,11 +4,19 @@
 //! runtime public key ([`report_data::kbs_report_data`], the KBS protocol's binding), and the
 //! broker verifies that evidence into [`Claims`] that the release policy is evaluated over.
 //!
-//! Platforms (see DESIGN.md): this version implements the SEV-SNP report layout and its
-//! verification ([`snp`]) and the software [`sim`] platform, which makes reports in that same
-//! layout, signed by a locally made ARK → ASK → VCEK chain, and is verified by the same code
-//! against that local ARK. `sim` evidence always yields `platform: "sim"` claims, can never
-//! chain to AMD's roots, and every release policy denies it unless it names `sim`.
+//! Platforms (see DESIGN.md), each verified offline into one [`Claims`] vocabulary:
+//! - `snp` ([`snp`], [`amd`], [`aci`]): the SEV-SNP report, VCEK/VLEK → ASK/ASVK → ARK, with
+//!   AMD's ARKs embedded; on ACI the VCEK chain and the CCE policy from the security context;
+//! - `tdx` ([`tdx`]): the TD quote v4/v5 with `dcap-qvl` and given collateral;
+//! - `az-snp-vtpm`, `az-tdx-vtpm` ([`vtpm`]): Azure CVMs' HCL report, vTPM quote and AK;
+//! - `gcp-cs` ([`cs`]): the Confidential Space attestation token, against given JWKS;
+//! - `sim` ([`sim`]): reports in the SNP layout signed by a locally made ARK → ASK → VCEK chain,
+//!   verified by the SNP code against that local ARK. `sim` evidence always yields
+//!   `platform: "sim"` claims, can never chain to AMD's roots, and every release policy denies
+//!   it unless it names `sim`.
+//!
+//! [`evidence::Evidence`] parses every platform's evidence in the KBS protocol's shapes and
+//! [`evidence::Trust`] holds what verification needs (roots, collateral, JWKS, the time).
 //!
 //! Cores are free of I/O: parsing and verification take bytes and return values; only
 //! [`sim::SimAuthority::load_or_create`] touches its state folder.
@@ -18,20 +26,28 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aci;
+pub mod amd;
 pub mod attester;
+pub mod certtable;
+pub mod cs;
 pub mod error;
 pub mod evidence;
 pub mod report_data;
 pub mod sim;
 pub mod snp;
+pub mod tdx;
+pub mod unix_http;
+pub mod vtpm;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub use error::AttestError;
 pub use evidence::SnpEvidence;
 
-/// A confidential-computing platform, as named in evidence, claims and policies.
+/// A confidential-computing platform, as named in evidence, claims, policies and the KBS `tee`
+/// field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -40,14 +56,29 @@ pub enum Platform {
     Sim,
     /// AMD SEV-SNP (bare guest or ACI confidential container).
     Snp,
+    /// Intel TDX (TD quote).
+    Tdx,
+    /// Azure confidential VM on SEV-SNP: HCL report + vTPM quote.
+    AzSnpVtpm,
+    /// Azure confidential VM on TDX: HCL report + TD quote + vTPM quote.
+    AzTdxVtpm,
+    /// GCP Confidential Space: the launcher's OIDC attestation token.
+    GcpCs,
 }
 
+/// Every platform name, in the order `--platform` documents them.
+pub const PLATFORM_NAMES: &[&str] = &["sim", "snp", "tdx", "az-snp-vtpm", "az-tdx-vtpm", "gcp-cs"];
+
 impl Platform {
-    /// The platform's name in claims and in the KBS `tee` field (`sim`, `snp`).
+    /// The platform's name in claims and in the KBS `tee` field.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sim => "sim",
             Self::Snp => "snp",
+            Self::Tdx => "tdx",
+            Self::AzSnpVtpm => "az-snp-vtpm",
+            Self::AzTdxVtpm => "az-tdx-vtpm",
+            Self::GcpCs => "gcp-cs",
         }
     }
 
@@ -56,14 +87,23 @@ impl Platform {
     /// # Errors
     /// [`AttestError::Field`] for an unknown name.
     pub fn parse(s: &str) -> Result<Self, AttestError> {
-        match s {
-            "sim" => Ok(Self::Sim),
-            "snp" => Ok(Self::Snp),
-            other => Err(AttestError::Field {
-                field: "tee",
-                reason: format!("unknown platform `{other}` (known: sim, snp)"),
-            }),
-        }
+        Ok(match s {
+            "sim" => Self::Sim,
+            "snp" => Self::Snp,
+            "tdx" => Self::Tdx,
+            "az-snp-vtpm" => Self::AzSnpVtpm,
+            "az-tdx-vtpm" => Self::AzTdxVtpm,
+            "gcp-cs" => Self::GcpCs,
+            other => {
+                return Err(AttestError::Field {
+                    field: "tee",
+                    reason: format!(
+                        "unknown platform `{other}` (known: {})",
+                        PLATFORM_NAMES.join(", ")
+                    ),
+                });
+            }
+        })
     }
 }
 
@@ -73,99 +113,163 @@ impl std::fmt::Display for Platform {
     }
 }
 
-/// The claims of verified SNP-layout evidence (SNP and sim). Hex strings are lowercase.
+/// Verified claims, in one vocabulary across platforms. Hex strings are lowercase.
+///
+/// | claim | snp / sim | tdx | az-snp-vtpm | az-tdx-vtpm | gcp-cs |
+/// |---|---|---|---|---|---|
+/// | `report_data` | `REPORT_DATA` (64 B) | `REPORTDATA` (64 B) | the vTPM quote's nonce (`extraData`) | same | the token's `eat_nonce` (hex) |
+/// | `measurement` | `MEASUREMENT` (48 B) | `MRTD` (48 B) | SNP `MEASUREMENT` | `MRTD` | the container's `image_digest` |
+/// | `host_data` | `HOST_DATA` (32 B) | `MRCONFIGID` (48 B) | SNP `HOST_DATA` | `MRCONFIGID` | none |
+/// | `debug` | `POLICY.DEBUG` | `TDATTRIBUTES.DEBUG` | SNP `POLICY.DEBUG` | `TDATTRIBUTES.DEBUG` | `dbgstat` ≠ `disabled-since-boot` |
+/// | `tcb_status` | none | from the collateral | none | none (no collateral) | none |
+///
+/// The platform-specific parts ([`snp::SnpClaims`], [`tdx::TdxClaims`], [`vtpm::VtpmClaims`],
+/// [`cs::CsClaims`]) keep every other field; [`Claims::to_policy_input`] flattens all of it,
+/// with the platforms' own names beside ccr's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Claims {
     /// The platform that produced the evidence.
     pub platform: Platform,
-    /// Report `VERSION` (2 to 5).
-    pub report_version: u32,
-    /// `MEASUREMENT`, 48 bytes as 96 hex characters (the launch digest).
-    pub measurement: String,
-    /// `HOST_DATA`, 32 bytes as 64 hex characters.
-    pub host_data: String,
-    /// `REPORT_DATA`, 64 bytes as 128 hex characters.
+    /// The bytes the evidence binds for the relying party (hex).
     pub report_data: String,
-    /// `POLICY`, the guest policy bits.
-    pub policy: u64,
-    /// `POLICY.DEBUG`: debugging allowed (the guest's memory is readable by the host).
+    /// The launch measurement (hex), where the platform has one.
+    pub measurement: Option<String>,
+    /// Data the host fixed at launch (hex): ccr puts the contract digest there.
+    pub host_data: Option<String>,
+    /// Whether the guest is debuggable (its memory readable by the host).
     pub debug: bool,
-    /// `POLICY.MIGRATE_MA`: association with a migration agent allowed.
-    pub migrate_ma: bool,
-    /// `POLICY.SMT`: simultaneous multithreading allowed.
-    pub smt: bool,
-    /// `VMPL` of the request (0 is the most privileged).
-    pub vmpl: u32,
-    /// `GUEST_SVN`.
-    pub guest_svn: u32,
-    /// `FAMILY_ID`, 16 bytes hex.
-    pub family_id: String,
-    /// `IMAGE_ID`, 16 bytes hex.
-    pub image_id: String,
-    /// `ID_KEY_DIGEST`, 48 bytes hex.
-    pub id_key_digest: String,
-    /// `CHIP_ID`, 64 bytes hex.
-    pub chip_id: String,
-    /// `KEY_INFO.SIGNING_KEY`.
-    pub signing_key: snp::SigningKey,
-    /// `REPORTED_TCB`: the TCB the VCEK was derived for.
-    pub reported_tcb: snp::Tcb,
-    /// `CURRENT_TCB`.
-    pub current_tcb: snp::Tcb,
-    /// `COMMITTED_TCB`.
-    pub committed_tcb: snp::Tcb,
-    /// `LAUNCH_TCB`.
-    pub launch_tcb: snp::Tcb,
+    /// The TCB status from the collateral (`UpToDate`, `OutOfDate`, ...), where known.
+    pub tcb_status: Option<String>,
+    /// The endorsement chain that verified, leaf first (certificate common names, or the JWKS
+    /// key id).
+    pub endorsement: Vec<String>,
+    /// SEV-SNP report fields (snp, sim, az-snp-vtpm).
+    pub snp: Option<snp::SnpClaims>,
+    /// TD quote fields (tdx, az-tdx-vtpm).
+    pub tdx: Option<tdx::TdxClaims>,
+    /// Azure vTPM fields (az-snp-vtpm, az-tdx-vtpm).
+    pub vtpm: Option<vtpm::VtpmClaims>,
+    /// Confidential Space token claims (gcp-cs).
+    pub cs: Option<cs::CsClaims>,
+    /// ACI security-context claims (snp on ACI).
+    pub aci: Option<aci::AciClaims>,
 }
 
 impl Claims {
-    /// The claims as the flat JSON object policies are evaluated over: ccr's names
-    /// (`platform`, `measurement`, `host_data`, `report_data`, `debug`, `vmpl`, `policy`,
-    /// `guest_svn`, `tcb.bootloader`, `tcb.tee`, `tcb.snp`, `tcb.microcode`, ...) and the
-    /// names Microsoft Azure Attestation uses for the same values (`x-ms-attestation-type`,
-    /// `x-ms-sevsnpvm-launchmeasurement`, `x-ms-sevsnpvm-hostdata`,
-    /// `x-ms-sevsnpvm-is-debuggable`, `x-ms-sevsnpvm-vmpl`, ...).
+    /// The claims as the flat JSON object policies are evaluated over.
+    ///
+    /// Common names: `platform`, `report_data`, `measurement`, `host_data`, `debug`,
+    /// `tcb_status`. SNP: `report_version`, `policy`, `migrate_ma`, `smt`, `vmpl`, `guest_svn`,
+    /// `family_id`, `image_id`, `id_key_digest`, `chip_id`, `signing_key`, `tcb.bootloader`,
+    /// `tcb.tee`, `tcb.snp`, `tcb.microcode`, and Microsoft Azure Attestation's names for the
+    /// same values (`x-ms-attestation-type`, `x-ms-sevsnpvm-launchmeasurement`,
+    /// `x-ms-sevsnpvm-hostdata`, `x-ms-sevsnpvm-is-debuggable`, `x-ms-sevsnpvm-vmpl`, ...).
+    /// TDX: `mrtd`, `rtmr0`..`rtmr3`, `mr_config_id`, `mr_owner`, `mr_owner_config`,
+    /// `td_attributes`, `xfam`, `tee_tcb_svn`, `advisory_ids`, and MAA's `tdx_*` names. vTPM:
+    /// `pcr.0`..`pcr.23` and `x-ms-isolation-tee.*` (the nested SNP/TDX claims under MAA's
+    /// prefix). Confidential Space: the token's own names (`hwmodel`, `swname`, `dbgstat`,
+    /// `submods.container.image_digest`, ...).
     pub fn to_policy_input(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("platform".into(), json!(self.platform.as_str()));
+        m.insert("report_data".into(), json!(self.report_data));
+        m.insert("measurement".into(), json!(self.measurement));
+        m.insert("host_data".into(), json!(self.host_data));
+        m.insert("debug".into(), json!(self.debug));
+        m.insert("tcb_status".into(), json!(self.tcb_status));
         let attestation_type = match self.platform {
             Platform::Sim => "sim",
             Platform::Snp => "sevsnpvm",
+            Platform::Tdx => "tdxvm",
+            Platform::AzSnpVtpm => "azurevm",
+            Platform::AzTdxVtpm => "azurevm",
+            Platform::GcpCs => "gcp-confidential-space",
         };
-        json!({
-            "platform": self.platform.as_str(),
-            "report_version": self.report_version,
-            "measurement": self.measurement,
-            "host_data": self.host_data,
-            "report_data": self.report_data,
-            "policy": self.policy,
-            "debug": self.debug,
-            "migrate_ma": self.migrate_ma,
-            "smt": self.smt,
-            "vmpl": self.vmpl,
-            "guest_svn": self.guest_svn,
-            "family_id": self.family_id,
-            "image_id": self.image_id,
-            "id_key_digest": self.id_key_digest,
-            "chip_id": self.chip_id,
-            "signing_key": self.signing_key,
-            "tcb.bootloader": self.reported_tcb.bootloader,
-            "tcb.tee": self.reported_tcb.tee,
-            "tcb.snp": self.reported_tcb.snp,
-            "tcb.microcode": self.reported_tcb.microcode,
-            "x-ms-attestation-type": attestation_type,
-            "x-ms-sevsnpvm-launchmeasurement": self.measurement,
-            "x-ms-sevsnpvm-hostdata": self.host_data,
-            "x-ms-sevsnpvm-reportdata": self.report_data,
-            "x-ms-sevsnpvm-is-debuggable": self.debug,
-            "x-ms-sevsnpvm-vmpl": self.vmpl,
-            "x-ms-sevsnpvm-guestsvn": self.guest_svn,
-            "x-ms-sevsnpvm-familyId": self.family_id,
-            "x-ms-sevsnpvm-imageId": self.image_id,
-            "x-ms-sevsnpvm-idkeydigest": self.id_key_digest,
-            "x-ms-sevsnpvm-bootloader-svn": self.reported_tcb.bootloader,
-            "x-ms-sevsnpvm-tee-svn": self.reported_tcb.tee,
-            "x-ms-sevsnpvm-snpfw-svn": self.reported_tcb.snp,
-            "x-ms-sevsnpvm-microcode-svn": self.reported_tcb.microcode,
-        })
+        m.insert("x-ms-attestation-type".into(), json!(attestation_type));
+        let nested = matches!(self.platform, Platform::AzSnpVtpm | Platform::AzTdxVtpm);
+        let mut tee = Map::new();
+        if let Some(s) = &self.snp {
+            snp_policy_input(self, s, &mut m);
+            if nested {
+                snp_policy_input(self, s, &mut tee);
+                tee.insert("x-ms-attestation-type".into(), json!("sevsnpvm"));
+            }
+        }
+        if let Some(t) = &self.tdx {
+            t.policy_input(self, &mut m);
+            if nested {
+                t.policy_input(self, &mut tee);
+                tee.insert("x-ms-attestation-type".into(), json!("tdxvm"));
+            }
+        }
+        if let Some(v) = &self.vtpm {
+            v.policy_input(&mut m);
+        }
+        if let Some(c) = &self.cs {
+            c.policy_input(&mut m);
+        }
+        if let Some(a) = &self.aci {
+            m.insert(
+                "aci.security_policy_digest".into(),
+                json!(a.security_policy_digest),
+            );
+            m.insert(
+                "aci.reference_info_digest".into(),
+                json!(a.reference_info_digest),
+            );
+            m.insert(
+                "aci.ccr_contract_digest".into(),
+                json!(a.ccr_contract_digest),
+            );
+        }
+        for (k, v) in tee {
+            if k.starts_with("x-ms-") || k.starts_with("tdx_") {
+                m.insert(format!("x-ms-isolation-tee.{k}"), v);
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+fn snp_policy_input(c: &Claims, s: &snp::SnpClaims, m: &mut Map<String, Value>) {
+    let t = &s.reported_tcb;
+    let entries = [
+        ("report_version", json!(s.report_version)),
+        ("policy", json!(s.policy)),
+        ("migrate_ma", json!(s.migrate_ma)),
+        ("smt", json!(s.smt)),
+        ("vmpl", json!(s.vmpl)),
+        ("guest_svn", json!(s.guest_svn)),
+        ("family_id", json!(s.family_id)),
+        ("image_id", json!(s.image_id)),
+        ("id_key_digest", json!(s.id_key_digest)),
+        ("chip_id", json!(s.chip_id)),
+        ("signing_key", json!(s.signing_key)),
+        ("product", json!(s.product)),
+        ("tcb.bootloader", json!(t.bootloader)),
+        ("tcb.tee", json!(t.tee)),
+        ("tcb.snp", json!(t.snp)),
+        ("tcb.microcode", json!(t.microcode)),
+        ("x-ms-sevsnpvm-launchmeasurement", json!(c.measurement)),
+        ("x-ms-sevsnpvm-hostdata", json!(c.host_data)),
+        ("x-ms-sevsnpvm-reportdata", json!(c.report_data)),
+        ("x-ms-sevsnpvm-is-debuggable", json!(c.debug)),
+        ("x-ms-sevsnpvm-vmpl", json!(s.vmpl)),
+        ("x-ms-sevsnpvm-guestsvn", json!(s.guest_svn)),
+        ("x-ms-sevsnpvm-familyId", json!(s.family_id)),
+        ("x-ms-sevsnpvm-imageId", json!(s.image_id)),
+        ("x-ms-sevsnpvm-idkeydigest", json!(s.id_key_digest)),
+        ("x-ms-sevsnpvm-authorkeydigest", json!(s.author_key_digest)),
+        ("x-ms-sevsnpvm-chipid", json!(s.chip_id)),
+        ("x-ms-sevsnpvm-bootloader-svn", json!(t.bootloader)),
+        ("x-ms-sevsnpvm-tee-svn", json!(t.tee)),
+        ("x-ms-sevsnpvm-snpfw-svn", json!(t.snp)),
+        ("x-ms-sevsnpvm-microcode-svn", json!(t.microcode)),
+        ("x-ms-sevsnpvm-migration-allowed", json!(s.migrate_ma)),
+        ("x-ms-sevsnpvm-smt-allowed", json!(s.smt)),
+    ];
+    for (k, v) in entries {
+        m.insert(k.into(), v);
     }
 }
 
@@ -181,17 +285,28 @@ impl VerifiedEvidence {
         Self { claims, digest }
     }
 
+    pub(crate) fn set_aci(&mut self, mut aci: aci::AciClaims, policy: &[u8]) {
+        aci.ccr_contract_digest = aci::contract_digest_in_policy(policy);
+        self.claims.aci = Some(aci);
+    }
+
     /// The verified claims.
     pub fn claims(&self) -> &Claims {
         &self.claims
     }
 
-    /// SHA-384 of the evidence's signed report (48 bytes), recorded in audit logs and `run.json`.
+    /// SHA-384 of the evidence's signed structure (48 bytes), recorded in audit logs and
+    /// `run.json`.
     pub fn digest(&self) -> [u8; 48] {
         self.digest
     }
 
-    /// Checks that `report_data` equals `expected` (from [`report_data::kbs_report_data`]).
+    /// Checks that the evidence binds `expected` (from [`report_data::kbs_report_data`]).
+    ///
+    /// SNP and TDX carry all 64 bytes. The vTPM quote's nonce and the Confidential Space
+    /// token's nonce carry the first 32 bytes ([`report_data::BOUND_PREFIX_LEN`]: the leading
+    /// 32 bytes of the SHA-384), so the bound bytes must equal that prefix; fewer than 32 bytes
+    /// never bind.
     ///
     /// # Errors
     /// [`AttestError::ReportDataMismatch`].
@@ -199,7 +314,11 @@ impl VerifiedEvidence {
         &self,
         expected: &[u8; snp::REPORT_DATA_LEN],
     ) -> Result<(), AttestError> {
-        if self.claims.report_data != hex::encode(expected) {
+        let bound = hex::decode(&self.claims.report_data).unwrap_or_default();
+        if bound.len() < report_data::BOUND_PREFIX_LEN
+            || bound.len() > expected.len()
+            || bound[..] != expected[..bound.len()]
+        {
             return Err(AttestError::ReportDataMismatch);
         }
         Ok(())

@@ -11,6 +11,12 @@ use sha2::{Digest, Sha384};
 
 use crate::snp::REPORT_DATA_LEN;
 
+/// How many leading bytes of `report_data` platforms with a short nonce bind: the vTPM quote's
+/// `extraData` (a TPM2B_DATA, at most the size of the largest PCR bank's digest) and the
+/// Confidential Space token's `eat_nonce` (10 to 74 bytes each). 32 bytes of the SHA-384 keep
+/// 128-bit collision resistance.
+pub const BOUND_PREFIX_LEN: usize = 32;
+
 /// Computes the 64-byte `report_data` that binds `nonce` and `tee_pubkey` (a JWK as JSON).
 pub fn kbs_report_data(
     nonce: &str,

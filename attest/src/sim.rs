@@ -70,6 +70,34 @@ pub fn sim_measurement(init_sha384: &[u8; 48], contract_launch_digest: &[u8; 32]
     h.finalize().into()
 }
 
+macro_rules! amd_ext {
+    ($name:ident, $oid:expr, $inner:ty) => {
+        struct $name($inner);
+        impl der::oid::AssociatedOid for $name {
+            const OID: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap($oid);
+        }
+        impl der::Encode for $name {
+            fn encoded_len(&self) -> der::Result<der::Length> {
+                self.0.encoded_len()
+            }
+            fn encode(&self, w: &mut impl der::Writer) -> der::Result<()> {
+                self.0.encode(w)
+            }
+        }
+        impl x509_cert::ext::AsExtension for $name {
+            fn critical(&self, _: &Name, _: &[x509_cert::ext::Extension]) -> bool {
+                false
+            }
+        }
+    };
+}
+amd_ext!(BlSpl, "1.3.6.1.4.1.3704.1.3.1", u8);
+amd_ext!(TeeSpl, "1.3.6.1.4.1.3704.1.3.2", u8);
+amd_ext!(SnpSpl, "1.3.6.1.4.1.3704.1.3.3", u8);
+amd_ext!(UcodeSpl, "1.3.6.1.4.1.3704.1.3.8", u8);
+amd_ext!(HwId, "1.3.6.1.4.1.3704.1.4", der::asn1::OctetString);
+amd_ext!(ProductName, "1.3.6.1.4.1.3704.1.2", der::asn1::Ia5String);
+
 /// The local ARK → ASK → VCEK chain and the VCEK private key.
 pub struct SimAuthority {
     dir: PathBuf,
@@ -126,14 +154,17 @@ impl SimAuthority {
             .map_err(|_| state_err(&dir.join("vcek.key"))("not UTF-8 PEM".into()))?;
         let vcek_key = p384::ecdsa::SigningKey::from_pkcs8_pem(&key_str)
             .map_err(|e| state_err(&dir.join("vcek.key"))(e.to_string()))?;
-        let chip_id: [u8; 64] = Sha384::digest(&vcek_der)
-            .iter()
-            .chain(Sha384::digest(b"ccr-sim chip").iter())
-            .copied()
-            .take(64)
-            .collect::<Vec<u8>>()
-            .try_into()
-            .unwrap_or([0u8; 64]);
+        let cert = crate::amd::AmdCert::from_der(&vcek_der, "sim VCEK")?;
+        let chip_id: [u8; 64] = crate::amd::VekExtensions::read(&cert)
+            .ok()
+            .and_then(|e| e.hw_id)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| {
+                state_err(&dir.join("vcek.pem"))(
+                    "the sim VCEK has no 64-byte hwID (made by an older ccr: remove the folder to make a new chain)"
+                        .into(),
+                )
+            })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             ark_pem,
@@ -195,7 +226,7 @@ impl SimAuthority {
         let ask_signer = rsa::pss::SigningKey::<Sha384>::new(ask_key);
         let vcek_spki = SubjectPublicKeyInfoOwned::from_key(*vcek_key.verifying_key())
             .map_err(|e| err(e.to_string()))?;
-        let vcek = CertificateBuilder::new(
+        let mut vcek = CertificateBuilder::new(
             Profile::Leaf {
                 issuer: ask_name,
                 enable_key_agreement: false,
@@ -207,9 +238,24 @@ impl SimAuthority {
             vcek_spki,
             &ask_signer,
         )
-        .map_err(|e| err(e.to_string()))?
-        .build_with_rng::<rsa::pss::Signature>(&mut rng)
         .map_err(|e| err(e.to_string()))?;
+        // AMD's VCEK extensions: the TCB the key is for, and the chip's hwID (random here).
+        let mut chip_id = [0u8; 64];
+        rng.fill_bytes(&mut chip_id);
+        let e = |r: Result<(), x509_cert::builder::Error>| r.map_err(|e| err(e.to_string()));
+        e(vcek.add_extension(&BlSpl(SIM_TCB.bootloader)))?;
+        e(vcek.add_extension(&TeeSpl(SIM_TCB.tee)))?;
+        e(vcek.add_extension(&SnpSpl(SIM_TCB.snp)))?;
+        e(vcek.add_extension(&UcodeSpl(SIM_TCB.microcode)))?;
+        e(vcek.add_extension(&HwId(
+            der::asn1::OctetString::new(chip_id.to_vec()).map_err(|x| err(x.to_string()))?,
+        )))?;
+        e(vcek.add_extension(&ProductName(
+            der::asn1::Ia5String::new("ccr-sim").map_err(|x| err(x.to_string()))?,
+        )))?;
+        let vcek = vcek
+            .build_with_rng::<rsa::pss::Signature>(&mut rng)
+            .map_err(|e| err(e.to_string()))?;
 
         let pem =
             |c: &x509_cert::Certificate| c.to_pem(LineEnding::LF).map_err(|e| err(e.to_string()));
@@ -373,11 +419,14 @@ mod tests {
         let c = v.claims();
         assert_eq!(c.platform, Platform::Sim);
         assert_eq!(c.report_data, hex::encode(rd));
-        assert_eq!(c.measurement, hex::encode(m));
-        assert_eq!(c.host_data, hex::encode(hd));
-        assert_eq!(c.vmpl, 0);
+        assert_eq!(c.measurement, Some(hex::encode(m)));
+        assert_eq!(c.host_data, Some(hex::encode(hd)));
+        let s = c.snp.as_ref().unwrap();
+        assert_eq!(s.vmpl, 0);
         assert!(!c.debug);
-        assert_eq!(c.reported_tcb.snp, SIM_TCB.snp);
+        assert_eq!(s.reported_tcb.snp, SIM_TCB.snp);
+        assert_eq!(s.product.as_deref(), Some("sim"));
+        assert_eq!(c.endorsement.len(), 3);
         v.expect_report_data(&rd).unwrap();
         assert!(v.expect_report_data(&[0u8; 64]).is_err());
     }

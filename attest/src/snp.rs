@@ -12,7 +12,6 @@
 
 use p384::ecdsa::signature::hazmat::PrehashVerifier;
 use serde::Serialize;
-use sev::certs::snp::{Certificate, Chain, Verifiable, ca};
 use sev::firmware::guest::AttestationReport;
 use sev::parser::ByteParser;
 use sha2::{Digest, Sha384};
@@ -215,16 +214,17 @@ impl SnpReport {
         }
     }
 
-    /// Checks the ECDSA P-384 signature over bytes `0..0x2A0` with the VCEK/VLEK in `vek`.
+    /// Checks the ECDSA P-384 signature over bytes `0..0x2A0` with the VCEK/VLEK public key
+    /// `vek_sec1` (SEC1 encoding, as in the certificate's SubjectPublicKeyInfo).
     ///
     /// # Errors
     /// [`AttestError::Signature`] when the signature does not verify or is malformed.
-    pub fn verify_signature(&self, vek: &Certificate) -> Result<(), AttestError> {
+    pub fn verify_signature_with_key(&self, vek_sec1: &[u8]) -> Result<(), AttestError> {
         let sig_err = |reason: String| AttestError::Signature {
             what: "SNP report signature (VCEK/VLEK)",
             reason,
         };
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek.public_key_sec1())
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek_sec1)
             .map_err(|e| sig_err(format!("VEK public key is not P-384: {e}")))?;
         let mut r = [0u8; 48];
         let mut s = [0u8; 48];
@@ -239,17 +239,31 @@ impl SnpReport {
             .map_err(|_| sig_err("does not verify with the VEK".into()))
     }
 
-    /// The claims of this report, for `platform`.
+    /// The claims of this report, for `platform` (no endorsement yet: see [`verify_report`]).
     pub fn claims(&self, platform: crate::Platform) -> crate::Claims {
         let p = &self.parsed;
         crate::Claims {
             platform,
-            report_version: p.version,
-            measurement: hex::encode(p.measurement),
-            host_data: hex::encode(p.host_data),
             report_data: hex::encode(p.report_data),
-            policy: p.policy.0,
+            measurement: Some(hex::encode(p.measurement)),
+            host_data: Some(hex::encode(p.host_data)),
             debug: p.policy.debug_allowed(),
+            tcb_status: None,
+            endorsement: Vec::new(),
+            snp: Some(self.snp_claims()),
+            tdx: None,
+            vtpm: None,
+            cs: None,
+            aci: None,
+        }
+    }
+
+    /// The SNP-specific claims of this report.
+    pub fn snp_claims(&self) -> SnpClaims {
+        let p = &self.parsed;
+        SnpClaims {
+            report_version: p.version,
+            policy: p.policy.0,
             migrate_ma: p.policy.migrate_ma_allowed(),
             smt: p.policy.smt_allowed(),
             vmpl: p.vmpl,
@@ -257,75 +271,179 @@ impl SnpReport {
             family_id: hex::encode(p.family_id),
             image_id: hex::encode(p.image_id),
             id_key_digest: hex::encode(p.id_key_digest),
+            author_key_digest: hex::encode(p.author_key_digest),
+            report_id: hex::encode(p.report_id),
             chip_id: hex::encode(p.chip_id),
             signing_key: self.signing_key(),
             reported_tcb: p.reported_tcb.into(),
             current_tcb: p.current_tcb.into(),
             committed_tcb: p.committed_tcb.into(),
             launch_tcb: p.launch_tcb.into(),
+            product: None,
+            vek_product_name: None,
+            csp_id: None,
         }
     }
 }
 
-/// The trust anchors for SNP verification: one ARK and its ASK (or ASVK for VLEKs).
-#[derive(Debug, Clone)]
-pub struct SnpRoots {
-    ca: ca::Chain,
+/// The SEV-SNP claims of a report (ABI spec table ATTESTATION_REPORT), beside the common ones
+/// (`measurement` = `MEASUREMENT`, `host_data` = `HOST_DATA`, `report_data` = `REPORT_DATA`,
+/// `debug` = `POLICY.DEBUG`). Hex strings are lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnpClaims {
+    /// Report `VERSION` (2 to 5).
+    pub report_version: u32,
+    /// `POLICY`, the guest policy bits.
+    pub policy: u64,
+    /// `POLICY.MIGRATE_MA`: association with a migration agent allowed.
+    pub migrate_ma: bool,
+    /// `POLICY.SMT`: simultaneous multithreading allowed.
+    pub smt: bool,
+    /// `VMPL` of the request (0 is the most privileged).
+    pub vmpl: u32,
+    /// `GUEST_SVN`.
+    pub guest_svn: u32,
+    /// `FAMILY_ID`, 16 bytes hex.
+    pub family_id: String,
+    /// `IMAGE_ID`, 16 bytes hex.
+    pub image_id: String,
+    /// `ID_KEY_DIGEST`, 48 bytes hex.
+    pub id_key_digest: String,
+    /// `AUTHOR_KEY_DIGEST`, 48 bytes hex.
+    pub author_key_digest: String,
+    /// `REPORT_ID`, 32 bytes hex.
+    pub report_id: String,
+    /// `CHIP_ID`, 64 bytes hex.
+    pub chip_id: String,
+    /// `KEY_INFO.SIGNING_KEY`.
+    pub signing_key: SigningKey,
+    /// `REPORTED_TCB`: the TCB the VCEK was derived for.
+    pub reported_tcb: Tcb,
+    /// `CURRENT_TCB`.
+    pub current_tcb: Tcb,
+    /// `COMMITTED_TCB`.
+    pub committed_tcb: Tcb,
+    /// `LAUNCH_TCB`.
+    pub launch_tcb: Tcb,
+    /// The product whose ARK anchored the chain (`milan`, `genoa`, `turin`, `sim`).
+    pub product: Option<String>,
+    /// The VEK's `productName` extension (for example `Milan-B0`).
+    pub vek_product_name: Option<String>,
+    /// A VLEK's `cspID` extension (the cloud provider it was issued to).
+    pub csp_id: Option<String>,
+}
+
+pub use crate::amd::SnpRoots;
+
+/// Verifies SNP-layout evidence: the VEK's chain to a trusted ARK ([`SnpRoots::verify_vek`],
+/// each certificate valid at `at` when given, Unix seconds), the report signature with the VEK,
+/// the VEK's TCB extensions against `REPORTED_TCB`, a VCEK's hwID against `CHIP_ID`, and that
+/// `KEY_INFO.SIGNING_KEY` names the kind of key given (VCEK or VLEK).
+///
+/// # Errors
+/// [`AttestError::Certificate`] when `vek_der` is not a certificate or its extensions are
+/// malformed; [`AttestError::Chain`] when the chain or a validity period fails;
+/// [`AttestError::Signature`] when the report signature fails; [`AttestError::Field`] naming
+/// `REPORTED_TCB` or `CHIP_ID` when the VEK was not made for this report.
+pub fn verify_report(
+    roots: &SnpRoots,
+    report: &SnpReport,
+    vek_der: &[u8],
+    platform: crate::Platform,
+    at: Option<i64>,
+) -> Result<crate::VerifiedEvidence, AttestError> {
+    let vek = crate::amd::AmdCert::from_der_or_pem(vek_der, "VCEK/VLEK")?;
+    let ext = crate::amd::VekExtensions::read(&vek)?;
+    let chain = roots.verify_vek(&vek, at)?;
+    report.verify_signature_with_key(vek.public_key_bytes())?;
+    let is_vlek = vek.subject_cn().contains("VLEK") || ext.csp_id.is_some();
+    match (report.signing_key(), is_vlek) {
+        (SigningKey::Vcek, true) => {
+            return Err(AttestError::Field {
+                field: "KEY_INFO.SIGNING_KEY",
+                reason: "the report says VCEK but a VLEK certificate was given".into(),
+            });
+        }
+        (SigningKey::Vlek, false) => {
+            return Err(AttestError::Field {
+                field: "KEY_INFO.SIGNING_KEY",
+                reason: "the report says VLEK but a VCEK certificate was given".into(),
+            });
+        }
+        _ => {}
+    }
+    let rt: Tcb = report.parsed.reported_tcb.into();
+    let et = ext.tcb;
+    let fmc_differs = matches!((rt.fmc, et.fmc), (Some(a), Some(b)) if a != b);
+    if (rt.bootloader, rt.tee, rt.snp, rt.microcode)
+        != (et.bootloader, et.tee, et.snp, et.microcode)
+        || fmc_differs
+    {
+        return Err(AttestError::Field {
+            field: "REPORTED_TCB",
+            reason: format!(
+                "the report's TCB (bootloader {}, tee {}, snp {}, microcode {}) is not the one the {} was issued for (bootloader {}, tee {}, snp {}, microcode {})",
+                rt.bootloader,
+                rt.tee,
+                rt.snp,
+                rt.microcode,
+                if is_vlek { "VLEK" } else { "VCEK" },
+                et.bootloader,
+                et.tee,
+                et.snp,
+                et.microcode
+            ),
+        });
+    }
+    if !is_vlek {
+        let hw = ext
+            .hw_id
+            .as_deref()
+            .ok_or_else(|| AttestError::Certificate {
+                which: "VCEK",
+                reason: format!("extension {} (hwID) is missing", crate::amd::OID_HW_ID),
+            })?;
+        if hw != &report.parsed.chip_id[..hw.len()] {
+            return Err(AttestError::Field {
+                field: "CHIP_ID",
+                reason: format!(
+                    "{} is not the VCEK's hwID {}",
+                    hex::encode(&report.parsed.chip_id[..hw.len()]),
+                    hex::encode(hw)
+                ),
+            });
+        }
+    }
+    let mut claims = report.claims(platform);
+    if let Some(s) = claims.snp.as_mut() {
+        s.product = Some(chain.product.clone());
+        s.vek_product_name = ext.product_name.clone();
+        s.csp_id = ext.csp_id;
+    }
+    claims.endorsement = chain.names;
+    Ok(crate::VerifiedEvidence::new(
+        claims,
+        Sha384::digest(report.bytes()).into(),
+    ))
 }
 
 impl SnpRoots {
-    /// From PEM-encoded ARK and ASK certificates.
+    /// [`verify_report`] at the current time.
     ///
     /// # Errors
-    /// [`AttestError::Certificate`] when either is not a PEM certificate.
-    pub fn from_pem(ark: &[u8], ask: &[u8]) -> Result<Self, AttestError> {
-        let ca = ca::Chain::from_pem(ark, ask).map_err(|e| AttestError::Certificate {
-            which: "ARK/ASK",
-            reason: e.to_string(),
-        })?;
-        Ok(Self { ca })
-    }
-
-    /// From DER-encoded ARK and ASK certificates.
-    ///
-    /// # Errors
-    /// [`AttestError::Certificate`] when either is not a DER certificate.
-    pub fn from_der(ark: &[u8], ask: &[u8]) -> Result<Self, AttestError> {
-        let ca = ca::Chain::from_der(ark, ask).map_err(|e| AttestError::Certificate {
-            which: "ARK/ASK",
-            reason: e.to_string(),
-        })?;
-        Ok(Self { ca })
-    }
-
-    /// Verifies ARK self-signature, ARK → ASK, ASK → VEK (RSASSA-PSS SHA-384), then the report
-    /// signature with the VEK, and returns the report's claims for `platform`.
-    ///
-    /// # Errors
-    /// [`AttestError::Certificate`] when `vek_der` is not a certificate;
-    /// [`AttestError::Chain`] when a chain signature fails; [`AttestError::Signature`] when the
-    /// report signature fails.
+    /// As [`verify_report`].
     pub fn verify(
         &self,
         report: &SnpReport,
         vek_der: &[u8],
         platform: crate::Platform,
     ) -> Result<crate::VerifiedEvidence, AttestError> {
-        let vek = Certificate::from_der(vek_der).map_err(|e| AttestError::Certificate {
-            which: "VCEK/VLEK",
-            reason: e.to_string(),
-        })?;
-        let chain = Chain {
-            ca: self.ca.clone(),
-            vek: vek.clone(),
-        };
-        (&chain).verify().map_err(|e| AttestError::Chain {
-            reason: e.to_string(),
-        })?;
-        report.verify_signature(&vek)?;
-        Ok(crate::VerifiedEvidence::new(
-            report.claims(platform),
-            Sha384::digest(report.bytes()).into(),
-        ))
+        verify_report(
+            self,
+            report,
+            vek_der,
+            platform,
+            Some(chrono::Utc::now().timestamp()),
+        )
     }
 }

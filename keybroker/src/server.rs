@@ -35,7 +35,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ccr_attest::{Platform, SnpEvidence, report_data::kbs_report_data, snp::SnpRoots};
+use ccr_attest::evidence::{Evidence, Trust};
+use ccr_attest::{Platform, report_data::kbs_report_data};
 use ccr_policy::{Contract, Decision, ReleasePolicy};
 use kbs_types::{Attestation, Challenge, TeePubKey};
 use rand::RngCore;
@@ -62,13 +63,14 @@ pub const LOCAL_AUTHORITY: &str = "local";
 pub struct BrokerConfig {
     /// Store folder: `broker.db`, `tls.crt`, `tls.key`, `admin.token`.
     pub store_dir: PathBuf,
-    /// Trust anchors for `sim` evidence (the sim ARK/ASK); `None`: sim evidence is refused.
-    pub sim_roots: Option<SnpRoots>,
+    /// What evidence verification trusts: AMD's embedded roots, the sim roots when given
+    /// (`trust.sim_roots`; `None`: sim evidence is refused), cached VCEKs, TDX collateral, the
+    /// Confidential Space JWKS and audiences. `trust.at` should be `None` (verify at now).
+    pub trust: Trust,
 }
 
 struct Attested {
     claims: Value,
-    host_data: String,
     tee_pubkey: TeePubKey,
     evidence_digest: String,
 }
@@ -85,7 +87,7 @@ struct Session {
 struct Inner {
     store: Store,
     sessions: Mutex<HashMap<String, Session>>,
-    sim_roots: Option<SnpRoots>,
+    trust: Trust,
     admin_token: Zeroizing<String>,
 }
 
@@ -319,26 +321,8 @@ async fn attest(
         return Err(unauthorized("nonce already used or expired"));
     }
     let verified = (|| {
-        let ev = SnpEvidence::from_json(&att.tee_evidence.primary_evidence)?;
-        let roots = match platform {
-            Platform::Sim => {
-                st.sim_roots
-                    .as_ref()
-                    .ok_or_else(|| ccr_attest::AttestError::Unavailable {
-                        platform: "sim".into(),
-                        reason:
-                            "this broker was started without --sim-roots and refuses sim evidence"
-                                .into(),
-                    })?
-            }
-            _ => {
-                return Err(ccr_attest::AttestError::Unavailable {
-                    platform: platform.to_string(),
-                    reason: "this broker verifies sim evidence only in this version".into(),
-                });
-            }
-        };
-        let v = ev.verify(roots, platform)?;
+        let ev = Evidence::from_kbs(platform.as_str(), &att.tee_evidence.primary_evidence)?;
+        let v = ev.verify(&st.trust)?;
         let tee_pubkey_json =
             serde_json::to_value(&att.runtime_data.tee_pubkey).unwrap_or(Value::Null);
         let expected = kbs_report_data(
@@ -375,7 +359,6 @@ async fn attest(
         if let Some(sess) = s.get_mut(&sid) {
             sess.attested = Some(Attested {
                 claims,
-                host_data: v.claims().host_data.clone(),
                 tee_pubkey: att.runtime_data.tee_pubkey,
                 evidence_digest: digest.clone(),
             });
@@ -391,7 +374,7 @@ async fn get_resource(
 ) -> Result<Response, Problem> {
     let path = format!("{repo}/{kind}/{tag}");
     let sid = session_id(&headers).ok_or_else(|| unauthorized("no session cookie"))?;
-    let (claims, host_data, tee_pubkey, digest, pipeline_digest) = {
+    let (claims, tee_pubkey, digest, pipeline_digest) = {
         let s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let sess = s.get(&sid).ok_or_else(|| unauthorized("unknown session"))?;
         if sess.created.elapsed() >= SESSION_TTL {
@@ -403,7 +386,6 @@ async fn get_resource(
             .ok_or_else(|| unauthorized("session not attested"))?;
         (
             a.claims.clone(),
-            a.host_data.clone(),
             a.tee_pubkey.clone(),
             a.evidence_digest.clone(),
             sess.pipeline_digest.clone(),
@@ -428,11 +410,7 @@ async fn get_resource(
         .verify(chrono::Utc::now())
         .map_err(|e| deny(e.to_string()))?;
     let contract_digest = hex::encode(vc.digest());
-    if host_data != contract_digest {
-        return Err(deny(format!(
-            "host_data {host_data} is not the digest of the contract this key is registered under ({contract_digest})"
-        )));
-    }
+    contract_binding(&claims, &contract_digest).map_err(deny)?;
     // The runtime checks the pipeline against the contract before it attests (that code is
     // what the measurement covers); the broker also refuses a session that names another one.
     if pipeline_digest.as_deref() != Some(contract.pipeline_digest.as_str()) {
@@ -444,7 +422,7 @@ async fn get_resource(
     }
     let policy = ReleasePolicy::from_json(rec.policy.as_bytes())
         .map_err(|e| deny(format!("release policy: {e}")))?;
-    match policy.evaluate(&claims, LOCAL_AUTHORITY) {
+    match release_decision(&policy, &claims) {
         Decision::Deny(reasons) => Err(deny(format!("release policy: {}", reasons.join("; ")))),
         Decision::Allow(allow) => {
             let resp = crate::jwe::wrap(&tee_pubkey, &rec.secret).map_err(|e| {
@@ -599,7 +577,7 @@ impl Broker {
         let inner = Arc::new(Inner {
             store,
             sessions: Mutex::new(HashMap::new()),
-            sim_roots: config.sim_roots,
+            trust: config.trust,
             admin_token: admin_token(&config.store_dir)?,
         });
         Ok(Self {
@@ -654,6 +632,53 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::Store(format!("serve: {e}")))
     }
+}
+
+/// The broker's release decision: `policy` evaluated over verified `claims` (as
+/// [`ccr_attest::Claims::to_policy_input`] makes them) for this broker's authority
+/// ([`LOCAL_AUTHORITY`]). The resource handler calls it after the contract checks; tests call it
+/// with the claims of real evidence.
+pub fn release_decision(policy: &ReleasePolicy, claims: &Value) -> Decision {
+    policy.evaluate(claims, LOCAL_AUTHORITY)
+}
+
+/// Checks that verified `claims` (as [`ccr_attest::Claims::to_policy_input`] makes them) bind
+/// the contract whose digest is `contract_digest` (64 hex), and says through which claim:
+/// - `host_data` equal to the digest (SNP `HOST_DATA`, sim; 32 bytes);
+/// - `host_data` starting with the digest and zero after it (TDX `MRCONFIGID`, 48 bytes);
+/// - `aci.ccr_contract_digest`: on ACI, `HOST_DATA` is SHA-256 of the CCE policy, verified
+///   against the policy given, and the policy fixes `CCR_CONTRACT_DIGEST` for the container;
+/// - `submods.container.env.CCR_CONTRACT_DIGEST` (or `env_override`): a Confidential Space
+///   token's attested container environment.
+///
+/// # Errors
+/// A reason naming what was compared, when none binds it.
+pub fn contract_binding(claims: &Value, contract_digest: &str) -> Result<&'static str, String> {
+    let s = |k: &str| claims.get(k).and_then(Value::as_str);
+    if let Some(hd) = s("host_data") {
+        if hd == contract_digest {
+            return Ok("host_data");
+        }
+        if hd.len() == 96 && hd.starts_with(contract_digest) && hd[64..].bytes().all(|b| b == b'0')
+        {
+            return Ok("host_data (MRCONFIGID)");
+        }
+    }
+    if s("aci.ccr_contract_digest") == Some(contract_digest) {
+        return Ok("aci.ccr_contract_digest");
+    }
+    for k in [
+        "submods.container.env.CCR_CONTRACT_DIGEST",
+        "submods.container.env_override.CCR_CONTRACT_DIGEST",
+    ] {
+        if s(k) == Some(contract_digest) {
+            return Ok("submods.container.env.CCR_CONTRACT_DIGEST");
+        }
+    }
+    Err(format!(
+        "the evidence does not bind the contract this key is registered under ({contract_digest}): host_data is {}",
+        s("host_data").unwrap_or("absent")
+    ))
 }
 
 /// Parses `--listen` (`127.0.0.1:PORT`).

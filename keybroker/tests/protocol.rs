@@ -18,9 +18,11 @@ struct Running {
 }
 
 fn start(dir: &Path, sim: &SimAuthority) -> Running {
+    let mut trust = ccr_attest::evidence::Trust::new();
+    trust.sim_roots = Some(sim.roots().unwrap());
     let broker = Broker::new(BrokerConfig {
         store_dir: dir.to_path_buf(),
-        sim_roots: Some(sim.roots().unwrap()),
+        trust,
     })
     .unwrap();
     let pin = ccr_keybroker::client::parse_pin(broker.fingerprint()).unwrap();

@@ -361,6 +361,31 @@ impl ReleasePolicy {
         }
     }
 
+    /// The release policy ccr derives for a platform and a reference measurement: the platform,
+    /// the measurement, debugging off, and where the platform reports them VMPL 0 (SNP, sim,
+    /// Azure SNP CVMs: a report from a less privileged VMPL may come from software beside the
+    /// guest's kernel) and TCB status `UpToDate` (TDX, from the collateral). Policy authors add
+    /// to it; a VMPL 1 report (a VLEK report from an SVSM, say) is denied with `vmpl` named.
+    pub fn for_platform(platform: &str, measurement: &str) -> Self {
+        let mut all = vec![
+            serde_json::json!({"claim": "platform", "equals": platform}),
+            serde_json::json!({"claim": "measurement", "equals": measurement}),
+            serde_json::json!({"claim": "debug", "equals": false}),
+        ];
+        match platform {
+            "snp" | "sim" | "az-snp-vtpm" => {
+                all.push(serde_json::json!({"claim": "vmpl", "equals": 0}));
+            }
+            "tdx" => all.push(serde_json::json!({"claim": "tcb_status", "equals": "UpToDate"})),
+            _ => {}
+        }
+        serde_json::from_value(serde_json::json!({
+            "version": VERSION,
+            "anyOf": [{"authority": "local", "allOf": all}]
+        }))
+        .unwrap_or_else(|_| unreachable!("static policy parses"))
+    }
+
     /// The default policy of the local broker for keys registered without one: allow only
     /// `snp` evidence at VMPL 0 with debugging off. It never allows `sim`.
     pub fn default_deny_sim() -> Self {

@@ -38,6 +38,8 @@ pub enum PlatformChoice {
     Auto,
     /// The software simulator, by explicit request only.
     Sim,
+    /// A real platform named by the operator (detection skipped).
+    Named(Platform),
 }
 
 /// The job's inputs (from flags or their environment twins).
@@ -59,6 +61,8 @@ pub struct JobConfig {
     pub platform: PlatformChoice,
     /// The sim platform's state folder.
     pub sim_state: Option<PathBuf>,
+    /// Confidential Space: the audience of the attestation token.
+    pub cs_audience: String,
     /// The running `ccr-init` binary (hashed into the sim measurement).
     pub init_binary: PathBuf,
     /// Set by SIGTERM/SIGINT: the job stops after the current step or epoch.
@@ -237,19 +241,23 @@ fn attester(cfg: &JobConfig, contract: &VerifiedContract) -> Result<Box<dyn Atte
             info!(measurement = %hex::encode(m), host_data = %hex::encode(contract.digest()), "sim report values");
             Ok(Box::new(SimAttester::new(authority, m, contract.digest())))
         }
+        PlatformChoice::Named(p) => {
+            ccr_attest::attester::for_platform(Path::new("/"), p, &cfg.cs_audience)
+                .map_err(|e| JobError::Attest(e.to_string()))
+        }
         PlatformChoice::Auto => {
             let d = ccr_attest::attester::detect(Path::new("/"));
             for p in &d.probes {
                 info!(probe = %p, "platform detection");
             }
-            match d.found {
-                Some(path) => Err(JobError::Attest(format!(
-                    "found {} ({}), but this version of ccr produces evidence only for the sim platform",
-                    path.display(),
-                    d.platform.map_or("unknown platform", Platform::as_str)
-                ))),
+            match d.platform {
+                Some(p) => {
+                    info!(platform = %p, found = %d.found.as_deref().unwrap_or(Path::new("")).display(), "platform detected");
+                    ccr_attest::attester::for_platform(Path::new("/"), p, &cfg.cs_audience)
+                        .map_err(|e| JobError::Attest(e.to_string()))
+                }
                 None => Err(JobError::Attest(
-                    "no confidential-computing platform found (probed configfs-tsm, /dev/sev-guest, /dev/tdx_guest); \
+                    "no confidential-computing platform found (probed the Confidential Space launcher, configfs-tsm, /dev/sev-guest, /dev/tdx_guest, the Azure vTPM); \
                      ccr never falls back to sim: pass --platform sim for a local, non-confidential run"
                         .into(),
                 )),

@@ -3,15 +3,27 @@
 
 use std::path::PathBuf;
 
+use ccr_attest::Platform;
 use ccr_runtime::job::{self, JobConfig, PlatformChoice};
 use clap::{Parser, ValueEnum};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum PlatformArg {
-    /// Probe the hardware (configfs-tsm, /dev/sev-guest, /dev/tdx_guest); never falls back to sim.
+    /// Probe, in order: the Confidential Space launcher socket, configfs-tsm, /dev/sev-guest,
+    /// /dev/tdx_guest, the Azure vTPM; never falls back to sim.
     Auto,
     /// The software simulator: NOT confidential, for local runs and tests only.
     Sim,
+    /// AMD SEV-SNP (configfs-tsm or /dev/sev-guest; ACI when UVM_SECURITY_CONTEXT_DIR is set).
+    Snp,
+    /// Intel TDX (configfs-tsm).
+    Tdx,
+    /// Azure CVM on SEV-SNP (vTPM).
+    AzSnpVtpm,
+    /// Azure CVM on TDX (vTPM).
+    AzTdxVtpm,
+    /// GCP Confidential Space (launcher token).
+    GcpCs,
 }
 
 /// Run ccr's main job inside a confidential VM.
@@ -43,6 +55,9 @@ struct Args {
     /// State folder of the sim platform's local ARK/ASK/VCEK chain (with --platform sim).
     #[arg(long, env = "CCR_SIM_STATE")]
     sim_state: Option<PathBuf>,
+    /// Confidential Space: the audience of the attestation token (what the broker accepts).
+    #[arg(long, env = "CCR_CS_AUDIENCE", default_value = "ccr-kbs")]
+    cs_audience: String,
 }
 
 fn main() {
@@ -57,6 +72,7 @@ fn main() {
             platform = "auto",
             "ccr-init starting; detecting the platform"
         ),
+        named => tracing::info!(platform = ?named, "ccr-init starting on the named platform"),
     }
     let abort = match ccr_runtime::init::install() {
         Ok(a) => a,
@@ -76,8 +92,14 @@ fn main() {
         platform: match args.platform {
             PlatformArg::Auto => PlatformChoice::Auto,
             PlatformArg::Sim => PlatformChoice::Sim,
+            PlatformArg::Snp => PlatformChoice::Named(Platform::Snp),
+            PlatformArg::Tdx => PlatformChoice::Named(Platform::Tdx),
+            PlatformArg::AzSnpVtpm => PlatformChoice::Named(Platform::AzSnpVtpm),
+            PlatformArg::AzTdxVtpm => PlatformChoice::Named(Platform::AzTdxVtpm),
+            PlatformArg::GcpCs => PlatformChoice::Named(Platform::GcpCs),
         },
         sim_state: args.sim_state,
+        cs_audience: args.cs_audience,
         init_binary,
         abort,
     };

@@ -48,6 +48,42 @@ enum Cmd {
     /// The sim platform's local chain.
     #[command(subcommand)]
     Sim(SimCmd),
+    /// Verify attestation evidence offline and print its claims (auditors). Exit status 0 only
+    /// when every signature and chain holds (and the policy, when given, allows).
+    Verify(VerifyArgs),
+}
+
+#[derive(Args2)]
+struct VerifyArgs {
+    /// Evidence file: a raw SNP report (1184 bytes), a raw TD quote, the KBS JSON of any
+    /// platform (`{"report", "vek"}`, az-*-vtpm JSON, `{"quote"}`, `{"token"}`), a
+    /// `{"tee", "evidence"}` envelope, or a Confidential Space token.
+    evidence: PathBuf,
+    /// Endorsements and collateral, recognised by content: VCEK/VLEK/ASK/ASVK certificates (PEM
+    /// or DER), TDX collateral JSON, a JWKS, THIM JSON. Repeatable.
+    #[arg(long)]
+    collateral: Vec<PathBuf>,
+    /// An ACI `UVM_SECURITY_CONTEXT_DIR` folder (VCEK chain and CCE policy).
+    #[arg(long)]
+    security_context: Option<PathBuf>,
+    /// Verify at this time (RFC 3339, or Unix seconds) instead of now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Confidential Space: an accepted audience. Repeatable.
+    #[arg(long)]
+    audience: Vec<String>,
+    /// Accept sim evidence chained to the sim ARK/ASK in this folder.
+    #[arg(long)]
+    sim_roots: Option<PathBuf>,
+    /// Do not fail on a debuggable guest (it is still reported in the claims).
+    #[arg(long)]
+    allow_debug: bool,
+    /// Also require report_data to start with these bytes (hex).
+    #[arg(long)]
+    report_data: Option<String>,
+    /// Also evaluate this release policy over the claims (exit status 3 when it denies).
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +173,13 @@ enum BrokerCmd {
         /// Accept sim evidence chained to the sim ARK/ASK in this folder (tests and demos only).
         #[arg(long)]
         sim_roots: Option<PathBuf>,
+        /// Endorsements and collateral for real platforms, recognised by content (cached
+        /// VCEKs, ASVK/ASK, TDX collateral, Confidential Space JWKS, THIM JSON). Repeatable.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        /// Confidential Space: an accepted token audience. Repeatable.
+        #[arg(long)]
+        audience: Vec<String>,
     },
     /// Print the audit log.
     Audit {
@@ -201,16 +244,22 @@ enum ContractCmd {
 
 #[derive(Subcommand)]
 enum PolicyCmd {
-    /// Print a release policy pinning what the sim platform will report for this contract.
+    /// Print a release policy for a platform: the platform, the measurement, debugging off,
+    /// VMPL 0 (SNP family) or TCB status UpToDate (TDX).
     Derive {
-        /// Only `sim` in this version.
+        /// `sim`, `snp`, `tdx`, `az-snp-vtpm`, `az-tdx-vtpm` or `gcp-cs`.
         #[arg(long = "for")]
         target: String,
+        /// sim: the contract (its launch digest is part of the sim measurement).
         #[arg(long)]
-        contract: PathBuf,
-        /// The ccr-init binary that will run.
+        contract: Option<PathBuf>,
+        /// sim: the ccr-init binary that will run.
         #[arg(long)]
-        init: PathBuf,
+        init: Option<PathBuf>,
+        /// Real platforms: the reference measurement (hex: SNP MEASUREMENT, TDX MRTD, the
+        /// Confidential Space image digest).
+        #[arg(long)]
+        measurement: Option<String>,
     },
     /// Evaluate a policy over a claims JSON object.
     Eval {
@@ -398,7 +447,9 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             store,
             sim_roots,
-        }) => serve(&listen, &store, sim_roots.as_deref())?,
+            trust,
+            audience,
+        }) => serve(&listen, &store, sim_roots.as_deref(), &trust, audience)?,
         Cmd::Keybroker(BrokerCmd::Audit { conn }) => {
             let (mut cl, token) = client(&conn)?;
             println!("{}", serde_json::to_string_pretty(&cl.audit_log(&token)?)?);
@@ -504,19 +555,25 @@ fn run(cli: Cli) -> Result<()> {
             target,
             contract,
             init,
+            measurement,
         }) => {
-            if target != "sim" {
-                bail!("--for {target}: this version derives policies for sim only");
-            }
-            let c = load_contract(&contract)?;
-            let init_sha = ccr_runtime::job::file_sha384(&init)?;
-            let m = ccr_attest::sim::sim_measurement(&init_sha, &c.launch_digest());
-            let p = json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
-                {"claim": "platform", "equals": "sim"},
-                {"claim": "measurement", "equals": hex::encode(m)},
-                {"claim": "debug", "equals": false},
-                {"claim": "vmpl", "equals": 0}
-            ]}]});
+            ccr_attest::Platform::parse(&target)?;
+            let m = if target == "sim" {
+                let (Some(contract), Some(init)) = (contract, init) else {
+                    bail!("--for sim needs --contract and --init");
+                };
+                let c = load_contract(&contract)?;
+                let init_sha = ccr_runtime::job::file_sha384(&init)?;
+                hex::encode(ccr_attest::sim::sim_measurement(
+                    &init_sha,
+                    &c.launch_digest(),
+                ))
+            } else {
+                measurement.with_context(|| {
+                    format!("--for {target} needs --measurement (the reference value auditors reproduce)")
+                })?
+            };
+            let p = ReleasePolicy::for_platform(&target, &m);
             println!("{}", serde_json::to_string_pretty(&p)?);
         }
         Cmd::Policy(PolicyCmd::Eval {
@@ -536,6 +593,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Verify(args) => verify(args)?,
         Cmd::Sim(SimCmd::Init { state }) => {
             let a = ccr_attest::sim::SimAuthority::load_or_create(&state)?;
             println!(
@@ -547,16 +605,28 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn serve(listen: &str, store: &Path, sim_roots: Option<&Path>) -> Result<()> {
+fn serve(
+    listen: &str,
+    store: &Path,
+    sim_roots: Option<&Path>,
+    trust_files: &[PathBuf],
+    audience: Vec<String>,
+) -> Result<()> {
     ccr_runtime::logging::init();
     let addr = ccr_keybroker::server::parse_listen(listen)?;
-    let roots = sim_roots.map(ccr_attest::sim::load_roots).transpose()?;
-    if roots.is_some() {
+    let mut trust = ccr_attest::evidence::Trust::new();
+    trust.sim_roots = sim_roots.map(ccr_attest::sim::load_roots).transpose()?;
+    if trust.sim_roots.is_some() {
         tracing::warn!("this broker accepts sim evidence (--sim-roots): for tests and demos only");
     }
+    for f in trust_files {
+        let what = trust.add_file(f)?;
+        tracing::info!(file = %f.display(), what, "trust material loaded");
+    }
+    trust.audiences = audience;
     let broker = ccr_keybroker::server::Broker::new(ccr_keybroker::server::BrokerConfig {
         store_dir: store.to_path_buf(),
-        sim_roots: roots,
+        trust,
     })?;
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
@@ -583,5 +653,87 @@ fn serve(listen: &str, store: &Path, sim_roots: Option<&Path>) -> Result<()> {
         };
         broker.serve(listener, shutdown).await
     })?;
+    Ok(())
+}
+
+fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    Ok(chrono::DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("--at {s}: neither RFC 3339 nor Unix seconds"))?
+        .timestamp())
+}
+
+fn verify(a: VerifyArgs) -> Result<()> {
+    use ccr_attest::evidence::{Evidence, Trust};
+    let bytes = std::fs::read(&a.evidence)
+        .with_context(|| format!("reading evidence {}", a.evidence.display()))?;
+    let mut trust = Trust::new();
+    if let Some(t) = &a.at {
+        trust.at = Some(parse_time(t)?);
+    }
+    for f in &a.collateral {
+        trust.add_file(f)?;
+    }
+    if let Some(d) = &a.security_context {
+        trust.security_context = Some(ccr_attest::aci::SecurityContext::load(d)?);
+    }
+    trust.sim_roots = a
+        .sim_roots
+        .as_deref()
+        .map(ccr_attest::sim::load_roots)
+        .transpose()?;
+    trust.audiences = a.audience;
+    trust.allow_debug = a.allow_debug;
+    let fail = |check: String| -> ! {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"verdict": "failed", "check": check}))
+                .unwrap_or_default()
+        );
+        std::process::exit(1)
+    };
+    let ev = match Evidence::sniff(&bytes) {
+        Ok(e) => e,
+        Err(e) => fail(format!("{}: {e}", a.evidence.display())),
+    };
+    let v = match ev.verify(&trust) {
+        Ok(v) => v,
+        Err(e) => fail(e.to_string()),
+    };
+    if let Some(rd) = &a.report_data {
+        let want = hex::decode(rd).context("--report-data: not hex")?;
+        if !v.claims().report_data.starts_with(&hex::encode(&want)) || want.is_empty() {
+            fail(format!(
+                "report_data {} does not start with {rd}",
+                v.claims().report_data
+            ));
+        }
+    }
+    let mut out = json!({
+        "verdict": "verified",
+        "platform": v.claims().platform.as_str(),
+        "evidence_digest": hex::encode(v.digest()),
+        "claims": v.claims(),
+        "policy_input": v.claims().to_policy_input(),
+    });
+    let mut denied = false;
+    if let Some(p) = &a.policy {
+        let pol = ReleasePolicy::from_json(
+            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        )?;
+        out["decision"] = match pol.evaluate(&v.claims().to_policy_input(), "local") {
+            Decision::Allow(al) => json!({"allow": true, "trace": al.trace()}),
+            Decision::Deny(r) => {
+                denied = true;
+                json!({"allow": false, "reasons": r})
+            }
+        };
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if denied {
+        std::process::exit(3);
+    }
     Ok(())
 }

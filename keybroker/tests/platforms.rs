@@ -1,0 +1,321 @@
+//! The broker with real platforms' evidence: a Confidential Space token through the whole KBS
+//! flow (auth, attest, resource), and the claims of every real vector in `../shared/vectors`
+//! through the broker's release decision.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ccr_attest::evidence::{Evidence, Trust};
+use ccr_attest::report_data::kbs_report_data;
+use ccr_keybroker::server::{Broker, BrokerConfig, contract_binding, release_decision};
+use ccr_keybroker::{BrokerError, KbsClient, RuntimeKey};
+use ccr_policy::sign::PrivateKey;
+use ccr_policy::{Decision, ReleasePolicy};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "ccr-kbs";
+const IMAGE_DIGEST: &str =
+    "sha256:5f3b2b5b0c6f1e6c4a2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b";
+
+/// A stand-in for Google's attestation service: an RSA key and its JWKS.
+struct Issuer {
+    key: rsa::RsaPrivateKey,
+    kid: String,
+}
+
+impl Issuer {
+    fn new(kid: &str) -> Self {
+        Self {
+            key: rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap(),
+            kid: kid.into(),
+        }
+    }
+    fn jwks(&self) -> Value {
+        let p = self.key.to_public_key();
+        json!({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
+            "n": URL_SAFE_NO_PAD.encode(p.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(p.e().to_bytes_be())}]})
+    }
+    fn token(&self, claims: &Value) -> String {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some(self.kid.clone());
+        let der = self.key.to_pkcs1_der().unwrap();
+        jsonwebtoken::encode(
+            &h,
+            claims,
+            &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),
+        )
+        .unwrap()
+    }
+}
+
+/// The claims Confidential Space puts in a token, for `nonce` and `contract_digest`.
+fn cs_claims(nonce: &str, contract_digest: &str, aud: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": "https://confidentialcomputing.googleapis.com", "aud": aud,
+        "sub": "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/i",
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "eat_nonce": [nonce], "eat_profile": "https://cloud.google.com/confidential-computing/confidential-space/docs/reference/token-claims",
+        "secboot": true, "oemid": 11129, "hwmodel": "GCP_AMD_SEV_SNP",
+        "swname": "CONFIDENTIAL_SPACE", "swversion": ["240900"], "dbgstat": "disabled-since-boot",
+        "submods": {
+            "confidential_space": {"support_attributes": ["LATEST", "STABLE", "USABLE"]},
+            "container": {"image_reference": "us-docker.pkg.dev/p/r/ccr-init:1",
+                "image_digest": IMAGE_DIGEST, "restart_policy": "Never",
+                "env": {"CCR_CONTRACT_DIGEST": contract_digest}},
+            "gce": {"zone": "us-central1-a", "project_id": "p"}
+        }
+    })
+}
+
+fn contract(policy: Value) -> (Value, [u8; 32]) {
+    let tdp = PrivateKey::generate("ed25519").unwrap();
+    let tdc = PrivateKey::generate("p256").unwrap();
+    let mut c = json!({
+        "id": "c1", "schemaVersion": "0.1",
+        "startTime": "2026-01-01T00:00:00Z", "expiryTime": "2031-01-01T00:00:00Z",
+        "tdc": "tdc", "tdps": ["tdp"],
+        "parties": [
+            {"id": "tdp", "role": "tdp", "publicKey": tdp.public_key().to_jwk()},
+            {"id": "tdc", "role": "tdc", "publicKey": tdc.public_key().to_jwk()}
+        ],
+        "datasets": [{"id": "d1", "name": "d1", "provider": "tdp",
+            "key": {"type": "ccr", "properties": {"kid": "r/k/d1", "authority": {"endpoint": "local"}}}}],
+        "purpose": "TRAINING",
+        "pipelineDigest": format!("sha256:{}", "00".repeat(32)),
+        "output": {"id": "o", "key": {"type": "ccr", "properties": {"kid": "r/k/o", "authority": {"endpoint": "local"}}}},
+        "releasePolicy": policy,
+        "signatures": []
+    });
+    let d = ccr_policy::Contract::from_json(c.to_string().as_bytes())
+        .unwrap()
+        .digest();
+    c["signatures"] = json!([
+        {"party": "tdp", "jws": tdp.sign_detached("tdp", &d)},
+        {"party": "tdc", "jws": tdc.sign_detached("tdc", &d)}
+    ]);
+    (c, d)
+}
+
+struct Running {
+    url: String,
+    pin: [u8; 32],
+    token: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn start(dir: &Path, trust: Trust) -> Running {
+    let broker = Broker::new(BrokerConfig {
+        store_dir: dir.to_path_buf(),
+        trust,
+    })
+    .unwrap();
+    let pin = ccr_keybroker::client::parse_pin(broker.fingerprint()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(broker.serve(listener, async {
+                let _ = rx.await;
+            }))
+            .unwrap();
+    });
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
+    Running {
+        url,
+        pin,
+        token,
+        _stop: tx,
+    }
+}
+
+/// Auth as `gcp-cs`, then attest with a token made by `make(nonce)`.
+fn cs_attest(
+    cl: &mut KbsClient,
+    make: &dyn Fn(&str) -> String,
+) -> (RuntimeKey, Result<(), BrokerError>) {
+    let rk = RuntimeKey::generate();
+    let ch = cl
+        .auth(
+            "gcp-cs",
+            json!({"pipeline-digest": format!("sha256:{}", "00".repeat(32))}),
+        )
+        .unwrap();
+    let rd = kbs_report_data(&ch.nonce, &rk.tee_pubkey_json(), "");
+    let nonce = hex::encode(&rd[..32]);
+    let r = cl
+        .attest(&ch.nonce, &rk, json!({"token": make(&nonce)}))
+        .map(|_| ());
+    (rk, r)
+}
+
+#[test]
+fn confidential_space_token_gets_the_key_released() {
+    let d = tempfile::tempdir().unwrap();
+    let google = Issuer::new("k1");
+    let mut trust = Trust::new();
+    trust.jwks = Some(serde_json::from_value(google.jwks()).unwrap());
+    trust.audiences = vec![AUDIENCE.into()];
+    let r = start(&d.path().join("store"), trust);
+    let policy = serde_json::to_value(ReleasePolicy::for_platform("gcp-cs", IMAGE_DIGEST)).unwrap();
+    let (c, digest) = contract(policy);
+    let digest = hex::encode(digest);
+    let mut cl = KbsClient::new(&r.url, r.pin);
+    cl.put_resource(&r.token, "r/k/d1", &[7u8; 32], &c, None)
+        .unwrap();
+
+    let (rk, ok) = cs_attest(&mut cl, &|n| google.token(&cs_claims(n, &digest, AUDIENCE)));
+    ok.unwrap();
+    assert_eq!(&cl.get_resource("r/k/d1", &rk).unwrap()[..], &[7u8; 32]);
+
+    // Another audience, another signer, a nonce that does not bind this session: refused at
+    // attestation, naming the check.
+    let (_, e) = cs_attest(&mut cl, &|n| {
+        google.token(&cs_claims(n, &digest, "someone-else"))
+    });
+    assert!(e.unwrap_err().to_string().contains("aud"));
+    let mallory = Issuer::new("k1");
+    let (_, e) = cs_attest(&mut cl, &|n| {
+        mallory.token(&cs_claims(n, &digest, AUDIENCE))
+    });
+    assert!(
+        e.unwrap_err()
+            .to_string()
+            .contains("Confidential Space token")
+    );
+    let (_, e) = cs_attest(&mut cl, &|_| {
+        google.token(&cs_claims(&"ab".repeat(32), &digest, AUDIENCE))
+    });
+    assert!(e.unwrap_err().to_string().contains("report_data"));
+    // A token for another contract: attested, but the key is not released.
+    let (rk, ok) = cs_attest(&mut cl, &|n| {
+        google.token(&cs_claims(n, &"11".repeat(32), AUDIENCE))
+    });
+    ok.unwrap();
+    let e = cl.get_resource("r/k/d1", &rk).unwrap_err();
+    assert!(e.to_string().contains("does not bind the contract"), "{e}");
+    // A debug image is refused.
+    let (_, e) = cs_attest(&mut cl, &|n| {
+        let mut cl = cs_claims(n, &digest, AUDIENCE);
+        cl["dbgstat"] = "enabled".into();
+        google.token(&cl)
+    });
+    assert!(e.unwrap_err().to_string().contains("dbgstat"));
+}
+
+fn vectors() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipping: {} is absent (real attestation vectors)",
+            p.display()
+        );
+        None
+    }
+}
+
+const AT_2025_07_01: i64 = 1_751_328_000;
+
+#[test]
+fn real_vectors_claims_through_the_release_decision() {
+    let Some(dir) = vectors() else { return };
+    let mut trust = Trust::new();
+    trust.at = Some(AT_2025_07_01);
+    for f in [
+        "snp/report-1.vcek.der",
+        "aci/uvm_host_amd_certificate.json",
+        "tdx/quote-1.collateral.json",
+    ] {
+        trust.add_file(&dir.join(f)).unwrap();
+    }
+    let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
+    let cases: Vec<(&str, Evidence)> = vec![
+        (
+            "snp/report-1.bin",
+            Evidence::sniff(&read("snp/report-1.bin")).unwrap(),
+        ),
+        (
+            "aci/snp_report.bin",
+            Evidence::sniff(&read("aci/snp_report.bin")).unwrap(),
+        ),
+        (
+            "tdx/quote-1.bin",
+            Evidence::sniff(&read("tdx/quote-1.bin")).unwrap(),
+        ),
+        (
+            "az-snp-vtpm/evidence-v1.json",
+            Evidence::sniff(&read("az-snp-vtpm/evidence-v1.json")).unwrap(),
+        ),
+    ];
+    for (name, ev) in cases {
+        let v = ev.verify(&trust).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let claims = v.claims().to_policy_input();
+        let platform = v.claims().platform.as_str();
+        let m = v.claims().measurement.clone().unwrap();
+        let mut allow = ReleasePolicy::for_platform(platform, &m);
+        if platform == "tdx" {
+            // The quote's TCB status at that time, as the collateral says.
+            let status = v.claims().tcb_status.clone().unwrap();
+            allow = serde_json::from_value(
+                json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
+                {"claim": "platform", "equals": "tdx"}, {"claim": "measurement", "equals": m},
+                {"claim": "debug", "equals": false}, {"claim": "tcb_status", "equals": status}]}]}),
+            )
+            .unwrap();
+        }
+        match release_decision(&allow, &claims) {
+            Decision::Allow(a) => eprintln!("{name}: allow ({})", a.trace().join("; ")),
+            Decision::Deny(r) => {
+                panic!("{name}: a policy naming its measurement must allow: {r:?}")
+            }
+        }
+        let other = ReleasePolicy::for_platform(platform, &"ab".repeat(m.len() / 2));
+        match release_decision(&other, &claims) {
+            Decision::Allow(_) => panic!("{name}: another measurement must deny"),
+            Decision::Deny(r) => {
+                let r = r.join("; ");
+                assert!(r.contains("measurement"), "{name}: {r}");
+                eprintln!("{name}: deny ({r})");
+            }
+        }
+        // These are not this deployment's: none binds a ccr contract.
+        assert!(contract_binding(&claims, &"5a".repeat(32)).is_err());
+    }
+}
+
+#[test]
+fn vlek_report_is_denied_by_the_default_policy_naming_vmpl() {
+    let Some(dir) = vectors() else { return };
+    let raw = std::fs::read(dir.join("snp/report-vlek.bin")).unwrap();
+    let vlek = std::fs::read(dir.join("snp/report-vlek.vlek.der")).unwrap();
+    let rep = ccr_attest::snp::SnpReport::parse(&raw).unwrap();
+    let cert = ccr_attest::amd::AmdCert::from_der(&vlek, "VLEK").unwrap();
+    // The signature is the VLEK's.
+    rep.verify_signature_with_key(cert.public_key_bytes())
+        .unwrap();
+    let c = rep.claims(ccr_attest::Platform::Snp);
+    let m = c.measurement.clone().unwrap();
+    let d = release_decision(
+        &ReleasePolicy::for_platform("snp", &m),
+        &c.to_policy_input(),
+    );
+    match d {
+        Decision::Deny(r) => {
+            let r = r.join("; ");
+            assert!(r.contains("vmpl"), "{r}");
+            assert!(!r.contains("measurement"), "{r}");
+            eprintln!("VLEK report: deny ({r})");
+        }
+        Decision::Allow(_) => panic!("VMPL 1 must be denied"),
+    }
+}
