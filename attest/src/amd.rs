@@ -10,13 +10,13 @@
 //!
 //! The trust anchors are the ARKs only. [`SnpRoots::amd`] embeds AMD's public ARK and ASK of
 //! Milan, Genoa and Turin (from the `sev` crate's `builtin` module, which copies them from AMD's
-//! KDS). Intermediates met elsewhere (an ASVK from the evidence's certificate table, an ASK from
+//! KDS `/vcek/v1/{product}/cert_chain`) and the Milan ASVK (`certs/milan_asvk.pem`, AMD KDS
+//! `/vlek/v1/Milan/cert_chain`: CN `SEV-VLEK-Milan`, valid 2022-11-16 to 2047-11-16, SHA-256 of
+//! the DER `c5e081f5…9082f5`), each checked against its ARK when the roots are made. Intermediates met elsewhere (an ASVK from the evidence's certificate table, an ASK from
 //! ACI's THIM JSON) are added with [`SnpRoots::add_intermediate`] and are trusted only once they
 //! verify against an embedded ARK. Nothing is fetched from AMD's KDS.
 
 use der::{Decode, Encode};
-use rsa::signature::Verifier;
-use sha2::Sha384;
 use x509_cert::Certificate as X509;
 use x509_cert::der::asn1::{Ia5String, OctetString};
 
@@ -172,23 +172,22 @@ impl AmdCert {
                 self.cert.signature_algorithm.oid
             )));
         }
-        let spki = issuer
+        // The issuer's subjectPublicKey of an rsaEncryption key is the PKCS#1 RSAPublicKey,
+        // which is what ring takes. ring's RSA_PSS_2048_8192_SHA384 fixes MGF1-SHA-384 and a
+        // 48-byte salt, AMD's parameters.
+        let key = issuer
             .cert
             .tbs_certificate
             .subject_public_key_info
-            .to_der()
-            .map_err(|e| fail(e.to_string()))?;
-        let key = <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&spki)
-            .map_err(|e| fail(format!("issuer key is not RSA: {e}")))?;
-        let vk = rsa::pss::VerifyingKey::<Sha384>::new(key);
+            .subject_public_key
+            .raw_bytes();
         let tbs = self
             .cert
             .tbs_certificate
             .to_der()
             .map_err(|e| fail(e.to_string()))?;
-        let sig = rsa::pss::Signature::try_from(self.cert.signature.raw_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-        vk.verify(&tbs, &sig)
+        ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PSS_2048_8192_SHA384, key)
+            .verify(&tbs, self.cert.signature.raw_bytes())
             .map_err(|_| fail("signature does not verify".into()))
     }
 
@@ -327,12 +326,31 @@ impl VekExtensions {
     }
 }
 
+/// AMD's Milan ASVK (`SEV-VLEK-Milan`), the issuer of Milan VLEKs.
+pub const MILAN_ASVK_PEM: &[u8] = include_bytes!("certs/milan_asvk.pem");
+
 /// One trust anchor: a product's ARK and the intermediates embedded with it.
 #[derive(Debug, Clone)]
 struct Anchor {
     product: String,
     ark: AmdCert,
     asks: Vec<AmdCert>,
+    /// The ARK's self-signature and its signatures on `asks` were checked when the anchor was
+    /// made; only validity periods remain to check per verification.
+    preverified: bool,
+}
+
+impl Anchor {
+    fn new(product: String, ark: AmdCert, asks: Vec<AmdCert>) -> Self {
+        let preverified = ark.verify_signed_by(&ark).is_ok()
+            && asks.iter().all(|a| a.verify_signed_by(&ark).is_ok());
+        Self {
+            product,
+            ark,
+            asks,
+            preverified,
+        }
+    }
 }
 
 /// The chain a VEK verified through.
@@ -357,10 +375,10 @@ impl SnpRoots {
     pub fn amd() -> Self {
         use sev::certs::snp::builtin::{genoa, milan, turin};
         let mut anchors = Vec::new();
-        for (product, ark, ask) in [
-            ("milan", milan::ARK, milan::ASK),
-            ("genoa", genoa::ARK, genoa::ASK),
-            ("turin", turin::ARK, turin::ASK),
+        for (product, ark, ask, asvk) in [
+            ("milan", milan::ARK, milan::ASK, Some(MILAN_ASVK_PEM)),
+            ("genoa", genoa::ARK, genoa::ASK, None),
+            ("turin", turin::ARK, turin::ASK, None),
         ] {
             // The embedded PEMs are constants; a failure here would be a build defect, and it
             // only drops that product.
@@ -368,11 +386,11 @@ impl SnpRoots {
                 AmdCert::from_der_or_pem(ark, "ARK"),
                 AmdCert::from_der_or_pem(ask, "ASK"),
             ) {
-                anchors.push(Anchor {
-                    product: product.into(),
-                    ark,
-                    asks: vec![ask],
-                });
+                let mut asks = vec![ask];
+                if let Some(Ok(asvk)) = asvk.map(|p| AmdCert::from_der_or_pem(p, "ASVK")) {
+                    asks.push(asvk);
+                }
+                anchors.push(Anchor::new(product.into(), ark, asks));
             }
         }
         Self {
@@ -413,11 +431,7 @@ impl SnpRoots {
                 .to_lowercase()
         };
         Self {
-            anchors: vec![Anchor {
-                product,
-                ark,
-                asks: vec![ask],
-            }],
+            anchors: vec![Anchor::new(product, ark, vec![ask])],
             intermediates: Vec::new(),
         }
     }
@@ -455,9 +469,12 @@ impl SnpRoots {
             let mut tried = false;
             for ica in candidates {
                 tried = true;
+                let embedded = a.preverified && a.asks.contains(ica);
                 let r = (|| {
-                    a.ark.verify_signed_by(&a.ark)?;
-                    ica.verify_signed_by(&a.ark)?;
+                    if !embedded {
+                        a.ark.verify_signed_by(&a.ark)?;
+                        ica.verify_signed_by(&a.ark)?;
+                    }
                     vek.verify_signed_by(ica)?;
                     if let Some(at) = at {
                         a.ark.check_validity(at)?;
@@ -491,5 +508,23 @@ impl SnpRoots {
                 reasons.join("; ")
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_roots_are_all_preverified() {
+        let r = SnpRoots::amd();
+        assert_eq!(r.products(), ["milan", "genoa", "turin"]);
+        for a in &r.anchors {
+            assert!(a.preverified, "{}: ARK/ASK signatures", a.product);
+        }
+        let milan = &r.anchors[0];
+        assert_eq!(milan.asks.len(), 2);
+        assert_eq!(milan.asks[1].subject_cn(), "SEV-VLEK-Milan");
+        assert_eq!(milan.asks[1].issuer_cn(), "ARK-Milan");
     }
 }

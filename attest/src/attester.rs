@@ -13,8 +13,9 @@
 //!    process and is not used;
 //! 5. the Azure vTPM: `/dev/tpmrm0` on a machine whose DMI `sys_vendor` is `Microsoft
 //!    Corporation` → `az-snp-vtpm` or `az-tdx-vtpm` (by the HCL report's type). Producing its
-//!    evidence needs the TSS libraries (`az-cvm-vtpm`'s `attester` feature, `tss-esapi`), built
-//!    in with ccr's `azure-vtpm` cargo feature.
+//!    evidence needs the TSS libraries (`az-cvm-vtpm`'s `attester` feature, through
+//!    `tss-esapi`), which this version does not link: the platform is reported as found, and
+//!    the job stops with that reason. Its evidence is verified in full ([`crate::vtpm`]).
 //!
 //! `sim` is never detected: it is used only when asked for by name. Every attester binds the
 //! 64-byte `report_data` it is given (the KBS binding of the nonce and the runtime key); the vTPM
@@ -416,7 +417,7 @@ pub fn for_platform(
         }),
         Platform::AzSnpVtpm | Platform::AzTdxVtpm => Err(AttestError::Unavailable {
             platform: platform.to_string(),
-            reason: "this ccr-init was built without the `azure-vtpm` feature (which links the TSS libraries through az-cvm-vtpm's attester)".into(),
+            reason: "producing vTPM evidence needs the TSS libraries (az-cvm-vtpm's attester through tss-esapi), which this version of ccr-init does not link".into(),
         }),
         other => Err(AttestError::Unavailable {
             platform: other.to_string(),

@@ -307,13 +307,10 @@ impl Evidence {
             Self::Snp { platform, evidence } => verify_snp(*platform, evidence, trust, at),
             Self::Tdx { quote } => {
                 let q = crate::tdx::TdQuote::parse(quote)?;
-                let col = trust.tdx_collateral.as_ref().ok_or_else(|| {
-                    bad(
-                        "collateral",
-                        "TDX collateral (TCB info, QE identity, CRLs) is required and was not given",
-                    )
-                })?;
-                crate::tdx::verify(&q, col, at, Platform::Tdx, trust.allow_debug)
+                match trust.tdx_collateral.as_ref() {
+                    Some(col) => crate::tdx::verify(&q, col, at, Platform::Tdx, trust.allow_debug),
+                    None => crate::tdx::verify_signatures(&q, at, Platform::Tdx, trust.allow_debug),
+                }
             }
             Self::AzVtpm { platform, evidence } => {
                 let hcl = crate::vtpm::HclReport::parse(&b64("hcl_report", &evidence.hcl_report)?)?;
@@ -441,6 +438,19 @@ fn verify_snp(
             "no VCEK/VLEK: none in the evidence, the security context or the local cache (never fetched from AMD KDS)",
         ));
     }
+    // Try first the VEKs made for this chip (hwID = CHIP_ID) or VLEKs, so that a cache of many
+    // VCEKs does not cost a chain verification each.
+    let chip = report.parsed().chip_id;
+    veks.sort_by_key(|der| {
+        let ext = AmdCert::from_der(der, "VEK")
+            .ok()
+            .and_then(|c| crate::amd::VekExtensions::read(&c).ok());
+        match ext.and_then(|e| e.hw_id) {
+            Some(h) if chip.starts_with(&h) => 0,
+            None => 1,
+            Some(_) => 2,
+        }
+    });
     let mut last = None;
     let mut verified = None;
     for vek in &veks {

@@ -10,7 +10,6 @@
 //! the *received* bytes (not a re-encoding), with `p384`. The `sim` platform produces reports in
 //! this exact layout and is verified by this same code, against its own local ARK.
 
-use p384::ecdsa::signature::hazmat::PrehashVerifier;
 use serde::Serialize;
 use sev::firmware::guest::AttestationReport;
 use sev::parser::ByteParser;
@@ -224,18 +223,19 @@ impl SnpReport {
             what: "SNP report signature (VCEK/VLEK)",
             reason,
         };
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek_sec1)
-            .map_err(|e| sig_err(format!("VEK public key is not P-384: {e}")))?;
-        let mut r = [0u8; 48];
-        let mut s = [0u8; 48];
-        r.copy_from_slice(&self.raw[SIG_R_OFFSET..SIG_R_OFFSET + 48]);
-        s.copy_from_slice(&self.raw[SIG_S_OFFSET..SIG_S_OFFSET + 48]);
-        r.reverse();
-        s.reverse();
-        let sig = p384::ecdsa::Signature::from_scalars(r, s)
-            .map_err(|e| sig_err(format!("malformed R/S: {e}")))?;
-        let digest = Sha384::digest(&self.raw[..SIGNED_LEN]);
-        key.verify_prehash(&digest, &sig)
+        // ring's ECDSA_P384_SHA384_FIXED: SEC1 public key, big-endian R || S, over the message.
+        let mut sig = [0u8; 96];
+        sig[..48].copy_from_slice(&self.raw[SIG_R_OFFSET..SIG_R_OFFSET + 48]);
+        sig[48..].copy_from_slice(&self.raw[SIG_S_OFFSET..SIG_S_OFFSET + 48]);
+        sig[..48].reverse();
+        sig[48..].reverse();
+        if vek_sec1.len() != 97 || vek_sec1[0] != 0x04 {
+            return Err(sig_err(
+                "VEK public key is not an uncompressed P-384 point".into(),
+            ));
+        }
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_FIXED, vek_sec1)
+            .verify(&self.raw[..SIGNED_LEN], &sig)
             .map_err(|_| sig_err("does not verify with the VEK".into()))
     }
 

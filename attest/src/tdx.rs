@@ -8,8 +8,17 @@
 //! Verification is `dcap-qvl`'s (pure Rust, `ring`): the PCK chain in the quote to Intel's SGX
 //! root CA (embedded in `dcap-qvl`), the CRLs, the QE report signature and its binding of the
 //! attestation key, the quote signature, the TCB info and QE identity signatures, and the TCB
-//! level matching that yields the TCB status, all at the given time. A quote without collateral
-//! cannot be verified here: the collateral is required, never fetched.
+//! level matching that yields the TCB status, all at the given time.
+//!
+//! Without collateral (never fetched: Azure's TDX CVMs, say, where the auditor has only the
+//! evidence), [`verify_signatures`] checks what needs no collateral, following the same steps:
+//! the PCK chain in the quote (ECDSA P-256/SHA-256) to Intel's SGX root CA (embedded,
+//! `intel_sgx_root_ca.der`, SHA-256 `44a0196b…74d3`, as published by Intel PCS and shipped in
+//! `dcap-qvl`), each certificate valid at the given time, the QE report signed by the PCK key,
+//! the QE report binding `SHA-256(attestation key || QE auth data)`, and the quote signed by the
+//! attestation key. It cannot check revocation (CRLs), the QE's identity or the TCB level, so
+//! the claims carry `tcb_status: null` and `collateral: false`, and ccr's default TDX release
+//! policy (which requires `tcb_status` `UpToDate`) denies them.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -81,6 +90,8 @@ pub struct TdxClaims {
     pub tee_tcb_svn: String,
     /// Intel security advisories that apply to the platform's TCB level.
     pub advisory_ids: Vec<String>,
+    /// Whether collateral was checked (CRLs, QE identity, TCB info).
+    pub collateral: bool,
 }
 
 impl TdxClaims {
@@ -100,6 +111,7 @@ impl TdxClaims {
             ("xfam", json!(self.xfam)),
             ("tee_tcb_svn", json!(self.tee_tcb_svn)),
             ("advisory_ids", json!(self.advisory_ids)),
+            ("collateral", json!(self.collateral)),
             ("tdx_mrtd", json!(self.mrtd)),
             ("tdx_rtmr0", json!(self.rtmr[0])),
             ("tdx_rtmr1", json!(self.rtmr[1])),
@@ -205,6 +217,7 @@ impl TdQuote {
             .copied()
             .unwrap_or_else(|| unreachable!("TdQuote::parse only accepts TD reports"));
         let attrs = u64::from_le_bytes(r.td_attributes);
+        let collateral = tcb_status.is_some();
         Claims {
             platform,
             report_data: hex::encode(r.report_data),
@@ -230,6 +243,7 @@ impl TdQuote {
                 td_attributes: hex::encode(r.td_attributes),
                 xfam: hex::encode(r.xfam),
                 tee_tcb_svn: hex::encode(r.tee_tcb_svn),
+                collateral,
                 advisory_ids,
             }),
             vtpm: None,
@@ -335,6 +349,201 @@ pub fn verify(
         "Intel SGX PCK CA".into(),
         "Intel SGX Root CA".into(),
     ];
+    Ok(VerifiedEvidence::new(
+        claims,
+        Sha384::digest(&quote.raw).into(),
+    ))
+}
+
+/// Intel SGX Root CA (DER), the anchor of PCK chains: Intel PCS
+/// `Intel_SGX_Provisioning_Certification_RootCA`, valid 2018-05-21 to 2049-12-31.
+pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
+
+fn sig_err(reason: String) -> AttestError {
+    AttestError::Signature {
+        what: "TD quote",
+        reason,
+    }
+}
+
+fn p256_key(sec1: &[u8]) -> Result<p256::ecdsa::VerifyingKey, AttestError> {
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+        .map_err(|e| sig_err(format!("not a P-256 key: {e}")))
+}
+
+fn verify_raw(
+    key: &p256::ecdsa::VerifyingKey,
+    msg: &[u8],
+    rs: &[u8],
+    what: &str,
+) -> Result<(), AttestError> {
+    use p256::ecdsa::signature::Verifier;
+    let sig = p256::ecdsa::Signature::from_slice(rs)
+        .map_err(|e| sig_err(format!("{what}: malformed signature: {e}")))?;
+    key.verify(msg, &sig)
+        .map_err(|_| sig_err(format!("{what}: signature does not verify")))
+}
+
+fn verify_cert(
+    cert: &x509_cert::Certificate,
+    issuer: &x509_cert::Certificate,
+    at: i64,
+) -> Result<(), AttestError> {
+    use der::Encode;
+    use p256::ecdsa::signature::Verifier;
+    let name = crate::amd::AmdCert::from_der(&cert.to_der().unwrap_or_default(), "PCK chain")
+        .map(|c| c.subject_cn())
+        .unwrap_or_default();
+    if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
+        return Err(AttestError::Chain {
+            reason: format!("{name}: issuer name differs from the next certificate's subject"),
+        });
+    }
+    if cert.signature_algorithm.oid.to_string() != "1.2.840.10045.4.3.2" {
+        return Err(AttestError::Chain {
+            reason: format!("{name}: signature algorithm is not ecdsa-with-SHA256"),
+        });
+    }
+    let key = p256_key(
+        issuer
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes(),
+    )?;
+    let tbs = cert
+        .tbs_certificate
+        .to_der()
+        .map_err(|e| AttestError::Chain {
+            reason: e.to_string(),
+        })?;
+    let sig = p256::ecdsa::Signature::from_der(cert.signature.raw_bytes()).map_err(|e| {
+        AttestError::Chain {
+            reason: format!("{name}: malformed signature: {e}"),
+        }
+    })?;
+    key.verify(&tbs, &sig).map_err(|_| AttestError::Chain {
+        reason: format!("{name} is not signed by its issuer"),
+    })?;
+    let v = &cert.tbs_certificate.validity;
+    let (nb, na) = (
+        v.not_before.to_unix_duration().as_secs() as i64,
+        v.not_after.to_unix_duration().as_secs() as i64,
+    );
+    if at < nb || at > na {
+        return Err(AttestError::Chain {
+            reason: format!(
+                "{name} is not valid at {} (valid {} to {})",
+                crate::amd::fmt_time(at),
+                v.not_before,
+                v.not_after
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Verifies what a quote proves without collateral (see the module documentation): the PCK
+/// chain to the embedded Intel root at `at`, the QE report signature and binding, and the quote
+/// signature. The claims carry `tcb_status: null` and `collateral: false`.
+///
+/// # Errors
+/// [`AttestError::Chain`] for the PCK chain; [`AttestError::Signature`] for the QE report or
+/// quote signature; [`AttestError::Field`] for an unsupported key type or certification data,
+/// or (unless `allow_debug`) a debuggable TD.
+pub fn verify_signatures(
+    quote: &TdQuote,
+    at: i64,
+    platform: Platform,
+    allow_debug: bool,
+) -> Result<VerifiedEvidence, AttestError> {
+    use dcap_qvl::quote::AuthData;
+    use der::Decode;
+    if quote.parsed.header.attestation_key_type != 2 {
+        return Err(AttestError::Field {
+            field: "quote.header.attestation_key_type",
+            reason: format!(
+                "{}, only 2 (ECDSA P-256) is defined",
+                quote.parsed.header.attestation_key_type
+            ),
+        });
+    }
+    let auth = match quote.parsed.auth_data.clone() {
+        AuthData::V3(a) => a,
+        AuthData::V4(a) => a.into_v3(),
+    };
+    let pem = quote
+        .parsed
+        .raw_cert_chain()
+        .map_err(|e| AttestError::Field {
+            field: "quote.certification_data",
+            reason: format!("{e:#} (the PCK chain, type 5, is required)"),
+        })?;
+    let pem: Vec<u8> = pem.iter().copied().take_while(|&b| b != 0).collect();
+    let certs = x509_cert::Certificate::load_pem_chain(&pem).map_err(|e| AttestError::Chain {
+        reason: format!("PCK chain: {e}"),
+    })?;
+    let root = x509_cert::Certificate::from_der(INTEL_SGX_ROOT_CA_DER).map_err(|e| {
+        AttestError::Chain {
+            reason: format!("embedded Intel root: {e}"),
+        }
+    })?;
+    let mut chain: Vec<&x509_cert::Certificate> = certs.iter().collect();
+    if chain.last().is_some_and(|c| **c == root) {
+        chain.pop();
+    }
+    if chain.is_empty() {
+        return Err(AttestError::Chain {
+            reason: "the quote's PCK chain is empty".into(),
+        });
+    }
+    for (i, c) in chain.iter().enumerate() {
+        let issuer = chain.get(i + 1).copied().unwrap_or(&root);
+        verify_cert(c, issuer, at)?;
+    }
+    let pck = p256_key(
+        chain[0]
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes(),
+    )?;
+    verify_raw(
+        &pck,
+        &auth.qe_report,
+        &auth.qe_report_signature,
+        "QE report",
+    )?;
+    let mut h = sha2::Sha256::new();
+    h.update(auth.ecdsa_attestation_key);
+    h.update(&auth.qe_auth_data.data);
+    if h.finalize()[..] != auth.qe_report[320..352] {
+        return Err(sig_err(
+            "the QE report does not bind the attestation key".into(),
+        ));
+    }
+    let mut ak = [0x04u8; 65];
+    ak[1..].copy_from_slice(&auth.ecdsa_attestation_key);
+    let signed = quote
+        .raw
+        .get(..quote.parsed.signed_length())
+        .ok_or_else(|| sig_err("truncated signed part".into()))?;
+    verify_raw(&p256_key(&ak)?, signed, &auth.ecdsa_signature, "quote")?;
+    let mut claims = quote.claims(platform, None, Vec::new());
+    if claims.debug && !allow_debug {
+        return Err(AttestError::Field {
+            field: "TDATTRIBUTES.DEBUG",
+            reason: "the TD is debuggable: its memory is readable by the host".into(),
+        });
+    }
+    let cn = |c: &x509_cert::Certificate| {
+        use der::Encode;
+        crate::amd::AmdCert::from_der(&c.to_der().unwrap_or_default(), "PCK chain")
+            .map(|c| c.subject_cn())
+            .unwrap_or_default()
+    };
+    claims.endorsement = chain.iter().map(|c| cn(c)).collect();
+    claims.endorsement.push(cn(&root));
     Ok(VerifiedEvidence::new(
         claims,
         Sha384::digest(&quote.raw).into(),

@@ -390,11 +390,10 @@ pub fn verify(
                 field: "td_quote".into(),
                 reason: "the TD quote is required for a TDX HCL report".into(),
             })?;
-            let col = collateral.ok_or_else(|| AttestError::Evidence {
-                field: "collateral".into(),
-                reason: "TDX collateral is required to verify the TD quote".into(),
-            })?;
-            let v = crate::tdx::verify(q, col, at, Platform::AzTdxVtpm, true)?;
+            let v = match collateral {
+                Some(col) => crate::tdx::verify(q, col, at, Platform::AzTdxVtpm, true)?,
+                None => crate::tdx::verify_signatures(q, at, Platform::AzTdxVtpm, true)?,
+            };
             // TDREPORT_STRUCT: REPORTMACSTRUCT (256 bytes, REPORTDATA at 128), TEE_TCB_INFO
             // (239) + reserved (17), TDINFO (512: attributes, xfam, MRTD, MRCONFIGID, MROWNER,
             // MROWNERCONFIG, RTMR0-3).

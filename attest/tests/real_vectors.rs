@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
+
 use ccr_attest::Platform;
 use ccr_attest::evidence::{Evidence, Trust};
 use ccr_attest::snp::{SnpReport, SnpRoots, verify_report};
@@ -33,6 +35,23 @@ const AT_2025_07_01: i64 = 1_751_328_000;
 
 fn hex_at(b: &[u8], off: usize, len: usize) -> String {
     hex::encode(&b[off..off + len])
+}
+
+#[test]
+fn vlek_report_with_a_vcek_is_refused() {
+    let Some(dir) = vectors() else { return };
+    let rep = SnpReport::parse(&read(&dir.join("snp/report-vlek.bin"))).unwrap();
+    let vcek = read(&dir.join("snp/report-1.vcek.der"));
+    assert!(
+        verify_report(
+            &SnpRoots::amd(),
+            &rep,
+            &vcek,
+            Platform::Snp,
+            Some(AT_2025_07_01)
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -126,7 +145,7 @@ fn invalid_vcek_is_rejected() {
 }
 
 #[test]
-fn vlek_report_signature_verifies_and_its_vmpl_is_one() {
+fn vlek_report_verifies_through_the_embedded_asvk_and_its_vmpl_is_one() {
     let Some(dir) = vectors() else { return };
     let raw = read(&dir.join("snp/report-vlek.bin"));
     let vlek_der = read(&dir.join("snp/report-vlek.vlek.der"));
@@ -138,17 +157,37 @@ fn vlek_report_signature_verifies_and_its_vmpl_is_one() {
     assert!(ext.csp_id.is_some());
     assert_eq!(rep.snp_claims().vmpl, 1);
     assert_eq!(rep.signing_key(), ccr_attest::snp::SigningKey::Vlek);
-    // The VLEK's issuer (the ASVK) is not among the embedded roots nor in the vectors: the full
-    // chain needs it, and says so.
-    let e = verify_report(
+    // The whole chain: VLEK → ASVK (embedded, SEV-VLEK-Milan) → ARK-Milan, at a time inside
+    // the VLEK's validity (2024-12-10 to 2025-12-10).
+    let v = verify_report(
         &SnpRoots::amd(),
         &rep,
         &vlek_der,
         Platform::Snp,
         Some(AT_2025_07_01),
     )
+    .unwrap();
+    assert_eq!(
+        v.claims().endorsement,
+        ["SEV-VLEK", "SEV-VLEK-Milan", "ARK-Milan"]
+    );
+    let s = v.claims().snp.as_ref().unwrap();
+    assert_eq!(
+        s.vmpl,
+        u32::from_le_bytes(raw[0x30..0x34].try_into().unwrap())
+    );
+    assert_eq!(s.vmpl, 1);
+    assert!(s.csp_id.is_some());
+    // Expired: the same chain on 2026-01-01, after the VLEK's notAfter.
+    let e = verify_report(
+        &SnpRoots::amd(),
+        &rep,
+        &vlek_der,
+        Platform::Snp,
+        Some(1_767_225_600),
+    )
     .unwrap_err();
-    assert!(e.to_string().contains("SEV-VLEK-Milan"), "{e}");
+    assert!(e.to_string().contains("not valid at"), "{e}");
     // A flipped bit in the signed part fails the signature.
     let mut bad = raw;
     bad[0x90] ^= 1;
@@ -230,6 +269,11 @@ fn aci_report_verifies_with_its_thim_certificates_and_cce_policy() {
             .verify(&aci_trust(&dir))
             .is_err()
     );
+    // The wrong certificate: report-1's VCEK (another chip).
+    let mut wrong = Trust::new();
+    wrong.at = Some(AT_2025_07_01);
+    wrong.add_file(&dir.join("snp/report-1.vcek.der")).unwrap();
+    assert!(ev.verify(&wrong).is_err());
     // The right certificates verify without the policy too.
     Evidence::sniff(&raw)
         .unwrap()
@@ -284,11 +328,51 @@ fn tdx_quote_verifies_with_its_collateral() {
         let r = Evidence::sniff(&bad).unwrap().verify(&tdx_trust(&dir));
         assert!(r.is_err(), "flipped bit at {off} must fail");
     }
-    // No collateral: refused, naming it.
+    // No collateral: the signatures and the PCK chain still verify, but the TCB status is
+    // unknown and the claims say so.
     let mut none = Trust::new();
     none.at = Some(AT_2025_07_01);
-    let e = ev.verify(&none).unwrap_err();
-    assert!(e.to_string().contains("collateral"), "{e}");
+    let v = ev.verify(&none).unwrap();
+    assert_eq!(v.claims().tcb_status, None);
+    assert!(!v.claims().tdx.as_ref().unwrap().collateral);
+    assert_eq!(v.claims().endorsement.last().unwrap(), "Intel SGX Root CA");
+    // The wrong certificate: one byte of the PCK certificate inside the quote changed (a
+    // base64 letter of its PEM, case flipped), or the quote checked after the PCK expired.
+    let pem_at = raw
+        .windows(27)
+        .position(|w| w == b"-----BEGIN CERTIFICATE-----")
+        .unwrap()
+        + 200;
+    let mut bad = raw;
+    assert!(bad[pem_at].is_ascii_alphabetic());
+    bad[pem_at] ^= 0x20;
+    let e = Evidence::sniff(&bad).unwrap().verify(&none).unwrap_err();
+    eprintln!("altered PCK certificate: {e}");
+    assert!(
+        Evidence::sniff(&bad)
+            .unwrap()
+            .verify(&tdx_trust(&dir))
+            .is_err()
+    );
+    let mut later = Trust::new();
+    later.at = Some(4_000_000_000);
+    assert!(ev.verify(&later).is_err());
+}
+
+#[test]
+fn debug_td_is_refused_naming_the_attribute() {
+    let Some(dir) = vectors() else { return };
+    let raw = read(&dir.join("tdx/quote-4-for-ccel-1.bin"));
+    let ev = Evidence::sniff(&raw).unwrap();
+    let mut t = Trust::new();
+    t.at = Some(AT_2025_07_01);
+    let e = ev.verify(&t).unwrap_err();
+    assert!(e.to_string().contains("TDATTRIBUTES.DEBUG"), "{e}");
+    t.allow_debug = true;
+    let v = ev.verify(&t).unwrap();
+    assert!(v.claims().debug);
+    // A debuggable guest never satisfies ccr's default policy either.
+    assert_eq!(v.claims().to_policy_input()["debug"], true);
 }
 
 #[test]
@@ -391,17 +475,50 @@ fn azure_snp_vtpm_evidence_verifies() {
 }
 
 #[test]
-fn azure_tdx_vtpm_evidence_verifies_its_hcl_binding_and_vtpm_quote() {
+fn azure_tdx_vtpm_evidence_verifies() {
     let Some(dir) = vectors() else { return };
     let v = az_evidence(&dir, "az-tdx-vtpm");
     let ev = Evidence::from_kbs("az-tdx-vtpm", &v).unwrap();
-    // Without collateral the TD quote cannot be verified: refused, naming the collateral.
-    let mut none = Trust::new();
-    none.at = Some(AT_2025_07_01);
-    let e = ev.verify(&none).unwrap_err();
-    assert!(e.to_string().contains("collateral"), "{e}");
-    // The HCL report and the vTPM quote verify on their own: the AK bound in the TDREPORT's
-    // report_data signs the quote over the PCRs given.
+    // The vectors carry no collateral for this quote's FMSPC: signatures and chains verify,
+    // the TCB status stays unknown.
+    let mut trust = Trust::new();
+    trust.at = Some(AT_2025_07_01);
+    let ok = ev.verify(&trust).unwrap();
+    let c = ok.claims();
+    assert_eq!(c.platform, Platform::AzTdxVtpm);
+    assert_eq!(c.report_data, hex::encode(b"challenge"));
+    assert_eq!(c.tcb_status, None);
+    let tdq = ccr_attest::evidence::b64("td", v["td_quote"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        c.measurement.as_deref(),
+        Some(hex_at(&tdq, 48 + 136, 48).as_str())
+    );
+    assert_eq!(
+        c.to_policy_input()["x-ms-isolation-tee.x-ms-attestation-type"],
+        "tdxvm"
+    );
+    // A flipped bit in the TD quote's body, and a TD quote from another TD (quote-1): refused.
+    let mut m = v.clone();
+    let mut q = tdq;
+    q[48 + 136] ^= 1;
+    m["td_quote"] = base64::engine::general_purpose::STANDARD.encode(&q).into();
+    assert!(
+        Evidence::from_kbs("az-tdx-vtpm", &m)
+            .unwrap()
+            .verify(&trust)
+            .is_err()
+    );
+    let mut m = v.clone();
+    m["td_quote"] = base64::engine::general_purpose::STANDARD
+        .encode(read(&dir.join("tdx/quote-1.bin")))
+        .into();
+    let e = Evidence::from_kbs("az-tdx-vtpm", &m)
+        .unwrap()
+        .verify(&trust)
+        .unwrap_err();
+    assert!(e.to_string().contains("HCL.td_report"), "{e}");
+    // The parts, one by one: the AK bound in the TDREPORT's report_data signs the quote over
+    // the PCRs given.
     let hcl_b = ccr_attest::evidence::b64("hcl", v["hcl_report"].as_str().unwrap()).unwrap();
     let hcl = ccr_attest::vtpm::HclReport::parse(&hcl_b).unwrap();
     assert_eq!(hcl.report_type(), ccr_attest::vtpm::HclReportType::Tdx);

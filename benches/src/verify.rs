@@ -37,9 +37,10 @@ fn bench(name: &str, n: usize, ev: &Evidence, trust: &Trust) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
-    let dir = args.get(2).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
-    });
+    let dir = args
+        .get(2)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"));
     let read = |p: &str| std::fs::read(dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let mut trust = Trust::new();
     trust.at = Some(1_751_328_000); // 2025-07-01: inside every vector's validity
@@ -53,9 +54,24 @@ fn main() {
     println!("| evidence | iterations | median µs | p90 µs |");
     println!("|---|---|---|---|");
     let sniff = |p: &str| Evidence::sniff(&read(p)).expect("evidence");
-    bench("snp (report-1, VCEK, Milan)", n, &sniff("snp/report-1.bin"), &trust);
-    bench("snp on ACI (THIM VCEK)", n, &sniff("aci/snp_report.bin"), &trust);
-    bench("tdx (quote v4 + collateral)", n, &sniff("tdx/quote-1.bin"), &trust);
+    bench(
+        "snp (report-1, VCEK, Milan)",
+        n,
+        &sniff("snp/report-1.bin"),
+        &trust,
+    );
+    bench(
+        "snp on ACI (THIM VCEK)",
+        n,
+        &sniff("aci/snp_report.bin"),
+        &trust,
+    );
+    bench(
+        "tdx (quote v4 + collateral)",
+        n,
+        &sniff("tdx/quote-1.bin"),
+        &trust,
+    );
     bench(
         "az-snp-vtpm (HCL + vTPM quote)",
         n,

@@ -364,7 +364,8 @@ impl ReleasePolicy {
     /// The release policy ccr derives for a platform and a reference measurement: the platform,
     /// the measurement, debugging off, and where the platform reports them VMPL 0 (SNP, sim,
     /// Azure SNP CVMs: a report from a less privileged VMPL may come from software beside the
-    /// guest's kernel) and TCB status `UpToDate` (TDX, from the collateral). Policy authors add
+    /// guest's kernel) and TCB status `UpToDate` (TDX and Azure TDX CVMs, from the collateral:
+    /// a quote verified without collateral has none, and is denied). Policy authors add
     /// to it; a VMPL 1 report (a VLEK report from an SVSM, say) is denied with `vmpl` named.
     pub fn for_platform(platform: &str, measurement: &str) -> Self {
         let mut all = vec![
@@ -376,7 +377,9 @@ impl ReleasePolicy {
             "snp" | "sim" | "az-snp-vtpm" => {
                 all.push(serde_json::json!({"claim": "vmpl", "equals": 0}));
             }
-            "tdx" => all.push(serde_json::json!({"claim": "tcb_status", "equals": "UpToDate"})),
+            "tdx" | "az-tdx-vtpm" => {
+                all.push(serde_json::json!({"claim": "tcb_status", "equals": "UpToDate"}));
+            }
             _ => {}
         }
         serde_json::from_value(serde_json::json!({

@@ -152,20 +152,51 @@ fn snp_vcek_report() {
 }
 
 #[test]
-fn snp_vlek_report_needs_its_asvk() {
+fn snp_vlek_report_verifies_and_the_default_policy_denies_it_naming_vmpl() {
     let Some(d) = vectors() else { return };
+    let raw = std::fs::read(d.join("snp/report-vlek.bin")).unwrap();
+    let vlek = d.join("snp/report-vlek.vlek.der");
+    let (code, out) = verify(
+        &[&d.join("snp/report-vlek.bin")],
+        &["--collateral", vlek.to_str().unwrap(), "--at", AT],
+    );
+    assert_eq!(code, 0, "{out}");
+    check_snp(&raw, &out["claims"]);
+    assert_eq!(out["claims"]["snp"]["signing_key"], "vlek");
+    // ccr's default SNP policy for this very measurement denies it: VMPL 1.
+    let t = tempfile::tempdir().unwrap();
+    let policy = Command::new(env!("CARGO_BIN_EXE_ccr"))
+        .args(["policy", "derive", "--for", "snp", "--measurement"])
+        .arg(hex_at(&raw, 0x90, 48))
+        .output()
+        .unwrap();
+    assert!(policy.status.success());
+    std::fs::write(t.path().join("p.json"), &policy.stdout).unwrap();
     let (code, out) = verify(
         &[&d.join("snp/report-vlek.bin")],
         &[
             "--collateral",
-            d.join("snp/report-vlek.vlek.der").to_str().unwrap(),
+            vlek.to_str().unwrap(),
             "--at",
             AT,
+            "--policy",
+            t.path().join("p.json").to_str().unwrap(),
         ],
+    );
+    assert_eq!(code, 3, "{out}");
+    let reasons = out["decision"]["reasons"].to_string();
+    assert!(
+        reasons.contains("vmpl") && !reasons.contains("measurement"),
+        "{reasons}"
+    );
+    // Today the VLEK has expired (notAfter 2025-12-10): exit 1, naming its validity.
+    let (code, out) = verify(
+        &[&d.join("snp/report-vlek.bin")],
+        &["--collateral", vlek.to_str().unwrap()],
     );
     assert_eq!(code, 1);
     assert!(
-        out["check"].as_str().unwrap().contains("SEV-VLEK-Milan"),
+        out["check"].as_str().unwrap().contains("not valid at"),
         "{out}"
     );
 }
@@ -223,6 +254,10 @@ fn tdx_quote_with_collateral() {
     assert_eq!(c["host_data"], hex_at(&raw, 48 + 184, 48));
     assert_eq!(c["tdx"]["tee_tcb_svn"], hex_at(&raw, 48, 16));
     assert!(c["tcb_status"].is_string());
+    // A debuggable TD (the CCEL vector's quote): exit 1, naming the attribute.
+    let (code, out) = verify(&[&d.join("tdx/quote-4-for-ccel-1.bin")], &["--at", AT]);
+    assert_eq!(code, 1);
+    assert!(out["check"].as_str().unwrap().contains("DEBUG"), "{out}");
     // After the collateral expired.
     let (code, _) = verify(
         &[&d.join("tdx/quote-1.bin")],
@@ -246,11 +281,14 @@ fn azure_vtpm_evidence() {
     let hcl = ccr_attest::evidence::b64("hcl", ev["hcl_report"].as_str().unwrap()).unwrap();
     check_snp(&hcl[32..32 + 1184], &out["claims"]);
     assert_eq!(out["platform"], "az-snp-vtpm");
-    // The TDX one needs collateral for its TD quote, which the vectors do not carry.
-    let (code, out) = verify(&[&d.join("az-tdx-vtpm/evidence-v1.json")], &["--at", AT]);
-    assert_eq!(code, 1);
-    assert!(
-        out["check"].as_str().unwrap().contains("collateral"),
-        "{out}"
-    );
+    // The TDX one: the vectors carry no collateral for its TD quote, so its signatures and
+    // PCK chain verify and the TCB status stays unknown.
+    let p = d.join("az-tdx-vtpm/evidence-v1.json");
+    let (code, out) = verify(&[&p], &["--at", AT]);
+    assert_eq!(code, 0, "{out}");
+    let ev: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    let q = ccr_attest::evidence::b64("q", ev["td_quote"].as_str().unwrap()).unwrap();
+    assert_eq!(out["claims"]["measurement"], hex_at(&q, 48 + 136, 48));
+    assert_eq!(out["claims"]["tdx"]["rtmr"][0], hex_at(&q, 48 + 328, 48));
+    assert!(out["claims"]["tcb_status"].is_null());
 }
