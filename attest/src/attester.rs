@@ -461,4 +461,32 @@ mod tests {
         // The entry was removed again.
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
+
+    #[test]
+    fn confidential_space_attester_asks_the_launcher_for_a_bound_token() {
+        use std::io::{Read, Write};
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("teeserver.sock");
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = c.read(&mut buf).unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\na.b.c")
+                .unwrap();
+            req
+        });
+        let rd = [0x5au8; 64];
+        let a = CsAttester::new(sock, "ccr-kbs".into());
+        let ev = a.evidence(&rd).unwrap();
+        assert_eq!(ev, json!({"token": "a.b.c"}));
+        let req = t.join().unwrap();
+        assert!(req.starts_with("POST /v1/token HTTP/1.1"), "{req}");
+        let body: Value = serde_json::from_str(req.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"audience": "ccr-kbs", "nonces": ["5a".repeat(32)], "token_type": "OIDC"})
+        );
+    }
 }

@@ -5,7 +5,11 @@
 //! - `snp`, `sim`: `{"report": base64 (1184 bytes), "vek"?: base64 DER, "cert_chain"?:
 //!   [{"cert_type": "vcek"|"vlek"|"ask"|"asvk"|"ark", "data": base64 DER}], "security_policy"?:
 //!   base64 (ACI CCE policy), "reference_info"?: base64 (ACI UVM reference info)}`; `cert_chain`
-//!   is the extended report's certificate table (GUID table of the SNP `SNP_GET_EXT_REPORT`);
+//!   is the extended report's certificate table (GUID table of the SNP `SNP_GET_EXT_REPORT`).
+//!   Trustee's shape is accepted too: `{"attestation_report": {...the sev crate's
+//!   AttestationReport as JSON...}, "cert_chain": [{"cert_type": "VCEK", "data": [bytes]}]}`;
+//!   the report is re-encoded to its 1184 bytes by the `sev` crate (reserved fields as zero)
+//!   before the signature is checked, so a report whose reserved bytes are not zero fails;
 //! - `tdx`: `{"quote": base64, "cc_eventlog"?: base64}` (Trustee's `TdxEvidence`);
 //! - `az-snp-vtpm`: `{"version": 1, "hcl_report": base64url, "tpm_quote": {"signature": hex,
 //!   "message": hex, "pcrs": [hex × 24]}, "vcek": base64 DER}` (Trustee's `az-snp-vtpm`);
@@ -207,6 +211,10 @@ impl Evidence {
     pub fn from_kbs(tee: &str, v: &Value) -> Result<Self, AttestError> {
         let platform = Platform::parse(tee)?;
         Ok(match platform {
+            Platform::Sim | Platform::Snp if v.get("attestation_report").is_some() => Self::Snp {
+                platform,
+                evidence: from_trustee_snp(v)?,
+            },
             Platform::Sim | Platform::Snp => Self::Snp {
                 platform,
                 evidence: SnpEvidence::from_json(v)?,
@@ -384,6 +392,53 @@ impl Evidence {
             }
         }
     }
+}
+
+/// Trustee's `SnpEvidence {attestation_report, cert_chain}` → ours.
+fn from_trustee_snp(v: &Value) -> Result<SnpEvidence, AttestError> {
+    use sev::parser::ByteParser;
+    let report: sev::firmware::guest::AttestationReport =
+        serde_json::from_value(v["attestation_report"].clone())
+            .map_err(|e| bad("attestation_report", e.to_string()))?;
+    let raw = report
+        .to_bytes()
+        .map_err(|e| bad("attestation_report", format!("cannot be encoded: {e}")))?;
+    let mut chain = Vec::new();
+    if let Some(entries) = v.get("cert_chain").and_then(Value::as_array) {
+        for (i, e) in entries.iter().enumerate() {
+            let field = format!("cert_chain[{i}]");
+            let kind = e
+                .get("cert_type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(&field, "cert_type is not a name (VCEK, VLEK, ASK, ARK)"))?;
+            let data: Vec<u8> = match e.get("data") {
+                Some(Value::String(s)) => b64(&field, s)?,
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|x| {
+                        x.as_u64()
+                            .and_then(|n| u8::try_from(n).ok())
+                            .ok_or_else(|| bad(&field, "data is not bytes"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(bad(&field, "data missing")),
+            };
+            let kind = kind.to_ascii_lowercase();
+            if ["vcek", "vlek", "ask", "ark"].contains(&kind.as_str()) {
+                chain.push(CertEntry {
+                    cert_type: kind,
+                    data: STANDARD.encode(data),
+                });
+            }
+        }
+    }
+    Ok(SnpEvidence {
+        report: STANDARD.encode(raw),
+        vek: None,
+        cert_chain: chain,
+        security_policy: None,
+        reference_info: None,
+    })
 }
 
 fn verify_snp(

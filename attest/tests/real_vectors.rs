@@ -555,3 +555,40 @@ fn azure_tdx_vtpm_evidence_verifies() {
     .unwrap();
     assert_eq!(&tq.report_data()[..], &td[128..192]);
 }
+
+#[test]
+fn trustee_shaped_snp_evidence_verifies_like_ours() {
+    let Some(dir) = vectors() else { return };
+    use sev::parser::ByteParser;
+    let raw = read(&dir.join("snp/report-1.bin"));
+    let vcek = read(&dir.join("snp/report-1.vcek.der"));
+    // Trustee's SnpEvidence: the sev crate's AttestationReport as JSON, and a certificate table
+    // of (cert_type, bytes).
+    let report = sev::firmware::guest::AttestationReport::from_bytes(&raw).unwrap();
+    let v = serde_json::json!({
+        "attestation_report": report,
+        "cert_chain": [{"cert_type": "VCEK", "data": vcek}],
+    });
+    let mut t = Trust::new();
+    t.at = Some(AT_2025_07_01);
+    let ours = Evidence::sniff(&raw).unwrap();
+    let mut t2 = t.clone();
+    t2.add_file(&dir.join("snp/report-1.vcek.der")).unwrap();
+    let a = ours.verify(&t2).unwrap();
+    let b = Evidence::from_kbs("snp", &v).unwrap().verify(&t).unwrap();
+    assert_eq!(a.claims(), b.claims());
+    assert_eq!(
+        a.digest(),
+        b.digest(),
+        "the re-encoded report is the original"
+    );
+    // A changed measurement in the JSON fails the signature.
+    let mut bad = v.clone();
+    bad["attestation_report"]["measurement"][0] = serde_json::json!(
+        (bad["attestation_report"]["measurement"][0]
+            .as_u64()
+            .unwrap()
+            ^ 1)
+    );
+    assert!(Evidence::from_kbs("snp", &bad).unwrap().verify(&t).is_err());
+}

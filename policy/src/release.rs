@@ -13,6 +13,11 @@
 //! compares JSON values exactly (strings case-sensitively, numbers numerically, booleans). This is
 //! the grammar of Azure Key Vault's "Secure Key Release policy grammar" document.
 //!
+//! ccr's extension: `{"claim": NAME, "atLeast": NUMBER}` holds when the claim is a number not
+//! below NUMBER — a minimum TCB, for instance `{"claim": "tcb.snp", "atLeast": 22}` or
+//! `{"claim": "x-ms-sevsnpvm-microcode-svn", "atLeast": 213}`. Azure Key Vault does not know
+//! it: a policy meant for Key Vault keeps to `equals`.
+//!
 //! **The sim rule.** Claims with `platform: "sim"` satisfy a policy only through a group that
 //! itself requires `platform` (or `x-ms-attestation-type`) to equal `"sim"`: a policy that does
 //! not name sim can never release to it.
@@ -59,7 +64,11 @@ pub struct Condition {
     /// The claim's name (see `ccr_attest::Claims::to_policy_input`).
     pub claim: String,
     /// The value it must equal.
-    pub equals: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Value>,
+    /// ccr's extension: the number it must be at least (a minimum SVN).
+    #[serde(rename = "atLeast", default, skip_serializing_if = "Option::is_none")]
+    pub at_least: Option<serde_json::Number>,
 }
 
 /// A group of clauses.
@@ -132,7 +141,7 @@ fn short(v: &Value) -> String {
 
 fn names_sim(c: &Condition) -> bool {
     (c.claim == "platform" || c.claim == "x-ms-attestation-type")
-        && c.equals == Value::String("sim".into())
+        && c.equals == Some(Value::String("sim".into()))
 }
 
 fn values_equal(a: &Value, b: &Value) -> bool {
@@ -153,24 +162,38 @@ impl Ctx<'_> {
                     names_sim: false,
                 }
             }
-            Some(v) if values_equal(v, &c.equals) => {
-                self.held
-                    .push(format!("{path}: {} == {}", c.claim, short(&c.equals)));
-                Outcome {
-                    ok: true,
-                    names_sim: names_sim(c),
-                }
-            }
             Some(v) => {
-                self.failed.push(format!(
-                    "{path}: claim `{}` is {}, policy requires {}",
-                    c.claim,
-                    short(v),
-                    short(&c.equals)
-                ));
-                Outcome {
-                    ok: false,
-                    names_sim: false,
+                let (ok, want) = match (&c.equals, &c.at_least) {
+                    (Some(e), _) => (values_equal(v, e), short(e)),
+                    (None, Some(min)) => (
+                        matches!((v.as_f64(), min.as_f64()), (Some(x), Some(m)) if x >= m),
+                        format!("at least {min}"),
+                    ),
+                    (None, None) => (false, "(no comparison)".into()),
+                };
+                if ok {
+                    let op = if c.equals.is_some() { "==" } else { ">=" };
+                    let rhs = c
+                        .equals
+                        .as_ref()
+                        .map(short)
+                        .or_else(|| c.at_least.as_ref().map(|n| n.to_string()))
+                        .unwrap_or_default();
+                    self.held.push(format!("{path}: {} {op} {rhs}", c.claim));
+                    Outcome {
+                        ok: true,
+                        names_sim: names_sim(c),
+                    }
+                } else {
+                    self.failed.push(format!(
+                        "{path}: claim `{}` is {}, policy requires {want}",
+                        c.claim,
+                        short(v)
+                    ));
+                    Outcome {
+                        ok: false,
+                        names_sim: false,
+                    }
                 }
             }
         }
@@ -287,6 +310,17 @@ impl ReleasePolicy {
                 });
             }
             for (i, n) in nodes.iter().enumerate() {
+                if let Node::Condition(c) = n
+                    && c.equals.is_some() == c.at_least.is_some()
+                {
+                    return Err(PolicyError::Release {
+                        path: format!("{path}[{i}]"),
+                        reason: format!(
+                            "condition on `{}` needs exactly one of equals, atLeast",
+                            c.claim
+                        ),
+                    });
+                }
                 if let Node::Group(g) = n {
                     let p = format!("{path}[{i}]");
                     if g.all_of.is_none() && g.any_of.is_none() {
@@ -487,5 +521,29 @@ mod tests {
         assert!(
             ReleasePolicy::from_json(br#"{"version":"1.0.0","allOf":[{"claim":"a"}]}"#).is_err()
         );
+    }
+
+    #[test]
+    fn at_least_is_a_minimum_and_needs_a_number() {
+        let p = pol(json!({"version": "1.0.0", "allOf": [
+            {"claim": "platform", "equals": "snp"},
+            {"claim": "tcb.snp", "atLeast": 8}]}));
+        let ok = json!({"platform": "snp", "tcb.snp": 8});
+        assert!(matches!(p.evaluate(&ok, "local"), Decision::Allow(_)));
+        let old = json!({"platform": "snp", "tcb.snp": 7});
+        match p.evaluate(&old, "local") {
+            Decision::Deny(r) => assert!(r.join(";").contains("at least 8"), "{r:?}"),
+            Decision::Allow(_) => panic!("below the minimum"),
+        }
+        let text = json!({"platform": "snp", "tcb.snp": "9"});
+        assert!(matches!(p.evaluate(&text, "local"), Decision::Deny(_)));
+        let both: ReleasePolicy = serde_json::from_value(json!({"version": "1.0.0", "allOf": [
+            {"claim": "tcb.snp", "atLeast": 8, "equals": 8}]}))
+        .unwrap();
+        assert!(both.check().is_err());
+        let neither: ReleasePolicy =
+            serde_json::from_value(json!({"version": "1.0.0", "allOf": [{"claim": "tcb.snp"}]}))
+                .unwrap();
+        assert!(neither.check().is_err());
     }
 }

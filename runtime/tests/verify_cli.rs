@@ -152,6 +152,41 @@ fn snp_vcek_report() {
 }
 
 #[test]
+fn minimum_tcb_from_the_policy() {
+    let Some(d) = vectors() else { return };
+    let raw = std::fs::read(d.join("snp/report-1.bin")).unwrap();
+    let snp_svn = raw[0x186];
+    let t = tempfile::tempdir().unwrap();
+    for (min, want) in [(snp_svn, 0), (snp_svn + 1, 3)] {
+        let p = Command::new(env!("CARGO_BIN_EXE_ccr"))
+            .args(["policy", "derive", "--for", "snp", "--measurement"])
+            .arg(hex_at(&raw, 0x90, 48))
+            .arg("--min-tcb")
+            .arg(format!("snp={min},microcode={}", raw[0x187]))
+            .output()
+            .unwrap();
+        assert!(p.status.success());
+        std::fs::write(t.path().join("p.json"), &p.stdout).unwrap();
+        let (code, out) = verify(
+            &[&d.join("snp/report-1.bin")],
+            &[
+                "--collateral",
+                d.join("snp/report-1.vcek.der").to_str().unwrap(),
+                "--at",
+                AT,
+                "--policy",
+                t.path().join("p.json").to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, want, "minimum snp SVN {min}: {out}");
+        if want == 3 {
+            let r = out["decision"]["reasons"].to_string();
+            assert!(r.contains(&format!("at least {min}")), "{r}");
+        }
+    }
+}
+
+#[test]
 fn snp_vlek_report_verifies_and_the_default_policy_denies_it_naming_vmpl() {
     let Some(d) = vectors() else { return };
     let raw = std::fs::read(d.join("snp/report-vlek.bin")).unwrap();

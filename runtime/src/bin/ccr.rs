@@ -260,6 +260,10 @@ enum PolicyCmd {
         /// Confidential Space image digest).
         #[arg(long)]
         measurement: Option<String>,
+        /// SNP family: the minimum TCB, as `bootloader=N,tee=N,snp=N,microcode=N` (any subset);
+        /// each becomes an `atLeast` condition on `tcb.<part>`.
+        #[arg(long)]
+        min_tcb: Option<String>,
     },
     /// Evaluate a policy over a claims JSON object.
     Eval {
@@ -556,6 +560,7 @@ fn run(cli: Cli) -> Result<()> {
             contract,
             init,
             measurement,
+            min_tcb,
         }) => {
             ccr_attest::Platform::parse(&target)?;
             let m = if target == "sim" {
@@ -573,7 +578,24 @@ fn run(cli: Cli) -> Result<()> {
                     format!("--for {target} needs --measurement (the reference value auditors reproduce)")
                 })?
             };
-            let p = ReleasePolicy::for_platform(&target, &m);
+            let mut p = serde_json::to_value(ReleasePolicy::for_platform(&target, &m))?;
+            if let Some(spec) = min_tcb {
+                for part in spec.split(',').filter(|s| !s.is_empty()) {
+                    let (k, v) = part
+                        .split_once('=')
+                        .with_context(|| format!("--min-tcb: `{part}` is not PART=N"))?;
+                    if !["bootloader", "tee", "snp", "microcode"].contains(&k) {
+                        bail!("--min-tcb: unknown part `{k}` (bootloader, tee, snp, microcode)");
+                    }
+                    let n: u8 = v
+                        .parse()
+                        .with_context(|| format!("--min-tcb {k}: `{v}` is not 0..255"))?;
+                    if let Some(all) = p["anyOf"][0]["allOf"].as_array_mut() {
+                        all.push(json!({"claim": format!("tcb.{k}"), "atLeast": n}));
+                    }
+                }
+            }
+            ReleasePolicy::from_json(p.to_string().as_bytes())?;
             println!("{}", serde_json::to_string_pretty(&p)?);
         }
         Cmd::Policy(PolicyCmd::Eval {
