@@ -583,7 +583,7 @@ fn trustee_shaped_snp_evidence_verifies_like_ours() {
         "the re-encoded report is the original"
     );
     // A changed measurement in the JSON fails the signature.
-    let mut bad = v.clone();
+    let mut bad = v;
     bad["attestation_report"]["measurement"][0] = serde_json::json!(
         (bad["attestation_report"]["measurement"][0]
             .as_u64()
