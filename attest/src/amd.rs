@@ -367,6 +367,7 @@ pub struct VekChain {
 pub struct SnpRoots {
     anchors: Vec<Anchor>,
     intermediates: Vec<AmdCert>,
+    crls: Vec<x509_cert::crl::CertificateList>,
 }
 
 impl SnpRoots {
@@ -396,6 +397,7 @@ impl SnpRoots {
         Self {
             anchors,
             intermediates: Vec::new(),
+            crls: Vec::new(),
         }
     }
 
@@ -433,6 +435,7 @@ impl SnpRoots {
         Self {
             anchors: vec![Anchor::new(product, ark, vec![ask])],
             intermediates: Vec::new(),
+            crls: Vec::new(),
         }
     }
 
@@ -446,6 +449,70 @@ impl SnpRoots {
         if !self.intermediates.contains(&cert) {
             self.intermediates.push(cert);
         }
+    }
+
+    /// Adds a certificate revocation list (DER or PEM), as AMD's KDS serves it
+    /// (`/vcek/v1/{product}/crl`, signed by the ARK; it lists revoked ASKs and ASVKs) or as the
+    /// extended report's certificate table carries it. A CRL is used only for the certificates
+    /// its issuer issued, and only once its signature verifies with that issuer's key; a CRL
+    /// from a trusted issuer whose signature fails makes verification fail.
+    ///
+    /// # Errors
+    /// [`AttestError::Certificate`] when the bytes are not a CRL.
+    pub fn add_crl(&mut self, bytes: &[u8]) -> Result<(), AttestError> {
+        let t = bytes.trim_ascii_start();
+        let der = if t.starts_with(b"-----BEGIN") {
+            der::pem::decode_vec(t)
+                .map_err(|e| cert_err("CRL")(e.to_string()))?
+                .1
+        } else {
+            bytes.to_vec()
+        };
+        let crl = x509_cert::crl::CertificateList::from_der(&der)
+            .map_err(|e| cert_err("CRL")(e.to_string()))?;
+        if !self.crls.contains(&crl) {
+            self.crls.push(crl);
+        }
+        Ok(())
+    }
+
+    /// Fails when a CRL issued by `issuer` lists `cert`.
+    fn check_revocation(&self, cert: &AmdCert, issuer: &AmdCert) -> Result<(), AttestError> {
+        for crl in &self.crls {
+            let tbs = &crl.tbs_cert_list;
+            if tbs.issuer != issuer.cert.tbs_certificate.subject {
+                continue;
+            }
+            let bytes = tbs.to_der().map_err(|e| cert_err("CRL")(e.to_string()))?;
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::RSA_PSS_2048_8192_SHA384,
+                issuer.public_key_bytes(),
+            )
+            .verify(&bytes, crl.signature.raw_bytes())
+            .map_err(|_| AttestError::Chain {
+                reason: format!(
+                    "the CRL of {} does not verify with its key",
+                    issuer.subject_cn()
+                ),
+            })?;
+            let serial = &cert.cert.tbs_certificate.serial_number;
+            if let Some(r) = tbs
+                .revoked_certificates
+                .as_ref()
+                .and_then(|rs| rs.iter().find(|r| &r.serial_number == serial))
+            {
+                return Err(AttestError::Chain {
+                    reason: format!(
+                        "{} (serial {}) is revoked by {}'s CRL since {}",
+                        cert.subject_cn(),
+                        hex::encode(serial.as_bytes()),
+                        issuer.subject_cn(),
+                        r.revocation_date
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The products anchored (`milan`, `genoa`, `turin`, or `sim`).
@@ -476,6 +543,8 @@ impl SnpRoots {
                         ica.verify_signed_by(&a.ark)?;
                     }
                     vek.verify_signed_by(ica)?;
+                    self.check_revocation(ica, &a.ark)?;
+                    self.check_revocation(vek, ica)?;
                     if let Some(at) = at {
                         a.ark.check_validity(at)?;
                         ica.check_validity(at)?;

@@ -467,13 +467,17 @@ fn verify_snp(
         match e.cert_type.to_ascii_lowercase().as_str() {
             "vcek" | "vlek" => veks.push(der),
             "ask" | "asvk" | "ark" => roots.add_intermediate(AmdCert::from_der(&der, "ASK/ASVK")?),
+            "crl" => roots.add_crl(&der)?,
             other => {
                 return Err(bad(
                     &format!("cert_chain[{i}].cert_type"),
-                    format!("`{other}` (known: vcek, vlek, ask, asvk, ark)"),
+                    format!("`{other}` (known: vcek, vlek, ask, asvk, ark, crl)"),
                 ));
             }
         }
+    }
+    for crl in &trust.amd_crls {
+        roots.add_crl(crl)?;
     }
     if platform != Platform::Sim {
         for c in &trust.snp_intermediates {
@@ -580,6 +584,8 @@ pub struct Trust {
     pub snp_intermediates: Vec<AmdCert>,
     /// VCEKs/VLEKs from a local cache folder, tried when the evidence carries none.
     pub vek_cache: Vec<AmdCert>,
+    /// AMD CRLs (DER), checked for the certificates their issuer issued.
+    pub amd_crls: Vec<Vec<u8>>,
     /// ACI's security context.
     pub security_context: Option<SecurityContext>,
     /// TDX collateral.
@@ -607,6 +613,7 @@ impl Trust {
             sim_roots: None,
             snp_intermediates: Vec::new(),
             vek_cache: Vec::new(),
+            amd_crls: Vec::new(),
             security_context: None,
             tdx_collateral: None,
             jwks: None,
@@ -615,8 +622,8 @@ impl Trust {
         }
     }
 
-    /// Adds what a file holds, recognised by content: certificates (PEM, one or many, or DER:
-    /// VCEK/VLEK into the cache, others as intermediates), TDX collateral JSON (`tcb_info`),
+    /// Adds what a file holds, recognised by content: an AMD CRL (DER or PEM), certificates
+    /// (PEM, one or many, or DER: VCEK/VLEK into the cache, others as intermediates), TDX collateral JSON (`tcb_info`),
     /// a JWKS (`keys`), or THIM JSON (`vcekCert`). Returns what it was taken as.
     ///
     /// # Errors
@@ -625,6 +632,14 @@ impl Trust {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| bad(&name, e.to_string()))?;
         let text = std::str::from_utf8(&bytes).ok().map(str::trim_start);
+        if text.is_some_and(|t| t.starts_with("-----BEGIN X509 CRL"))
+            || (bytes.first() == Some(&0x30)
+                && <x509_cert::crl::CertificateList as der::Decode>::from_der(&bytes).is_ok())
+        {
+            SnpRoots::amd().add_crl(&bytes)?;
+            self.amd_crls.push(bytes);
+            return Ok("CRL");
+        }
         let certs = if text.is_some_and(|t| t.starts_with("-----BEGIN")) {
             Some(AmdCert::pem_bundle(&bytes, "certificate file")?)
         } else if bytes.first() == Some(&0x30) {

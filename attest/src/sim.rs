@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! ark.pem  ask.pem  vcek.pem   certificates (PEM)
+//! ark.crl                      the ARK's CRL (DER; revokes nothing)
 //! vcek.key                     the VCEK's PKCS#8 private key (PEM, mode 0600)
 //! ```
 //!
@@ -132,7 +133,7 @@ impl SimAuthority {
         if dir.join("vcek.key").exists() {
             return Self::load(dir);
         }
-        Self::create(dir)?;
+        Self::create(dir, false)?;
         Self::load(dir)
     }
 
@@ -175,7 +176,7 @@ impl SimAuthority {
         })
     }
 
-    fn create(dir: &Path) -> Result<(), AttestError> {
+    fn create(dir: &Path, revoke_ask: bool) -> Result<(), AttestError> {
         let err = state_err(dir);
         fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         let mut rng = rand::rngs::OsRng;
@@ -267,6 +268,43 @@ impl SimAuthority {
         write("ark.pem", pem(&ark)?.as_bytes())?;
         write("ask.pem", pem(&ask)?.as_bytes())?;
         write("vcek.pem", pem(&vcek)?.as_bytes())?;
+        // The ARK's CRL, as AMD's KDS publishes one per product (`ark.crl`, DER). It revokes
+        // nothing, except in the test that revokes the ASK.
+        let crl = {
+            use x509_cert::der::asn1::BitString;
+            use x509_cert::spki::DynSignatureAlgorithmIdentifier;
+            let now = x509_cert::time::Time::try_from(std::time::SystemTime::now())
+                .map_err(|e| err(e.to_string()))?;
+            let tbs = x509_cert::crl::TbsCertList {
+                version: x509_cert::Version::V2,
+                signature: ark_signer
+                    .signature_algorithm_identifier()
+                    .map_err(|e| err(e.to_string()))?,
+                issuer: ark.tbs_certificate.subject,
+                this_update: now,
+                next_update: None,
+                revoked_certificates: revoke_ask.then(|| {
+                    vec![x509_cert::crl::RevokedCert {
+                        serial_number: ask.tbs_certificate.serial_number.clone(),
+                        revocation_date: now,
+                        crl_entry_extensions: None,
+                    }]
+                }),
+                crl_extensions: None,
+            };
+            let tbs_der = tbs.to_der().map_err(|e| err(e.to_string()))?;
+            use rsa::signature::{RandomizedSigner, SignatureEncoding};
+            let sig = ark_signer.sign_with_rng(&mut rng, &tbs_der);
+            x509_cert::crl::CertificateList {
+                signature_algorithm: tbs.signature.clone(),
+                tbs_cert_list: tbs,
+                signature: BitString::from_bytes(&sig.to_bytes())
+                    .map_err(|e| err(e.to_string()))?,
+            }
+            .to_der()
+            .map_err(|e| err(e.to_string()))?
+        };
+        write("ark.crl", &crl)?;
         let key_pem = vcek_key
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| err(e.to_string()))?;
@@ -380,7 +418,11 @@ pub fn load_roots(dir: &Path) -> Result<SnpRoots, AttestError> {
         let p = dir.join(name);
         fs::read(&p).map_err(|e| state_err(&p)(e.to_string()))
     };
-    SnpRoots::from_pem(&read("ark.pem")?, &read("ask.pem")?)
+    let mut roots = SnpRoots::from_pem(&read("ark.pem")?, &read("ask.pem")?)?;
+    if dir.join("ark.crl").exists() {
+        roots.add_crl(&read("ark.crl")?)?;
+    }
+    Ok(roots)
 }
 
 /// Parses a DER certificate, for callers that only need to check it is one.
@@ -514,5 +556,31 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_revoked_ask_fails_the_chain_naming_the_crl() {
+        let d = tempfile::tempdir().unwrap();
+        SimAuthority::create(d.path(), true).unwrap();
+        let a = SimAuthority::load_or_create(d.path()).unwrap();
+        let ev = a.evidence(&[0; 64], &[0; 48], &[0; 32]);
+        let e = ev
+            .verify(&load_roots(d.path()).unwrap(), Platform::Sim)
+            .unwrap_err();
+        assert!(e.to_string().contains("revoked"), "{e}");
+        // Without the CRL the same chain verifies; with an unrevoking CRL too.
+        ev.verify(&a.roots().unwrap(), Platform::Sim).unwrap();
+        let (_d2, b) = authority();
+        let ev = b.evidence(&[0; 64], &[0; 48], &[0; 32]);
+        ev.verify(&load_roots(b.dir()).unwrap(), Platform::Sim)
+            .unwrap();
+        // A CRL whose signature is broken fails verification instead of being ignored.
+        let mut crl = fs::read(b.dir().join("ark.crl")).unwrap();
+        let n = crl.len();
+        crl[n - 5] ^= 1;
+        let mut roots = b.roots().unwrap();
+        roots.add_crl(&crl).unwrap();
+        let e = ev.verify(&roots, Platform::Sim).unwrap_err();
+        assert!(e.to_string().contains("CRL"), "{e}");
     }
 }

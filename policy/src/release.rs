@@ -63,12 +63,21 @@ pub enum Node {
 pub struct Condition {
     /// The claim's name (see `ccr_attest::Claims::to_policy_input`).
     pub claim: String,
-    /// The value it must equal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The value it must equal (`null` included: present-and-null is `Some(Null)`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub equals: Option<Value>,
     /// ccr's extension: the number it must be at least (a minimum SVN).
     #[serde(rename = "atLeast", default, skip_serializing_if = "Option::is_none")]
     pub at_least: Option<serde_json::Number>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// A group of clauses.
