@@ -326,6 +326,22 @@ impl VekExtensions {
     }
 }
 
+/// Parses an X.509 CRL (RFC 5280 §5), DER or PEM.
+///
+/// # Errors
+/// [`AttestError::Certificate`] naming the CRL.
+pub fn parse_crl(bytes: &[u8]) -> Result<x509_cert::crl::CertificateList, AttestError> {
+    let t = bytes.trim_ascii_start();
+    let der = if t.starts_with(b"-----BEGIN") {
+        der::pem::decode_vec(t)
+            .map_err(|e| cert_err("CRL")(e.to_string()))?
+            .1
+    } else {
+        bytes.to_vec()
+    };
+    x509_cert::crl::CertificateList::from_der(&der).map_err(|e| cert_err("CRL")(e.to_string()))
+}
+
 /// AMD's Milan ASVK (`SEV-VLEK-Milan`), the issuer of Milan VLEKs.
 pub const MILAN_ASVK_PEM: &[u8] = include_bytes!("certs/milan_asvk.pem");
 
@@ -460,16 +476,7 @@ impl SnpRoots {
     /// # Errors
     /// [`AttestError::Certificate`] when the bytes are not a CRL.
     pub fn add_crl(&mut self, bytes: &[u8]) -> Result<(), AttestError> {
-        let t = bytes.trim_ascii_start();
-        let der = if t.starts_with(b"-----BEGIN") {
-            der::pem::decode_vec(t)
-                .map_err(|e| cert_err("CRL")(e.to_string()))?
-                .1
-        } else {
-            bytes.to_vec()
-        };
-        let crl = x509_cert::crl::CertificateList::from_der(&der)
-            .map_err(|e| cert_err("CRL")(e.to_string()))?;
+        let crl = parse_crl(bytes)?;
         if !self.crls.contains(&crl) {
             self.crls.push(crl);
         }

@@ -124,8 +124,7 @@ impl SnpEvidence {
         roots: &SnpRoots,
         platform: Platform,
     ) -> Result<VerifiedEvidence, AttestError> {
-        let mut trust = Trust::new();
-        trust.snp_roots = roots.clone();
+        let mut trust = Trust::new_with_roots(roots.clone());
         trust.sim_roots = Some(roots.clone());
         Evidence::Snp {
             platform,
@@ -607,9 +606,14 @@ impl Default for Trust {
 impl Trust {
     /// AMD's embedded roots, nothing else, verifying at the current time.
     pub fn new() -> Self {
+        Self::new_with_roots(SnpRoots::amd())
+    }
+
+    /// `snp_roots` as the SNP trust anchors, nothing else, verifying at the current time.
+    pub fn new_with_roots(snp_roots: SnpRoots) -> Self {
         Self {
             at: None,
-            snp_roots: SnpRoots::amd(),
+            snp_roots,
             sim_roots: None,
             snp_intermediates: Vec::new(),
             vek_cache: Vec::new(),
@@ -633,10 +637,9 @@ impl Trust {
         let bytes = std::fs::read(path).map_err(|e| bad(&name, e.to_string()))?;
         let text = std::str::from_utf8(&bytes).ok().map(str::trim_start);
         if text.is_some_and(|t| t.starts_with("-----BEGIN X509 CRL"))
-            || (bytes.first() == Some(&0x30)
-                && <x509_cert::crl::CertificateList as der::Decode>::from_der(&bytes).is_ok())
+            || (bytes.first() == Some(&0x30) && crate::amd::parse_crl(&bytes).is_ok())
         {
-            SnpRoots::amd().add_crl(&bytes)?;
+            crate::amd::parse_crl(&bytes)?;
             self.amd_crls.push(bytes);
             return Ok("CRL");
         }
