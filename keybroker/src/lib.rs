@@ -5,6 +5,8 @@
 //!   SQLite ([`store`]).
 //! - [`client`]: the runtime's side of the same protocol, with a pinned certificate, bounded
 //!   retries and timeouts.
+//! - [`akv`]: Azure Key Vault Secure Key Release: unwrapping the released key
+//!   (`CKM_RSA_AES_KEY_WRAP`, RFC 5649) and deriving the DEK from an `RSA-HSM` key.
 //! - [`jwe`]: the runtime key and the wrapping of released keys to it (flattened JWE,
 //!   `ECDH-ES+A256KW` + `A256GCM`, or `RSA-OAEP-256`).
 //!
@@ -12,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod akv;
 pub mod client;
 pub mod error;
 pub mod jwe;
