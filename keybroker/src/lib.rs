@@ -7,6 +7,8 @@
 //!   retries and timeouts.
 //! - [`akv`]: Azure Key Vault Secure Key Release: unwrapping the released key
 //!   (`CKM_RSA_AES_KEY_WRAP`, RFC 5649) and deriving the DEK from an `RSA-HSM` key.
+//! - [`cloud_http`]: HTTPS to cloud key services with one deadline per call, bounded retries
+//!   (429, 5xx, connection errors; `Retry-After` honoured) and errors naming the service.
 //! - [`jwe`]: the runtime key and the wrapping of released keys to it (flattened JWE,
 //!   `ECDH-ES+A256KW` + `A256GCM`, or `RSA-OAEP-256`).
 //!
@@ -16,6 +18,7 @@
 
 pub mod akv;
 pub mod client;
+pub mod cloud_http;
 pub mod error;
 pub mod jwe;
 pub mod server;

@@ -1,0 +1,3 @@
+//! Test servers shared by the keybroker tests.
+#![allow(unreachable_pub)]
+pub mod tls_server;
