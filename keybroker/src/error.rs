@@ -38,6 +38,10 @@ pub enum BrokerError {
         /// What is wrong.
         reason: String,
     },
+    /// A cloud key service (MAA, Key Vault, IMDS, GCP STS or KMS) refused, failed or could not
+    /// be reached; the text names the service and says why.
+    #[error("{0}")]
+    Cloud(String),
     /// A cryptographic operation failed (wrong key, tampered JWE).
     #[error("crypto: {0}")]
     Crypto(String),

@@ -7,6 +7,8 @@
 //!   retries and timeouts.
 //! - [`akv`]: Azure Key Vault Secure Key Release: unwrapping the released key
 //!   (`CKM_RSA_AES_KEY_WRAP`, RFC 5649) and deriving the DEK from an `RSA-HSM` key.
+//! - [`azure`]: MAA attestation, Key Vault release (with the release JWS verified against its
+//!   x5c chain and the vault's host name) and IMDS managed identity tokens.
 //! - [`cloud_http`]: HTTPS to cloud key services with one deadline per call, bounded retries
 //!   (429, 5xx, connection errors; `Retry-After` honoured) and errors naming the service.
 //! - [`jwe`]: the runtime key and the wrapping of released keys to it (flattened JWE,
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod akv;
+pub mod azure;
 pub mod client;
 pub mod cloud_http;
 pub mod error;

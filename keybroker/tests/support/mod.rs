@@ -1,3 +1,4 @@
 //! Test servers shared by the keybroker tests.
 #![allow(unreachable_pub)]
+pub mod azure;
 pub mod tls_server;

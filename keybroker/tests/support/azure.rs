@@ -1,0 +1,384 @@
+//! Local stand-ins for Azure's IMDS, Microsoft Azure Attestation and Key Vault, on one TLS
+//! server, that really verify what they are sent:
+//! - IMDS `GET /metadata/identity/oauth2/token` (needs `Metadata: true`) issues the bearer
+//!   token Key Vault expects;
+//! - MAA `POST /attest/SevSnpVm` verifies the SNP report against the sim chain (the VCEK from
+//!   `VcekCertChain`), checks that SHA-256 of the runtime data is the first 32 bytes of
+//!   REPORT_DATA, and issues an RS256 JWT with the report's claims (MAA's `x-ms-*` names) and
+//!   `x-ms-runtime`;
+//! - Key Vault `POST /keys/{name}/{version}/release` checks the bearer token, the MAA token's
+//!   signature and expiry, evaluates the key's release policy on its claims (authority = this
+//!   MAA), wraps the key to the runtime's RSA key (CKM_RSA_AES_KEY_WRAP) and answers a JWS
+//!   signed by a certificate for `localhost` with its x5c chain.
+//!
+//! Error bodies are Azure's `{"error": {"code", "message"}}`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::EncodePrivateKey;
+use rsa::traits::PublicKeyParts;
+use rustls::pki_types::CertificateDer;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub struct AkvKey {
+    pub kty: String,
+    pub material: Vec<u8>,
+    pub policy: Value,
+}
+
+pub struct Config {
+    pub sim_roots: ccr_attest::snp::SnpRoots,
+    /// Seconds MAA tokens live (negative: already expired).
+    pub maa_ttl: i64,
+    pub keys: HashMap<String, AkvKey>,
+}
+
+struct Inner {
+    cfg: Config,
+    base: String,
+    maa_key: rsa::RsaPrivateKey,
+    bearer: String,
+    sign_key: rsa::RsaPrivateKey,
+    x5c: Vec<String>,
+}
+
+pub struct Azure {
+    pub base: String,
+    pub ca: CertificateDer<'static>,
+    pub bearer: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn err(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+async fn imds(
+    State(st): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": "Required metadata header not specified"})),
+        )
+            .into_response();
+    }
+    if q.get("api-version").map(String::as_str) != Some("2018-02-01") {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "unsupported api-version",
+        );
+    }
+    Json(
+        json!({"access_token": st.bearer, "expires_in": "3599", "token_type": "Bearer",
+        "resource": q.get("resource").cloned().unwrap_or_default()}),
+    )
+    .into_response()
+}
+
+async fn maa(
+    State(st): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
+    if q.get("api-version").map(String::as_str) != Some("2022-08-01") {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "unsupported api-version",
+        );
+    }
+    let r = (|| {
+        let b64 = |v: &Value| -> Result<Vec<u8>, String> {
+            URL_SAFE_NO_PAD
+                .decode(v.as_str().ok_or("not a string")?)
+                .map_err(|e| e.to_string())
+        };
+        let inner: Value =
+            serde_json::from_slice(&b64(&body["report"])?).map_err(|e| e.to_string())?;
+        let report = b64(&inner["SnpReport"])?;
+        let chain = String::from_utf8(b64(&inner["VcekCertChain"])?).map_err(|e| e.to_string())?;
+        let vcek = ccr_attest::amd::AmdCert::pem_bundle(chain.as_bytes(), "VcekCertChain")
+            .map_err(|e| e.to_string())?;
+        let vcek = vcek.first().ok_or("empty VcekCertChain")?;
+        let rep = ccr_attest::snp::SnpReport::parse(&report).map_err(|e| e.to_string())?;
+        let v = ccr_attest::snp::verify_report(
+            &st.cfg.sim_roots,
+            &rep,
+            vcek.der(),
+            ccr_attest::Platform::Sim,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let runtime = b64(&body["runtimeData"]["data"])?;
+        if rep.parsed().report_data[..32] != Sha256::digest(&runtime)[..] {
+            return Err("runtimeData does not match the report's REPORT_DATA".to_string());
+        }
+        let runtime: Value = serde_json::from_slice(&runtime).map_err(|e| e.to_string())?;
+        Ok((v.claims().to_policy_input(), runtime))
+    })();
+    let (mut claims, runtime) = match r {
+        Ok(x) => x,
+        Err(e) => return err(StatusCode::BAD_REQUEST, "InvalidParameter", e),
+    };
+    let now = chrono::Utc::now().timestamp();
+    claims["iss"] = st.base.clone().into();
+    claims["iat"] = now.into();
+    claims["nbf"] = now.into();
+    claims["exp"] = (now + st.cfg.maa_ttl).into();
+    claims["x-ms-ver"] = "1.0".into();
+    claims["x-ms-runtime"] = runtime;
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.jku = Some(format!("{}/certs", st.base));
+    let der = st.maa_key.to_pkcs1_der().unwrap();
+    let token = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),
+    )
+    .unwrap();
+    Json(json!({"token": token})).into_response()
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut serde_json::Map<String, Value>) {
+    if let Value::Object(o) = v {
+        for (k, x) in o {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            flatten(&key, x, out);
+        }
+    }
+    if !prefix.is_empty() {
+        out.insert(prefix.to_string(), v.clone());
+    }
+}
+
+async fn release(
+    State(st): State<Arc<Inner>>,
+    Path((name, version)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if q.get("api-version").map(String::as_str) != Some("7.4") {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "The specified version is not supported",
+        );
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != format!("Bearer {}", st.bearer) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        );
+    }
+    let Some(key) = st.cfg.keys.get(&name) else {
+        return err(
+            StatusCode::NOT_FOUND,
+            "KeyNotFound",
+            format!("A key with (name/id) {name}/{version} was not found in this key vault."),
+        );
+    };
+    let target = body["target"].as_str().unwrap_or("");
+    let p = st.maa_key.to_public_key();
+    let dk = jsonwebtoken::DecodingKey::from_rsa_raw_components(
+        &p.n().to_bytes_be(),
+        &p.e().to_bytes_be(),
+    );
+    let mut val = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    val.leeway = 0;
+    val.validate_aud = false;
+    let claims = match jsonwebtoken::decode::<Value>(target, &dk, &val) {
+        Ok(d) => d.claims,
+        Err(e) => {
+            return err(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("Target environment attestation statement cannot be verified: {e}"),
+            );
+        }
+    };
+    let mut flat = serde_json::Map::new();
+    flatten("", &claims, &mut flat);
+    let policy = ccr_policy::ReleasePolicy::from_json(key.policy.to_string().as_bytes()).unwrap();
+    if let ccr_policy::Decision::Deny(r) = policy.evaluate(&Value::Object(flat), &st.base) {
+        return err(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "Target environment attestation statement does not satisfy the key's release policy: {}",
+                r.join("; ")
+            ),
+        );
+    }
+    // Wrap to the first RSA key of the runtime data: RSA-OAEP-SHA1 of a fresh AES key, then
+    // AES key wrap with padding of the key material (CKM_RSA_AES_KEY_WRAP).
+    let jwk = &claims["x-ms-runtime"]["keys"][0];
+    let n = URL_SAFE_NO_PAD
+        .decode(jwk["n"].as_str().unwrap_or(""))
+        .unwrap_or_default();
+    let e = URL_SAFE_NO_PAD
+        .decode(jwk["e"].as_str().unwrap_or(""))
+        .unwrap_or_default();
+    let Ok(runtime_key) = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(&n),
+        rsa::BigUint::from_bytes_be(&e),
+    ) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "x-ms-runtime has no RSA key",
+        );
+    };
+    let mut aes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut aes);
+    let mut ct = runtime_key
+        .encrypt(&mut rand::rngs::OsRng, rsa::Oaep::new::<sha1::Sha1>(), &aes)
+        .unwrap();
+    ct.extend(
+        aes_kw::KekAes256::from(aes)
+            .wrap_with_padding_vec(&key.material)
+            .unwrap(),
+    );
+    let blob = json!({"schema_version": "1.0.0",
+        "header": {"kid": jwk["kid"], "alg": "dir", "enc": "CKM_RSA_AES_KEY_WRAP"},
+        "ciphertext": URL_SAFE_NO_PAD.encode(&ct), "generator": "ccr local Key Vault"});
+    let payload = json!({
+        "request": {"api-version": "7.4", "enc": "CKM_RSA_AES_KEY_WRAP", "kid": format!("{}/keys/{name}/{version}", st.base)},
+        "response": {"key": {
+            "attributes": {"enabled": true, "exportable": true},
+            "key": {"kid": format!("{}/keys/{name}/{version}", st.base), "kty": key.kty,
+                    "key_ops": ["encrypt", "decrypt"], "key_hsm": URL_SAFE_NO_PAD.encode(blob.to_string())},
+            "release_policy": {"contentType": "application/json; charset=utf-8",
+                               "data": URL_SAFE_NO_PAD.encode(key.policy.to_string())}
+        }}
+    });
+    let h = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "x5c": st.x5c}).to_string());
+    let pl = URL_SAFE_NO_PAD.encode(payload.to_string());
+    use rsa::signature::{SignatureEncoding, Signer};
+    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(st.sign_key.clone());
+    let sig = signer.sign(format!("{h}.{pl}").as_bytes()).to_bytes();
+    Json(json!({"value": format!("{h}.{pl}.{}", URL_SAFE_NO_PAD.encode(sig))})).into_response()
+}
+
+pub fn start(cfg: Config) -> Azure {
+    // The TLS and JWS-signing certificates: a local CA and an RSA leaf for localhost.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ccr test Azure CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let sign_key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pk8 = sign_key.to_pkcs8_der().unwrap();
+    let leaf_key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls::pki_types::PrivatePkcs8KeyDer::from(pk8.as_bytes().to_vec()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone(), ca.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(pk8.as_bytes().to_vec().into()),
+        )
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let mut bearer = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bearer);
+    let bearer = hex::encode(bearer);
+    let mut cfg = cfg;
+    // Release policies name their MAA authority; "MAA" stands for this server.
+    for k in cfg.keys.values_mut() {
+        let text = k
+            .policy
+            .to_string()
+            .replace("\"MAA\"", &format!("\"{base}\""));
+        k.policy = serde_json::from_str(&text).unwrap();
+    }
+    let inner = Arc::new(Inner {
+        cfg,
+        base: base.clone(),
+        maa_key: rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap(),
+        bearer: bearer.clone(),
+        sign_key,
+        x5c: vec![STANDARD.encode(leaf.der()), STANDARD.encode(ca.der())],
+    });
+    let app = Router::new()
+        .route("/metadata/identity/oauth2/token", get(imds))
+        .route("/attest/SevSnpVm", post(maa))
+        .route("/keys/{name}/{version}/release", post(release))
+        .with_state(inner);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let handle = axum_server::Handle::new();
+                let h2 = handle.clone();
+                tokio::spawn(async move {
+                    let _ = rx.await;
+                    h2.shutdown();
+                });
+                axum_server::from_tcp_rustls(
+                    listener,
+                    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
+                )
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .unwrap();
+            });
+    });
+    Azure {
+        base,
+        ca: ca.der().clone(),
+        bearer,
+        _stop: tx,
+    }
+}
