@@ -11,6 +11,8 @@
 //!   x5c chain and the vault's host name) and IMDS managed identity tokens.
 //! - [`cloud_http`]: HTTPS to cloud key services with one deadline per call, bounded retries
 //!   (429, 5xx, connection errors; `Retry-After` honoured) and errors naming the service.
+//! - [`gcp`]: Confidential Space token → STS federated token → Cloud KMS decrypt of the
+//!   wrapped DEK; the workload identity attribute condition.
 //! - [`jwe`]: the runtime key and the wrapping of released keys to it (flattened JWE,
 //!   `ECDH-ES+A256KW` + `A256GCM`, or `RSA-OAEP-256`).
 //!
@@ -23,6 +25,7 @@ pub mod azure;
 pub mod client;
 pub mod cloud_http;
 pub mod error;
+pub mod gcp;
 pub mod jwe;
 pub mod server;
 pub mod store;

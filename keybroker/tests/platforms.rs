@@ -2,74 +2,32 @@
 //! flow (auth, attest, resource), and the claims of every real vector in `../shared/vectors`
 //! through the broker's release decision.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use support::google::Issuer;
+
 use ccr_attest::evidence::{Evidence, Trust};
 use ccr_attest::report_data::kbs_report_data;
 use ccr_keybroker::server::{Broker, BrokerConfig, contract_binding, release_decision};
 use ccr_keybroker::{BrokerError, KbsClient, RuntimeKey};
 use ccr_policy::sign::PrivateKey;
 use ccr_policy::{Decision, ReleasePolicy};
-use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "ccr-kbs";
 const IMAGE_DIGEST: &str =
     "sha256:5f3b2b5b0c6f1e6c4a2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b";
 
-/// A stand-in for Google's attestation service: an RSA key and its JWKS.
-struct Issuer {
-    key: rsa::RsaPrivateKey,
-    kid: String,
-}
-
-impl Issuer {
-    fn new(kid: &str) -> Self {
-        Self {
-            key: rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap(),
-            kid: kid.into(),
-        }
-    }
-    fn jwks(&self) -> Value {
-        let p = self.key.to_public_key();
-        json!({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
-            "n": URL_SAFE_NO_PAD.encode(p.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(p.e().to_bytes_be())}]})
-    }
-    fn token(&self, claims: &Value) -> String {
-        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        h.kid = Some(self.kid.clone());
-        let der = self.key.to_pkcs1_der().unwrap();
-        jsonwebtoken::encode(
-            &h,
-            claims,
-            &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),
-        )
-        .unwrap()
-    }
-}
-
 /// The claims Confidential Space puts in a token, for `nonce` and `contract_digest`.
 fn cs_claims(nonce: &str, contract_digest: &str, aud: &str) -> Value {
-    let now = chrono::Utc::now().timestamp();
-    json!({
-        "iss": "https://confidentialcomputing.googleapis.com", "aud": aud,
-        "sub": "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/i",
-        "iat": now, "nbf": now, "exp": now + 3600,
-        "eat_nonce": [nonce], "eat_profile": "https://cloud.google.com/confidential-computing/confidential-space/docs/reference/token-claims",
-        "secboot": true, "oemid": 11129, "hwmodel": "GCP_AMD_SEV_SNP",
-        "swname": "CONFIDENTIAL_SPACE", "swversion": ["240900"], "dbgstat": "disabled-since-boot",
-        "submods": {
-            "confidential_space": {"support_attributes": ["LATEST", "STABLE", "USABLE"]},
-            "container": {"image_reference": "us-docker.pkg.dev/p/r/ccr-init:1",
-                "image_digest": IMAGE_DIGEST, "restart_policy": "Never",
-                "env": {"CCR_CONTRACT_DIGEST": contract_digest}},
-            "gce": {"zone": "us-central1-a", "project_id": "p"}
-        }
-    })
+    support::google::cs_claims(
+        aud,
+        nonce,
+        IMAGE_DIGEST,
+        json!({"CCR_CONTRACT_DIGEST": contract_digest}),
+    )
 }
 
 fn contract(policy: Value) -> (Value, [u8; 32]) {
