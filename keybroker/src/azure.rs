@@ -152,6 +152,51 @@ pub fn maa_attest_snp(
         .ok_or_else(|| proto("MAA.token", "missing"))
 }
 
+/// Imports a 32-byte AES key into Key Vault as an exportable `oct-HSM` key with a release
+/// policy (Key Vault REST 7.4 "Import Key": `PUT {vault}/keys/{name}?api-version=7.4`, body
+/// `{"key": {"kty": "oct-HSM", "k"}, "hsm": true, "attributes": {"exportable": true},
+/// "release_policy": {"contentType": "application/json; charset=utf-8", "data": base64url}}`).
+/// Returns the new key's `kid` (its URL with version). The data provider's side.
+///
+/// # Errors
+/// [`BrokerError::Cloud`] with Key Vault's error; [`BrokerError::Protocol`] for an answer
+/// without `key.kid`.
+pub fn akv_import_oct(
+    client: &CloudClient,
+    vault_base: &str,
+    name: &str,
+    bearer: &str,
+    key: &[u8; 32],
+    release_policy: &Value,
+) -> Result<String, BrokerError> {
+    let url = format!(
+        "{}/keys/{}?api-version={AKV_API_VERSION}",
+        vault_base.trim_end_matches('/'),
+        urlencode(name)
+    );
+    let auth = Zeroizing::new(format!("Bearer {bearer}"));
+    let body = json!({
+        "key": {"kty": "oct-HSM", "k": URL_SAFE_NO_PAD.encode(key), "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]},
+        "hsm": true,
+        "attributes": {"exportable": true},
+        "release_policy": {"contentType": "application/json; charset=utf-8",
+                           "data": URL_SAFE_NO_PAD.encode(release_policy.to_string())},
+    });
+    let v = client
+        .call(
+            "PUT",
+            &url,
+            &[("Authorization", auth.as_str())],
+            Some(&body),
+            None,
+        )
+        .map_err(cloud)?;
+    v.pointer("/key/kid")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| proto("import.key.kid", "missing"))
+}
+
 /// Asks Key Vault to release key `name` (version `version`, empty for the latest) to the
 /// environment the MAA token describes, and returns the release JWS.
 ///
@@ -191,7 +236,8 @@ pub fn akv_release(
         .ok_or_else(|| proto("release.value", "missing"))
 }
 
-/// Verifies Key Vault's release JWS (compact, RS256): the `x5c` chain to one of `roots` at
+/// Verifies Key Vault's release JWS (compact, RS256): the `x5c` chain to one of `roots` (the
+/// public web PKI when `None`) at
 /// `now` (Unix seconds), the leaf valid for `vault_host`, and the signature with the leaf's key.
 /// Returns the payload.
 ///
@@ -200,7 +246,7 @@ pub fn akv_release(
 /// [`BrokerError::Protocol`] for a malformed JWS.
 pub fn verify_release_jws(
     jws: &str,
-    roots: &[CertificateDer<'_>],
+    roots: Option<&[CertificateDer<'_>]>,
     vault_host: &str,
     now: u64,
 ) -> Result<Value, BrokerError> {
@@ -235,10 +281,13 @@ pub fn verify_release_jws(
     let leaf = x5c
         .first()
         .ok_or_else(|| proto("release JWS header.x5c", "empty"))?;
-    let anchors: Vec<_> = roots
-        .iter()
-        .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
-        .collect();
+    let anchors: Vec<_> = match roots {
+        Some(rs) => rs
+            .iter()
+            .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
+            .collect(),
+        None => webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     let ee = webpki::EndEntityCert::try_from(leaf)
         .map_err(|e| BrokerError::Crypto(format!("release JWS signing certificate: {e}")))?;
     ee.verify_for_usage(

@@ -101,9 +101,13 @@ fn the_key_is_released_verified_and_unwrapped() {
     let e = env(600, None);
     let (transfer, token) = attest(&e);
     let jws = release(&e, &token).unwrap();
-    let payload =
-        azure::verify_release_jws(&jws, std::slice::from_ref(&e.az.ca), "localhost", now())
-            .unwrap();
+    let payload = azure::verify_release_jws(
+        &jws,
+        Some(std::slice::from_ref(&e.az.ca)),
+        "localhost",
+        now(),
+    )
+    .unwrap();
     let (kty, hsm) = azure::released_key(&payload).unwrap();
     assert_eq!(kty, "oct-HSM");
     let dek = ccr_keybroker::akv::unwrap_key_hsm(&hsm, &transfer).unwrap();
@@ -113,12 +117,17 @@ fn the_key_is_released_verified_and_unwrapped() {
     let err = |r: Result<Value, ccr_keybroker::BrokerError>| r.unwrap_err().to_string();
     let e1 = err(azure::verify_release_jws(
         &jws,
-        std::slice::from_ref(&e.az.ca),
+        Some(std::slice::from_ref(&e.az.ca)),
         "myvault.vault.azure.net",
         now(),
     ));
     assert!(e1.contains("is not for myvault.vault.azure.net"), "{e1}");
-    let e2 = err(azure::verify_release_jws(&jws, &[], "localhost", now()));
+    let e2 = err(azure::verify_release_jws(
+        &jws,
+        Some(&[]),
+        "localhost",
+        now(),
+    ));
     assert!(e2.contains("does not chain to a trusted root"), "{e2}");
     let mut parts: Vec<String> = jws.split('.').map(str::to_string).collect();
     use base64::Engine;
@@ -128,7 +137,7 @@ fn the_key_is_released_verified_and_unwrapped() {
     parts[1] = b64.encode(p.to_string());
     let e3 = err(azure::verify_release_jws(
         &parts.join("."),
-        std::slice::from_ref(&e.az.ca),
+        Some(std::slice::from_ref(&e.az.ca)),
         "localhost",
         now(),
     ));

@@ -121,7 +121,11 @@ impl Dataset {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRef {
-    /// Broker type: `ccr` (the local broker, KBS protocol), `azure`, `gcp`.
+    /// Broker type: `ccr` (the local broker, KBS protocol: `kid` is the resource path),
+    /// `azure` (Key Vault Secure Key Release: `kid` is the key name, optionally `name/version`,
+    /// `authority.endpoint` the MAA URL, `endpoint` the vault URL), `gcp` (Cloud KMS: `kid` is
+    /// the KEK's resource name, `authority.endpoint` the workload identity pool provider; the
+    /// wrapped DEK is `wrapped_dek.json` in the dataset image).
     #[serde(rename = "type")]
     pub kind: String,
     /// Where and what.
@@ -136,9 +140,16 @@ pub struct KeyProperties {
     pub kid: String,
     /// The attestation authority (verifier) whose claims the release policy reads.
     pub authority: Authority,
-    /// The broker's endpoint (for `ccr`: `https://host:port`).
+    /// The broker's endpoint (for `ccr`: `https://host:port`; for `azure`: the Key Vault URL;
+    /// for `gcp`: the Cloud KMS endpoint, empty for Google's).
     #[serde(default)]
     pub endpoint: String,
+    /// `azure` `RSA-HSM` keys: the public HKDF salt (hex) the DEK is derived with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// `azure` `RSA-HSM` keys: the HKDF label (default: the key id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Attestation authority.

@@ -63,6 +63,8 @@ pub struct JobConfig {
     pub sim_state: Option<PathBuf>,
     /// Confidential Space: the audience of the attestation token.
     pub cs_audience: String,
+    /// Cloud key stores (Azure Key Vault, GCP KMS): endpoints and TLS roots.
+    pub cloud: crate::cloud::CloudOptions,
     /// The running `ccr-init` binary (hashed into the sim measurement).
     pub init_binary: PathBuf,
     /// Set by SIGTERM/SIGINT: the job stops after the current step or epoch.
@@ -387,7 +389,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
 fn endpoint(cfg: &JobConfig, key: &KeyRef) -> Result<String, JobError> {
     if key.kind != "ccr" {
         return Err(JobError::Config(format!(
-            "key type `{}` ({}): this version releases keys from the ccr broker (type `ccr`) only",
+            "key type `{}` ({}): known types are ccr, azure, gcp",
             key.kind, key.properties.kid
         )));
     }
@@ -404,6 +406,14 @@ fn endpoint(cfg: &JobConfig, key: &KeyRef) -> Result<String, JobError> {
 
 type Released = (Vec<(String, DatasetKey)>, DatasetKey, String);
 
+/// A dataset's image folder: `--datasets/<name>`, or its `mount_path`.
+fn dataset_dir(cfg: &JobConfig, name: &str, mount_path: &str) -> PathBuf {
+    match &cfg.datasets {
+        Some(root) => root.join(name),
+        None => PathBuf::from(mount_path),
+    }
+}
+
 fn release_keys(
     cfg: &JobConfig,
     contract: &Contract,
@@ -411,10 +421,6 @@ fn release_keys(
     attester: &dyn Attester,
     runtime_key: &RuntimeKey,
 ) -> Result<Released, JobError> {
-    let pin = cfg.broker_pin.as_deref().ok_or_else(|| {
-        JobError::Config("--broker-pin (SHA-256 of the broker's certificate) is required".into())
-    })?;
-    let pin = ccr_keybroker::client::parse_pin(pin).map_err(|e| JobError::Config(e.to_string()))?;
     // Everything to fetch: (what, key ref).
     let mut wanted: Vec<(String, String, KeyRef)> = Vec::new();
     for d in &pipeline.join.config().datasets {
@@ -435,13 +441,48 @@ fn release_keys(
         contract.output.id.clone(),
         contract.output.key.clone(),
     ));
-    let mut by_broker: BTreeMap<String, Vec<(String, String, KeyRef)>> = BTreeMap::new();
-    for w in wanted {
-        by_broker.entry(endpoint(cfg, &w.2)?).or_default().push(w);
-    }
     let mut keys: Vec<(String, DatasetKey)> = Vec::new();
     let mut output = None;
     let mut evidence_digest = String::new();
+    let (azure, rest): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|w| w.2.kind == "azure");
+    let (gcp, rest): (Vec<_>, Vec<_>) = rest.into_iter().partition(|w| w.2.kind == "gcp");
+    let mut from_cloud = Vec::new();
+    if !azure.is_empty() {
+        from_cloud.extend(crate::cloud::release_azure(&cfg.cloud, attester, &azure)?);
+    }
+    if !gcp.is_empty() {
+        let dir = |id: &str| {
+            pipeline
+                .join
+                .config()
+                .datasets
+                .iter()
+                .find(|d| d.id == id)
+                .map(|d| dataset_dir(cfg, &d.name, &d.mount_path))
+        };
+        from_cloud.extend(crate::cloud::release_gcp(&cfg.cloud, &dir, &gcp)?);
+    }
+    for (what, id, k) in from_cloud {
+        if what == "output" {
+            output = Some(k);
+        } else {
+            keys.push((id, k));
+        }
+    }
+    let mut by_broker: BTreeMap<String, Vec<(String, String, KeyRef)>> = BTreeMap::new();
+    for w in rest {
+        by_broker.entry(endpoint(cfg, &w.2)?).or_default().push(w);
+    }
+    let pin = if by_broker.is_empty() {
+        [0u8; 32]
+    } else {
+        let pin = cfg.broker_pin.as_deref().ok_or_else(|| {
+            JobError::Config(
+                "--broker-pin (SHA-256 of the broker's certificate) is required".into(),
+            )
+        })?;
+        ccr_keybroker::client::parse_pin(pin).map_err(|e| JobError::Config(e.to_string()))?
+    };
     for (url, items) in by_broker {
         let rel = |source| JobError::Release {
             what: format!("the attestation handshake with {url}"),
@@ -513,10 +554,7 @@ fn decrypt(
             .find(|k| k.0 == d.id)
             .ok_or_else(|| JobError::Config(format!("no key for dataset {}", d.id)))?
             .1;
-        let dir = match &cfg.datasets {
-            Some(root) => root.join(&d.name),
-            None => PathBuf::from(&d.mount_path),
-        };
+        let dir = dataset_dir(cfg, &d.name, &d.mount_path);
         let image = Image::load(&dir).map_err(ierr)?;
         image.expect_dataset(&d.id).map_err(ierr)?;
         let entry = image

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cloud;
 pub mod init;
 pub mod job;
 pub mod join;

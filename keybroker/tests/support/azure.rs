@@ -16,7 +16,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
@@ -47,7 +47,7 @@ pub struct Config {
 }
 
 struct Inner {
-    cfg: Config,
+    cfg: Mutex<Config>,
     base: String,
     maa_key: rsa::RsaPrivateKey,
     bearer: String,
@@ -123,7 +123,7 @@ async fn maa(
         let vcek = vcek.first().ok_or("empty VcekCertChain")?;
         let rep = ccr_attest::snp::SnpReport::parse(&report).map_err(|e| e.to_string())?;
         let v = ccr_attest::snp::verify_report(
-            &st.cfg.sim_roots,
+            &st.cfg.lock().unwrap().sim_roots,
             &rep,
             vcek.der(),
             ccr_attest::Platform::Sim,
@@ -145,7 +145,7 @@ async fn maa(
     claims["iss"] = st.base.clone().into();
     claims["iat"] = now.into();
     claims["nbf"] = now.into();
-    claims["exp"] = (now + st.cfg.maa_ttl).into();
+    claims["exp"] = (now + st.cfg.lock().unwrap().maa_ttl).into();
     claims["x-ms-ver"] = "1.0".into();
     claims["x-ms-runtime"] = runtime;
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -176,6 +176,85 @@ fn flatten(prefix: &str, v: &Value, out: &mut serde_json::Map<String, Value>) {
     }
 }
 
+async fn import(
+    State(st): State<Arc<Inner>>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if q.get("api-version").map(String::as_str) != Some("7.4") {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "The specified version is not supported",
+        );
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != format!("Bearer {}", st.bearer) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        );
+    }
+    let kty = body["key"]["kty"].as_str().unwrap_or("").to_string();
+    let material = URL_SAFE_NO_PAD
+        .decode(body["key"]["k"].as_str().unwrap_or(""))
+        .unwrap_or_default();
+    if kty != "oct-HSM" || material.len() != 32 {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "only 256-bit oct-HSM keys are supported here",
+        );
+    }
+    if body["attributes"]["exportable"] != json!(true) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "AKV.SKR.1001: exportable keys must have a release policy and exportable=true",
+        );
+    }
+    let policy: Value = match URL_SAFE_NO_PAD
+        .decode(body["release_policy"]["data"].as_str().unwrap_or(""))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(p) => p,
+        None => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "BadParameter",
+                "AKV.SKR.1002: the release policy is not valid JSON",
+            );
+        }
+    };
+    if ccr_policy::ReleasePolicy::from_json(policy.to_string().as_bytes()).is_err() {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "AKV.SKR.1003: the release policy is not valid",
+        );
+    }
+    st.cfg.lock().unwrap().keys.insert(
+        name.clone(),
+        AkvKey {
+            kty: kty.clone(),
+            material,
+            policy,
+        },
+    );
+    Json(
+        json!({"key": {"kid": format!("{}/keys/{name}/1", st.base), "kty": kty},
+        "attributes": {"enabled": true, "exportable": true}}),
+    )
+    .into_response()
+}
+
 async fn release(
     State(st): State<Arc<Inner>>,
     Path((name, version)): Path<(String, String)>,
@@ -201,7 +280,8 @@ async fn release(
             "AKV10000: Request is missing a Bearer or PoP token.",
         );
     }
-    let Some(key) = st.cfg.keys.get(&name) else {
+    let cfg = st.cfg.lock().unwrap();
+    let Some(key) = cfg.keys.get(&name) else {
         return err(
             StatusCode::NOT_FOUND,
             "KeyNotFound",
@@ -340,7 +420,7 @@ pub fn start(cfg: Config) -> Azure {
         k.policy = serde_json::from_str(&text).unwrap();
     }
     let inner = Arc::new(Inner {
-        cfg,
+        cfg: Mutex::new(cfg),
         base: base.clone(),
         maa_key: rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap(),
         bearer: bearer.clone(),
@@ -350,6 +430,7 @@ pub fn start(cfg: Config) -> Azure {
     let app = Router::new()
         .route("/metadata/identity/oauth2/token", get(imds))
         .route("/attest/SevSnpVm", post(maa))
+        .route("/keys/{name}", axum::routing::put(import))
         .route("/keys/{name}/{version}/release", post(release))
         .with_state(inner);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

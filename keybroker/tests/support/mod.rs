@@ -3,4 +3,5 @@
 pub mod azure;
 pub mod gcp;
 pub mod google;
+pub mod launcher;
 pub mod tls_server;

@@ -58,6 +58,25 @@ struct Args {
     /// Confidential Space: the audience of the attestation token (what the broker accepts).
     #[arg(long, env = "CCR_CS_AUDIENCE", default_value = "ccr-kbs")]
     cs_audience: String,
+    /// Confidential Space: the launcher's socket (tokens for GCP STS come from it).
+    #[arg(long, env = "CCR_CS_SOCKET", default_value = ccr_attest::attester::CS_SOCKET)]
+    cs_socket: PathBuf,
+    /// Trust only the CA certificates in this PEM file for Azure and GCP endpoints and Key
+    /// Vault's release signature (default: the public web PKI).
+    #[arg(long, env = "CCR_CLOUD_CA")]
+    cloud_ca: Option<PathBuf>,
+    /// Azure IMDS base URL.
+    #[arg(long, env = "CCR_AZURE_IMDS", default_value = ccr_keybroker::azure::IMDS_BASE)]
+    azure_imds: String,
+    /// Azure: the client id of a user-assigned managed identity.
+    #[arg(long, env = "CCR_AZURE_CLIENT_ID")]
+    azure_client_id: Option<String>,
+    /// GCP STS base URL.
+    #[arg(long, env = "CCR_GCP_STS", default_value = ccr_keybroker::gcp::STS_BASE)]
+    gcp_sts: String,
+    /// GCP Cloud KMS base URL (a key's `endpoint` overrides it).
+    #[arg(long, env = "CCR_GCP_KMS", default_value = ccr_keybroker::gcp::KMS_BASE)]
+    gcp_kms: String,
 }
 
 fn main() {
@@ -82,6 +101,31 @@ fn main() {
         }
     };
     let init_binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let roots = match &args.cloud_ca {
+        None => None,
+        Some(p) => match std::fs::read(p).map_err(|e| e.to_string()).and_then(|b| {
+            ccr_attest::amd::AmdCert::pem_bundle(&b, "--cloud-ca").map_err(|e| e.to_string())
+        }) {
+            Ok(certs) => Some(
+                certs
+                    .iter()
+                    .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, path = %p.display(), "--cloud-ca");
+                std::process::exit(2);
+            }
+        },
+    };
+    let cloud = ccr_runtime::cloud::CloudOptions {
+        roots,
+        imds: args.azure_imds,
+        azure_client_id: args.azure_client_id,
+        sts: args.gcp_sts,
+        kms: args.gcp_kms,
+        cs_socket: args.cs_socket,
+    };
     let cfg = JobConfig {
         contract: args.contract,
         pipeline: args.pipeline,
@@ -100,6 +144,7 @@ fn main() {
         },
         sim_state: args.sim_state,
         cs_audience: args.cs_audience,
+        cloud,
         init_binary,
         abort,
     };

@@ -170,6 +170,9 @@ pub struct Setup<'a> {
     pub edit_pipeline: &'a dyn Fn(&mut Value),
     /// Edits the contract before signing (after the sim policy is set).
     pub edit_contract: &'a dyn Fn(&mut Value),
+    /// Edits the contract before the sim policy is derived (changes that move the launch
+    /// digest, and so the sim measurement, such as key references).
+    pub edit_contract_early: &'a dyn Fn(&mut Value),
 }
 
 impl Setup<'static> {
@@ -180,6 +183,7 @@ impl Setup<'static> {
             output_id: "bc-model",
             edit_pipeline: &|_| {},
             edit_contract: &|_| {},
+            edit_contract_early: &|_| {},
         }
     }
     pub fn digits() -> Self {
@@ -189,6 +193,7 @@ impl Setup<'static> {
             output_id: "digits-model",
             edit_pipeline: &|_| {},
             edit_contract: &|_| {},
+            edit_contract_early: &|_| {},
         }
     }
 }
@@ -252,6 +257,7 @@ pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenari
             pipeline.to_str().unwrap(),
         ],
     );
+    edit_json(&contract, s.edit_contract_early);
     let policy = ccr_ok(
         &env,
         &[

@@ -1,0 +1,245 @@
+//! The main job end to end with the breast-cancer dataset keys held one in Azure Key Vault and
+//! one in GCP Cloud KMS (local stand-ins that verify what they are sent, over HTTPS on
+//! loopback), released through ccr-init's real client code; the output key stays with the ccr
+//! broker.
+
+mod common;
+
+#[path = "../../keybroker/tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use ccr_keybroker::cloud_http::{CloudClient, RetryPolicy};
+use ccr_keybroker::{azure, gcp};
+use common::*;
+use serde_json::{Value, json};
+
+const PROVIDER: &str =
+    "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ccr/providers/cs";
+const KMS_KEY: &str = "projects/hospital-b/locations/global/keyRings/ccr/cryptoKeys/bc";
+const IMAGE: &str = "sha256:1111222233334444555566667777888899990000aaaabbbbccccddddeeeeffff";
+
+struct Clouds {
+    az: support::azure::Azure,
+    gcp: support::gcp::Gcp,
+    launcher: support::launcher::Launcher,
+    ca_pem: std::path::PathBuf,
+}
+
+fn pem(der: &[u8]) -> String {
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+fn clouds(dir: &std::path::Path, sim: &std::path::Path, kms_decrypters: Vec<String>) -> Clouds {
+    let az = support::azure::start(support::azure::Config {
+        sim_roots: ccr_attest::sim::load_roots(sim).unwrap(),
+        maa_ttl: 600,
+        keys: HashMap::new(),
+    });
+    let google = Arc::new(support::google::Issuer::new("g1"));
+    let mut keys = HashMap::new();
+    keys.insert(
+        KMS_KEY.to_string(),
+        support::gcp::KmsKey {
+            decrypters: kms_decrypters,
+        },
+    );
+    let gcp = support::gcp::start(support::gcp::Config {
+        jwks: serde_json::from_value(google.jwks()).unwrap(),
+        provider: PROVIDER.into(),
+        attribute_condition: gcp::attribute_condition(IMAGE),
+        keys,
+        admin_token: "hospital-b-admin".into(),
+    });
+    let launcher = support::launcher::start(dir, google, IMAGE);
+    let ca_pem = dir.join("cloud-ca.pem");
+    std::fs::write(&ca_pem, pem(&az.ca) + &pem(&gcp.ca)).unwrap();
+    Clouds {
+        az,
+        gcp,
+        launcher,
+        ca_pem,
+    }
+}
+
+struct World {
+    tmp: tempfile::TempDir,
+    broker: Broker,
+}
+
+fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = tmp.path().join("sim");
+    ccr_ok(&[], &["sim", "init", "--state", sim.to_str().unwrap()]);
+    let broker = Broker::start(&tmp.path().join("broker"), Some(&sim));
+    World { tmp, broker }
+}
+
+/// Sets up breast-cancer with hospital A's key in Key Vault (release policy pinning
+/// `akv_measurement`, default: this runtime's) and hospital B's DEK wrapped by Cloud KMS beside
+/// its image; the output key with the ccr broker.
+fn scenario(w: &World, c: &Clouds, akv_measurement: Option<&str>) -> Scenario {
+    let work = w.tmp.path();
+    let sim = work.join("sim");
+    let az_base = c.az.base.clone();
+    let gcp_base = c.gcp.base.clone();
+    let edit = move |v: &mut Value| {
+        v["datasets"][0]["key"] = json!({"type": "azure", "properties": {
+            "kid": "bc-hospital-a", "authority": {"endpoint": az_base}, "endpoint": az_base}});
+        v["datasets"][1]["key"] = json!({"type": "gcp", "properties": {
+            "kid": KMS_KEY, "authority": {"endpoint": PROVIDER}, "endpoint": gcp_base}});
+    };
+    let mut setup = Setup::breast_cancer();
+    setup.edit_contract_early = &edit;
+    let s = common::setup(work, &sim, &w.broker, &setup);
+    let sim_policy: Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("policy.json")).unwrap()).unwrap();
+    let measurement = sim_policy["anyOf"][0]["allOf"][1]["equals"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = CloudClient::new(
+        "Azure",
+        RetryPolicy::default(),
+        Some(&[c.az.ca.clone(), c.gcp.ca.clone()]),
+    );
+    // Hospital A imports its DEK into Key Vault with a release policy for this runtime.
+    let dek_a: [u8; 32] = std::fs::read(s.keys.join("bc-hospital-a.dek"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let policy = json!({"version": "1.0.0", "anyOf": [{"authority": c.az.base, "allOf": [
+        {"claim": "x-ms-attestation-type", "equals": "sim"},
+        {"claim": "x-ms-sevsnpvm-launchmeasurement", "equals": akv_measurement.unwrap_or(&measurement)},
+        {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": false}]}]});
+    let bearer = azure::imds_token(&client, &c.az.base, azure::VAULT_RESOURCE, None).unwrap();
+    azure::akv_import_oct(
+        &client,
+        &c.az.base,
+        "bc-hospital-a",
+        &bearer,
+        &dek_a,
+        &policy,
+    )
+    .unwrap();
+    // Hospital B wraps its DEK with its Cloud KMS key, beside its image.
+    let dek_b = std::fs::read(s.keys.join("bc-hospital-b.dek")).unwrap();
+    let ct = gcp::kms_encrypt(
+        &client,
+        &c.gcp.base,
+        KMS_KEY,
+        "hospital-b-admin",
+        &dek_b,
+        b"bc-hospital-b",
+    )
+    .unwrap();
+    let wrapped = gcp::WrappedDek {
+        kms_key: KMS_KEY.into(),
+        dataset: "bc-hospital-b".into(),
+        ciphertext: base64::engine::general_purpose::STANDARD.encode(ct),
+    };
+    std::fs::write(
+        s.images.join("hospital_b").join("wrapped_dek.json"),
+        serde_json::to_vec(&wrapped).unwrap(),
+    )
+    .unwrap();
+    s
+}
+
+fn run(s: &Scenario, c: &Clouds, broker: &Broker, out: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(ccr_init())
+        .args(["--platform", "sim", "--sim-state"])
+        .arg(&s.sim)
+        .arg("--contract")
+        .arg(&s.contract)
+        .arg("--pipeline")
+        .arg(&s.pipeline)
+        .arg("--datasets")
+        .arg(&s.images)
+        .arg("--out")
+        .arg(out)
+        .args(["--broker", &broker.url, "--broker-pin", &broker.pin])
+        .env("CCR_CLOUD_CA", &c.ca_pem)
+        .env("CCR_AZURE_IMDS", &c.az.base)
+        .env("CCR_GCP_STS", &c.gcp.base)
+        .env("CCR_CS_SOCKET", &c.launcher.socket)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn breast_cancer_with_one_key_in_key_vault_and_one_in_cloud_kms() {
+    let w = world();
+    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![IMAGE.into()]);
+    let s = scenario(&w, &c, None);
+    let out = w.tmp.path().join("bc-out");
+    let o = run(&s, &c, &w.broker, &out);
+    assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(log.contains("key released by Azure Key Vault"), "{log}");
+    assert!(log.contains("DEK released by Cloud KMS"), "{log}");
+    assert_eq!(last_log_line(&o)["message"], "training complete");
+    let dir = unseal(&s, &out);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let acc = m["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.93, "accuracy {acc}");
+    // The ccr broker released the output key only: the dataset keys came from the clouds.
+    let audit = w.broker.audit();
+    let released: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["decision"] == "allow" && r["resource"] != "attest")
+        .map(|r| r["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(released, ["ccr/output/bc-model"], "{audit}");
+}
+
+#[test]
+fn a_key_vault_policy_denial_stops_the_job_naming_the_key() {
+    let w = world();
+    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![IMAGE.into()]);
+    let s = scenario(&w, &c, Some(&"00".repeat(48)));
+    let out = w.tmp.path().join("bc-out");
+    let o = run(&s, &c, &w.broker, &out);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = last_log_line(&o)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.starts_with("key release for dataset bc-hospital-a (bc-hospital-a): Azure: 403 Forbidden: Target environment attestation statement does not satisfy the key's release policy"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_kms_permission_denial_stops_the_job_naming_the_key() {
+    let w = world();
+    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![]);
+    let s = scenario(&w, &c, None);
+    let out = w.tmp.path().join("bc-out");
+    let o = run(&s, &c, &w.broker, &out);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = last_log_line(&o)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.starts_with(&format!("key release for dataset bc-hospital-b ({KMS_KEY}): GCP: 403 PERMISSION_DENIED: Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied")),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
