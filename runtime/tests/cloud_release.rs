@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
+use ccr_keybroker::azure;
 use ccr_keybroker::cloud_http::{CloudClient, RetryPolicy};
-use ccr_keybroker::{azure, gcp};
 use common::*;
 use serde_json::{Value, json};
 
@@ -59,7 +59,12 @@ fn clouds(dir: &std::path::Path, sim: &std::path::Path, kms_decrypters: Vec<Stri
     let gcp = support::gcp::start(support::gcp::Config {
         jwks: serde_json::from_value(google.jwks()).unwrap(),
         provider: PROVIDER.into(),
-        attribute_condition: gcp::attribute_condition(IMAGE),
+        attribute_condition: ccr_ok(
+            &[],
+            &["policy", "derive", "--for", "gcp", "--image-digest", IMAGE],
+        )
+        .trim()
+        .to_string(),
         keys,
         admin_token: "hospital-b-admin".into(),
     });
@@ -115,46 +120,54 @@ fn scenario(w: &World, c: &Clouds, akv_measurement: Option<&str>) -> Scenario {
         RetryPolicy::default(),
         Some(&[c.az.ca.clone(), c.gcp.ca.clone()]),
     );
+    let ca = ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string());
     // Hospital A imports its DEK into Key Vault with a release policy for this runtime.
-    let dek_a: [u8; 32] = std::fs::read(s.keys.join("bc-hospital-a.dek"))
-        .unwrap()
-        .try_into()
-        .unwrap();
     let policy = json!({"version": "1.0.0", "anyOf": [{"authority": c.az.base, "allOf": [
         {"claim": "x-ms-attestation-type", "equals": "sim"},
         {"claim": "x-ms-sevsnpvm-launchmeasurement", "equals": akv_measurement.unwrap_or(&measurement)},
         {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": false}]}]});
+    let pfile = s.dir.join("akv-policy.json");
+    std::fs::write(&pfile, policy.to_string()).unwrap();
     let bearer = azure::imds_token(&client, &c.az.base, azure::VAULT_RESOURCE, None).unwrap();
-    azure::akv_import_oct(
-        &client,
-        &c.az.base,
-        "bc-hospital-a",
-        &bearer,
-        &dek_a,
-        &policy,
-    )
-    .unwrap();
+    let said = ccr_ok(
+        &[ca.clone(), ("CCR_AZURE_TOKEN", bearer.to_string())],
+        &[
+            "keys",
+            "import",
+            "--azure",
+            "--vault",
+            &c.az.base,
+            "--name",
+            "bc-hospital-a",
+            "--key",
+            s.keys.join("bc-hospital-a.dek").to_str().unwrap(),
+            "--policy",
+            pfile.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        said.starts_with(&format!("imported {}/keys/bc-hospital-a/", c.az.base)),
+        "{said}"
+    );
     // Hospital B wraps its DEK with its Cloud KMS key, beside its image.
-    let dek_b = std::fs::read(s.keys.join("bc-hospital-b.dek")).unwrap();
-    let ct = gcp::kms_encrypt(
-        &client,
-        &c.gcp.base,
-        KMS_KEY,
-        "hospital-b-admin",
-        &dek_b,
-        b"bc-hospital-b",
-    )
-    .unwrap();
-    let wrapped = gcp::WrappedDek {
-        kms_key: KMS_KEY.into(),
-        dataset: "bc-hospital-b".into(),
-        ciphertext: base64::engine::general_purpose::STANDARD.encode(ct),
-    };
-    std::fs::write(
-        s.images.join("hospital_b").join("wrapped_dek.json"),
-        serde_json::to_vec(&wrapped).unwrap(),
-    )
-    .unwrap();
+    ccr_ok(
+        &[ca, ("CCR_GCP_TOKEN", "hospital-b-admin".to_string())],
+        &[
+            "keys",
+            "wrap",
+            "--gcp",
+            "--kms-key",
+            KMS_KEY,
+            "--dataset",
+            "bc-hospital-b",
+            "--key",
+            s.keys.join("bc-hospital-b.dek").to_str().unwrap(),
+            "--image",
+            s.images.join("hospital_b").to_str().unwrap(),
+            "--kms",
+            &c.gcp.base,
+        ],
+    );
     s
 }
 
@@ -242,4 +255,35 @@ fn a_kms_permission_denial_stops_the_job_naming_the_key() {
         "{err}"
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn the_key_vault_policy_ccr_derives_pins_host_data_compliance_and_vmpl() {
+    let p: Value = serde_json::from_str(&ccr_ok(
+        &[],
+        &[
+            "policy",
+            "derive",
+            "--for",
+            "azure",
+            "--maa",
+            "https://shared.weu.attest.azure.net",
+            "--host-data",
+            &"ab".repeat(32),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        p["anyOf"][0]["authority"],
+        "https://shared.weu.attest.azure.net"
+    );
+    let claims: Vec<(&str, &Value)> = p["anyOf"][0]["allOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["claim"].as_str().unwrap(), &c["equals"]))
+        .collect();
+    assert!(claims.contains(&("x-ms-sevsnpvm-hostdata", &json!("ab".repeat(32)))));
+    assert!(claims.contains(&("x-ms-compliance-status", &json!("azure-compliant-uvm"))));
+    assert!(claims.contains(&("x-ms-sevsnpvm-vmpl", &json!(0))));
 }

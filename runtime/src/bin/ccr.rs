@@ -158,6 +158,58 @@ enum KeysCmd {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Import a dataset key into Azure Key Vault as an exportable oct-HSM key with a release
+    /// policy (Secure Key Release). The bearer token comes from CCR_AZURE_TOKEN, or from IMDS
+    /// (a managed identity) with --imds.
+    Import {
+        /// Azure Key Vault (the only import target).
+        #[arg(long, required = true)]
+        azure: bool,
+        /// The vault URL (https://NAME.vault.azure.net).
+        #[arg(long)]
+        vault: String,
+        /// The key's name in the vault (the contract's kid).
+        #[arg(long)]
+        name: String,
+        /// The 32-byte key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The Key Vault release policy (`ccr policy derive --for azure`).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Get the token from this IMDS base URL (http://169.254.169.254 on Azure).
+        #[arg(long)]
+        imds: Option<String>,
+        /// Trust only these CA certificates (PEM) for the vault.
+        #[arg(long, env = "CCR_CLOUD_CA")]
+        cloud_ca: Option<PathBuf>,
+    },
+    /// Wrap a dataset key with a Cloud KMS key into the image's wrapped_dek.json (envelope
+    /// encryption; the dataset id is the additional authenticated data). The bearer token comes
+    /// from CCR_GCP_TOKEN (`gcloud auth print-access-token`).
+    Wrap {
+        /// Cloud KMS (the only wrap target).
+        #[arg(long, required = true)]
+        gcp: bool,
+        /// The KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K; the contract's kid).
+        #[arg(long)]
+        kms_key: String,
+        /// The dataset id.
+        #[arg(long)]
+        dataset: String,
+        /// The 32-byte key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The dataset image folder (wrapped_dek.json is written there).
+        #[arg(long)]
+        image: PathBuf,
+        /// The Cloud KMS base URL.
+        #[arg(long, default_value = ccr_keybroker::gcp::KMS_BASE)]
+        kms: String,
+        /// Trust only these CA certificates (PEM) for KMS.
+        #[arg(long, env = "CCR_CLOUD_CA")]
+        cloud_ca: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,7 +299,9 @@ enum PolicyCmd {
     /// Print a release policy for a platform: the platform, the measurement, debugging off,
     /// VMPL 0 (SNP family) or TCB status UpToDate (TDX).
     Derive {
-        /// `sim`, `snp`, `tdx`, `az-snp-vtpm`, `az-tdx-vtpm` or `gcp-cs`.
+        /// `sim`, `snp`, `tdx`, `az-snp-vtpm`, `az-tdx-vtpm`, `gcp-cs` (the local broker's
+        /// policies), `azure` (a Key Vault release policy) or `gcp` (the workload identity
+        /// provider's attribute condition).
         #[arg(long = "for")]
         target: String,
         /// sim: the contract (its launch digest is part of the sim measurement).
@@ -264,6 +318,16 @@ enum PolicyCmd {
         /// each becomes an `atLeast` condition on `tcb.<part>`.
         #[arg(long)]
         min_tcb: Option<String>,
+        /// azure: the MAA authority (https://NAME.REGION.attest.azure.net).
+        #[arg(long)]
+        maa: Option<String>,
+        /// azure: the HOST_DATA to pin (hex; default: the contract digest, from --contract; on
+        /// ACI: SHA-256 of the CCE policy).
+        #[arg(long)]
+        host_data: Option<String>,
+        /// gcp: the container image digest (sha256:...) to pin.
+        #[arg(long)]
+        image_digest: Option<String>,
     },
     /// Evaluate a policy over a claims JSON object.
     Eval {
@@ -331,6 +395,29 @@ fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
         bail!("{}: already exists, refusing to overwrite", path.display());
     }
     write_atomic(path, data, true)
+}
+
+fn cloud_client(
+    service: &str,
+    ca: Option<&Path>,
+) -> Result<ccr_keybroker::cloud_http::CloudClient> {
+    let roots = match ca {
+        None => None,
+        Some(p) => {
+            let b = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(
+                ccr_attest::amd::AmdCert::pem_bundle(&b, "--cloud-ca")?
+                    .iter()
+                    .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    Ok(ccr_keybroker::cloud_http::CloudClient::new(
+        service,
+        ccr_keybroker::cloud_http::RetryPolicy::default(),
+        roots.as_deref(),
+    ))
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -447,6 +534,78 @@ fn run(cli: Cli) -> Result<()> {
             cl.put_resource(&token, &kid, k.as_bytes(), &c, p.as_ref())?;
             println!("registered {kid}");
         }
+        Cmd::Keys(KeysCmd::Import {
+            azure: _,
+            vault,
+            name,
+            key,
+            policy,
+            imds,
+            cloud_ca,
+        }) => {
+            let k = read_key(&key)?;
+            let p = read_json(&policy)?;
+            ReleasePolicy::from_json(p.to_string().as_bytes())
+                .with_context(|| format!("release policy {}", policy.display()))?;
+            let client = cloud_client("Azure", cloud_ca.as_deref())?;
+            let token = match imds {
+                Some(base) => ccr_keybroker::azure::imds_token(
+                    &client,
+                    &base,
+                    ccr_keybroker::azure::VAULT_RESOURCE,
+                    None,
+                )?,
+                None => Zeroizing::new(std::env::var("CCR_AZURE_TOKEN").context(
+                    "no Key Vault token: set CCR_AZURE_TOKEN (az account get-access-token --resource https://vault.azure.net) or pass --imds",
+                )?),
+            };
+            let kid = ccr_keybroker::azure::akv_import_oct(
+                &client,
+                &vault,
+                &name,
+                &token,
+                k.as_bytes(),
+                &p,
+            )?;
+            println!("imported {kid}");
+        }
+        Cmd::Keys(KeysCmd::Wrap {
+            gcp: _,
+            kms_key,
+            dataset,
+            key,
+            image,
+            kms,
+            cloud_ca,
+        }) => {
+            let k = read_key(&key)?;
+            Image::load(&image)
+                .and_then(|i| i.expect_dataset(&dataset))
+                .with_context(|| format!("image {}", image.display()))?;
+            let client = cloud_client("GCP", cloud_ca.as_deref())?;
+            let token = Zeroizing::new(std::env::var("CCR_GCP_TOKEN").context(
+                "no Cloud KMS token: set CCR_GCP_TOKEN (gcloud auth print-access-token)",
+            )?);
+            let ct = ccr_keybroker::gcp::kms_encrypt(
+                &client,
+                &kms,
+                &kms_key,
+                &token,
+                k.as_bytes(),
+                dataset.as_bytes(),
+            )?;
+            let w = ccr_keybroker::gcp::WrappedDek {
+                kms_key,
+                dataset,
+                ciphertext: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ct),
+            };
+            let path = image.join(ccr_runtime::cloud::WRAPPED_DEK_FILE);
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&w)?)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
         Cmd::Keybroker(BrokerCmd::Serve {
             listen,
             store,
@@ -561,7 +720,37 @@ fn run(cli: Cli) -> Result<()> {
             init,
             measurement,
             min_tcb,
+            maa,
+            host_data,
+            image_digest,
         }) => {
+            if target == "gcp" {
+                let d = image_digest.context("--for gcp needs --image-digest")?;
+                println!("{}", ccr_keybroker::gcp::attribute_condition(&d));
+                return Ok(());
+            }
+            if target == "azure" {
+                let maa = maa.context("--for azure needs --maa (the MAA authority URL)")?;
+                let hd = match (host_data, contract) {
+                    (Some(h), _) => h,
+                    (None, Some(c)) => hex::encode(load_contract(&c)?.digest()),
+                    (None, None) => bail!("--for azure needs --host-data or --contract"),
+                };
+                let mut all = vec![
+                    json!({"claim": "x-ms-attestation-type", "equals": "sevsnpvm"}),
+                    json!({"claim": "x-ms-compliance-status", "equals": "azure-compliant-uvm"}),
+                    json!({"claim": "x-ms-sevsnpvm-hostdata", "equals": hd}),
+                    json!({"claim": "x-ms-sevsnpvm-vmpl", "equals": 0}),
+                    json!({"claim": "x-ms-sevsnpvm-is-debuggable", "equals": false}),
+                ];
+                if let Some(m) = measurement {
+                    all.push(json!({"claim": "x-ms-sevsnpvm-launchmeasurement", "equals": m}));
+                }
+                let p = json!({"version": "1.0.0", "anyOf": [{"authority": maa, "allOf": all}]});
+                ReleasePolicy::from_json(p.to_string().as_bytes())?;
+                println!("{}", serde_json::to_string_pretty(&p)?);
+                return Ok(());
+            }
             ccr_attest::Platform::parse(&target)?;
             let m = if target == "sim" {
                 let (Some(contract), Some(init)) = (contract, init) else {
