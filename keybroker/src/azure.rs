@@ -197,6 +197,70 @@ pub fn akv_import_oct(
         .ok_or_else(|| proto("import.key.kid", "missing"))
 }
 
+/// Imports an RSA private key into Key Vault as an exportable `RSA-HSM` key with a release
+/// policy (the JWK with `n`, `e`, `d`, `p`, `q`, `dp`, `dq`, `qi`), as Microsoft's
+/// confidential-sidecar `importkey` tool does; the DEK is then derived from it with
+/// [`crate::akv::dek_from_rsa_private_key`] on both sides. Returns the key's `kid`.
+///
+/// # Errors
+/// As [`akv_import_oct`]; [`BrokerError::Crypto`] for a key without two primes.
+pub fn akv_import_rsa(
+    client: &CloudClient,
+    vault_base: &str,
+    name: &str,
+    bearer: &str,
+    key: &RsaPrivateKey,
+    release_policy: &Value,
+) -> Result<String, BrokerError> {
+    use rsa::traits::PrivateKeyParts;
+    let b = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+    let primes = key.primes();
+    if primes.len() != 2 {
+        return Err(BrokerError::Crypto(
+            "the RSA key must have two primes".into(),
+        ));
+    }
+    let (p, q) = (&primes[0], &primes[1]);
+    let one = rsa::BigUint::from(1u8);
+    let dp = key.d() % (p - &one);
+    let dq = key.d() % (q - &one);
+    let qi = key
+        .crt_coefficient()
+        .ok_or_else(|| BrokerError::Crypto("no CRT coefficient".into()))?;
+    let jwk = Zeroizing::new(
+        json!({"kty": "RSA-HSM", "n": b(key.n()), "e": b(key.e()), "d": b(key.d()),
+               "p": b(p), "q": b(q), "dp": b(&dp), "dq": b(&dq), "qi": b(&qi),
+               "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]})
+        .to_string(),
+    );
+    let url = format!(
+        "{}/keys/{}?api-version={AKV_API_VERSION}",
+        vault_base.trim_end_matches('/'),
+        urlencode(name)
+    );
+    let auth = Zeroizing::new(format!("Bearer {bearer}"));
+    let body = json!({
+        "key": serde_json::from_str::<Value>(&jwk).unwrap_or(Value::Null),
+        "hsm": true,
+        "attributes": {"exportable": true},
+        "release_policy": {"contentType": "application/json; charset=utf-8",
+                           "data": URL_SAFE_NO_PAD.encode(release_policy.to_string())},
+    });
+    let v = client
+        .call(
+            "PUT",
+            &url,
+            &[("Authorization", auth.as_str())],
+            Some(&body),
+            None,
+        )
+        .map_err(cloud)?;
+    v.pointer("/key/kid")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| proto("import.key.kid", "missing"))
+}
+
 /// Asks Key Vault to release key `name` (version `version`, empty for the latest) to the
 /// environment the MAA token describes, and returns the release JWS.
 ///

@@ -201,3 +201,35 @@ fn key_vault_without_a_bearer_token_is_unauthorized() {
         .to_string();
     assert!(err.contains("401 Unauthorized"), "{err}");
 }
+
+#[test]
+fn an_rsa_hsm_key_gives_the_dek_importkey_derives() {
+    let e = env(600, None);
+    let bearer = azure::imds_token(&e.client, &e.az.base, azure::VAULT_RESOURCE, None).unwrap();
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pol = policy(&e.az.base, &hex::encode(e.measurement));
+    azure::akv_import_rsa(&e.client, &e.az.base, "rsa-key", &bearer, &rsa_key, &pol).unwrap();
+    let (transfer, token) = attest(&e);
+    let jws = azure::akv_release(&e.client, &e.az.base, "rsa-key", "1", &bearer, &token).unwrap();
+    let payload = azure::verify_release_jws(
+        &jws,
+        Some(std::slice::from_ref(&e.az.ca)),
+        "localhost",
+        now(),
+    )
+    .unwrap();
+    let (kty, hsm) = azure::released_key(&payload).unwrap();
+    assert_eq!(kty, "RSA-HSM");
+    let released = ccr_keybroker::akv::unwrap_key_hsm(&hsm, &transfer).unwrap();
+    let salt = [7u8; 32];
+    let ours = ccr_keybroker::akv::dek_from_rsa_private_key(&released, &salt, b"rsa-key").unwrap();
+    // The provider derives the same DEK from the key it imported.
+    use rsa::pkcs8::EncodePrivateKey;
+    let theirs = ccr_keybroker::akv::dek_from_rsa_private_key(
+        rsa_key.to_pkcs8_der().unwrap().as_bytes(),
+        &salt,
+        b"rsa-key",
+    )
+    .unwrap();
+    assert_eq!(*ours, *theirs);
+}

@@ -287,3 +287,64 @@ fn the_key_vault_policy_ccr_derives_pins_host_data_compliance_and_vmpl() {
     assert!(claims.contains(&("x-ms-compliance-status", &json!("azure-compliant-uvm"))));
     assert!(claims.contains(&("x-ms-sevsnpvm-vmpl", &json!(0))));
 }
+
+#[test]
+fn an_importkey_rsa_key_is_imported_and_its_dek_derived() {
+    let w = world();
+    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![]);
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let rk = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pem_path = w.tmp.path().join("private_key.pem");
+    std::fs::write(
+        &pem_path,
+        rk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let pfile = w.tmp.path().join("p.json");
+    std::fs::write(
+        &pfile,
+        json!({"version": "1.0.0", "anyOf": [{"authority": c.az.base, "allOf": [
+            {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let client = CloudClient::new(
+        "Azure",
+        RetryPolicy::default(),
+        Some(std::slice::from_ref(&c.az.ca)),
+    );
+    let bearer = azure::imds_token(&client, &c.az.base, azure::VAULT_RESOURCE, None).unwrap();
+    let salt = "0f".repeat(32);
+    let dek_out = w.tmp.path().join("derived.dek");
+    let said = ccr_ok(
+        &[
+            ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string()),
+            ("CCR_AZURE_TOKEN", bearer.to_string()),
+        ],
+        &[
+            "keys",
+            "import",
+            "--azure",
+            "--vault",
+            &c.az.base,
+            "--name",
+            "rsa-key",
+            "--rsa-key",
+            pem_path.to_str().unwrap(),
+            "--salt",
+            &salt,
+            "--dek-out",
+            dek_out.to_str().unwrap(),
+            "--policy",
+            pfile.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("imported"), "{said}");
+    let want = ccr_keybroker::akv::dek_from_rsa_private_key(
+        rk.to_pkcs8_der().unwrap().as_bytes(),
+        &hex::decode(&salt).unwrap(),
+        b"rsa-key",
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&dek_out).unwrap(), want.to_vec());
+}

@@ -202,16 +202,51 @@ async fn import(
         );
     }
     let kty = body["key"]["kty"].as_str().unwrap_or("").to_string();
-    let material = URL_SAFE_NO_PAD
-        .decode(body["key"]["k"].as_str().unwrap_or(""))
-        .unwrap_or_default();
-    if kty != "oct-HSM" || material.len() != 32 {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "BadParameter",
-            "only 256-bit oct-HSM keys are supported here",
-        );
-    }
+    let big = |f: &str| {
+        rsa::BigUint::from_bytes_be(
+            &URL_SAFE_NO_PAD
+                .decode(body["key"][f].as_str().unwrap_or(""))
+                .unwrap_or_default(),
+        )
+    };
+    let material = match kty.as_str() {
+        "oct-HSM" => {
+            let k = URL_SAFE_NO_PAD
+                .decode(body["key"]["k"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            if k.len() != 32 {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    "only 256-bit oct-HSM keys are supported here",
+                );
+            }
+            k
+        }
+        // The released target of an RSA-HSM key is its PKCS#8 private key.
+        "RSA-HSM" => match rsa::RsaPrivateKey::from_components(
+            big("n"),
+            big("e"),
+            big("d"),
+            vec![big("p"), big("q")],
+        ) {
+            Ok(k) => k.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+            Err(e) => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    format!("invalid RSA key: {e}"),
+                );
+            }
+        },
+        other => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "BadParameter",
+                format!("unsupported kty {other}"),
+            );
+        }
+    };
     if body["attributes"]["exportable"] != json!(true) {
         return err(
             StatusCode::BAD_REQUEST,

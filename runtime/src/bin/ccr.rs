@@ -171,9 +171,23 @@ enum KeysCmd {
         /// The key's name in the vault (the contract's kid).
         #[arg(long)]
         name: String,
-        /// The 32-byte key file.
+        /// The 32-byte key file: imported as an oct-HSM key.
+        #[arg(long, required_unless_present = "rsa_key", conflicts_with = "rsa_key")]
+        key: Option<PathBuf>,
+        /// An RSA private key (PKCS#8 PEM, as importkey makes): imported as an RSA-HSM key; the
+        /// DEK is HKDF-SHA256 of its private exponent with --salt and --label, written to
+        /// --dek-out (seal the dataset with it).
+        #[arg(long, requires_all = ["salt", "dek_out"])]
+        rsa_key: Option<PathBuf>,
+        /// RSA-HSM: the public HKDF salt (hex; the contract's key `salt`).
         #[arg(long)]
-        key: PathBuf,
+        salt: Option<String>,
+        /// RSA-HSM: the HKDF label (default: --name; the contract's key `label`).
+        #[arg(long)]
+        label: Option<String>,
+        /// RSA-HSM: where to write the derived 32-byte DEK (must not exist).
+        #[arg(long)]
+        dek_out: Option<PathBuf>,
         /// The Key Vault release policy (`ccr policy derive --for azure`).
         #[arg(long)]
         policy: PathBuf,
@@ -539,11 +553,14 @@ fn run(cli: Cli) -> Result<()> {
             vault,
             name,
             key,
+            rsa_key,
+            salt,
+            label,
+            dek_out,
             policy,
             imds,
             cloud_ca,
         }) => {
-            let k = read_key(&key)?;
             let p = read_json(&policy)?;
             ReleasePolicy::from_json(p.to_string().as_bytes())
                 .with_context(|| format!("release policy {}", policy.display()))?;
@@ -559,14 +576,46 @@ fn run(cli: Cli) -> Result<()> {
                     "no Key Vault token: set CCR_AZURE_TOKEN (az account get-access-token --resource https://vault.azure.net) or pass --imds",
                 )?),
             };
-            let kid = ccr_keybroker::azure::akv_import_oct(
-                &client,
-                &vault,
-                &name,
-                &token,
-                k.as_bytes(),
-                &p,
-            )?;
+            let kid = match (key, rsa_key) {
+                (Some(key), _) => {
+                    let k = read_key(&key)?;
+                    ccr_keybroker::azure::akv_import_oct(
+                        &client,
+                        &vault,
+                        &name,
+                        &token,
+                        k.as_bytes(),
+                        &p,
+                    )?
+                }
+                (None, Some(pem)) => {
+                    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+                    let text = Zeroizing::new(
+                        std::fs::read_to_string(&pem)
+                            .with_context(|| format!("reading {}", pem.display()))?,
+                    );
+                    let rk = rsa::RsaPrivateKey::from_pkcs8_pem(&text).with_context(|| {
+                        format!("{}: not a PKCS#8 RSA private key", pem.display())
+                    })?;
+                    let salt =
+                        hex::decode(salt.as_deref().unwrap_or("")).context("--salt: not hex")?;
+                    let label = label.unwrap_or_else(|| name.clone());
+                    let der = rk.to_pkcs8_der().context("encoding the RSA key")?;
+                    let dek = ccr_keybroker::akv::dek_from_rsa_private_key(
+                        der.as_bytes(),
+                        &salt,
+                        label.as_bytes(),
+                    )?;
+                    let out = dek_out.context("--dek-out is required with --rsa-key")?;
+                    let kid = ccr_keybroker::azure::akv_import_rsa(
+                        &client, &vault, &name, &token, &rk, &p,
+                    )?;
+                    write_new_private(&out, &dek[..])?;
+                    println!("derived the DEK into {}", out.display());
+                    kid
+                }
+                (None, None) => bail!("give --key or --rsa-key"),
+            };
             println!("imported {kid}");
         }
         Cmd::Keys(KeysCmd::Wrap {
