@@ -28,6 +28,8 @@ use crate::error::BrokerError;
 
 /// MAA's API version for SEV-SNP attestation.
 pub const MAA_API_VERSION: &str = "2022-08-01";
+/// MAA's API version for TDX attestation.
+pub const MAA_TDX_API_VERSION: &str = "2023-04-01-preview";
 /// Key Vault's API version for key release.
 pub const AKV_API_VERSION: &str = "7.4";
 /// IMDS's API version for managed identity tokens.
@@ -141,6 +143,35 @@ pub fn maa_attest_snp(
     });
     let url = format!(
         "{}/attest/SevSnpVm?api-version={MAA_API_VERSION}",
+        maa_base.trim_end_matches('/')
+    );
+    let v = client
+        .call("POST", &url, &[], Some(&body), None)
+        .map_err(cloud)?;
+    v.get("token")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| proto("MAA.token", "missing"))
+}
+
+/// Attests a TD quote to MAA (`POST {maa}/attest/TdxVm?api-version=2023-04-01-preview`, body
+/// `{"quote": base64url, "runtimeData": {"data": base64url, "dataType": "JSON"}}`) and returns
+/// the MAA token. The quote's `REPORTDATA` must be [`maa_report_data`] of `runtime_data`.
+///
+/// # Errors
+/// As [`maa_attest_snp`].
+pub fn maa_attest_tdx(
+    client: &CloudClient,
+    maa_base: &str,
+    quote: &[u8],
+    runtime_data: &[u8],
+) -> Result<String, BrokerError> {
+    let body = json!({
+        "quote": URL_SAFE_NO_PAD.encode(quote),
+        "runtimeData": {"data": URL_SAFE_NO_PAD.encode(runtime_data), "dataType": "JSON"},
+    });
+    let url = format!(
+        "{}/attest/TdxVm?api-version={MAA_TDX_API_VERSION}",
         maa_base.trim_end_matches('/')
     );
     let v = client

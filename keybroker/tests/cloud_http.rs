@@ -180,3 +180,31 @@ fn an_untrusted_certificate_is_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("GCP STS: unreachable"), "{e}");
 }
+
+#[test]
+fn maa_tdx_attestation_sends_the_quote_and_runtime_data_in_maas_shape() {
+    let s = start(vec![Reply::json(200, json!({"token": "eyJ.maa.token"}))]);
+    let quote = [4u8, 0, 2, 0, 0x81, 0, 0, 0, 9, 9];
+    let rt = br#"{"keys":[]}"#;
+    let t = ccr_keybroker::azure::maa_attest_tdx(
+        &client(&s, Duration::from_secs(10)),
+        &s.base,
+        &quote,
+        rt,
+    )
+    .unwrap();
+    assert_eq!(t, "eyJ.maa.token");
+    let seen = s.seen.lock().unwrap();
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].uri, "/attest/TdxVm?api-version=2023-04-01-preview");
+    let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    assert_eq!(b64.decode(body["quote"].as_str().unwrap()).unwrap(), quote);
+    assert_eq!(
+        b64.decode(body["runtimeData"]["data"].as_str().unwrap())
+            .unwrap(),
+        rt
+    );
+    assert_eq!(body["runtimeData"]["dataType"], "JSON");
+}

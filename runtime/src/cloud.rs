@@ -37,6 +37,9 @@ pub struct CloudOptions {
     pub imds: String,
     /// A user-assigned managed identity's client id.
     pub azure_client_id: Option<String>,
+    /// A Key Vault bearer token given in the environment (`CCR_AZURE_TOKEN`), used instead of
+    /// IMDS.
+    pub azure_token: Option<Zeroizing<String>>,
     /// The GCP STS base URL.
     pub sts: String,
     /// The Cloud KMS base URL (a key's `endpoint` overrides it).
@@ -51,6 +54,7 @@ impl Default for CloudOptions {
             roots: None,
             imds: azure::IMDS_BASE.into(),
             azure_client_id: None,
+            azure_token: None,
             sts: gcp::STS_BASE.into(),
             kms: gcp::KMS_BASE.into(),
             cs_socket: ccr_attest::attester::CS_SOCKET.into(),
@@ -110,38 +114,52 @@ pub fn release_azure(
     let ev = attester
         .evidence(&azure::maa_report_data(&runtime_data))
         .map_err(|e| JobError::Attest(e.to_string()))?;
-    let snp = ccr_attest::SnpEvidence::from_json(&ev).map_err(|_| {
-        JobError::Attest(format!(
-            "Azure Secure Key Release needs SEV-SNP evidence (MAA SevSnpVm); platform {} gives none",
-            attester.platform()
-        ))
-    })?;
     let b64 = |f: &str, s: &str| {
         ccr_attest::evidence::b64(f, s).map_err(|e| JobError::Attest(e.to_string()))
     };
-    let report = b64("report", &snp.report)?;
-    let mut chain = String::new();
-    let mut ders = Vec::new();
-    if let Some(v) = &snp.vek {
-        ders.push(b64("vek", v)?);
+    // What MAA is sent: an SNP report with its VCEK chain (SevSnpVm), or a TD quote (TdxVm).
+    enum ForMaa {
+        Snp {
+            report: Vec<u8>,
+            chain: String,
+            uvm: Option<Vec<u8>>,
+        },
+        Tdx(Vec<u8>),
     }
-    for c in &snp.cert_chain {
-        ders.push(b64("cert_chain", &c.data)?);
-    }
-    for d in ders {
-        chain.push_str("-----BEGIN CERTIFICATE-----\n");
-        let text = base64::engine::general_purpose::STANDARD.encode(d);
-        for line in text.as_bytes().chunks(64) {
-            chain.push_str(&String::from_utf8_lossy(line));
-            chain.push('\n');
+    let for_maa = if let Some(q) = ev.get("quote").and_then(serde_json::Value::as_str) {
+        ForMaa::Tdx(b64("quote", q)?)
+    } else {
+        let snp = ccr_attest::SnpEvidence::from_json(&ev).map_err(|_| {
+            JobError::Attest(format!(
+                "Azure Secure Key Release needs SEV-SNP or TDX evidence for MAA; platform {} gives neither",
+                attester.platform()
+            ))
+        })?;
+        let report = b64("report", &snp.report)?;
+        let mut chain = String::new();
+        let mut ders = Vec::new();
+        if let Some(v) = &snp.vek {
+            ders.push(b64("vek", v)?);
         }
-        chain.push_str("-----END CERTIFICATE-----\n");
-    }
-    let uvm = snp
-        .reference_info
-        .as_deref()
-        .map(|r| b64("reference_info", r))
-        .transpose()?;
+        for c in &snp.cert_chain {
+            ders.push(b64("cert_chain", &c.data)?);
+        }
+        for d in ders {
+            chain.push_str("-----BEGIN CERTIFICATE-----\n");
+            let text = base64::engine::general_purpose::STANDARD.encode(d);
+            for line in text.as_bytes().chunks(64) {
+                chain.push_str(&String::from_utf8_lossy(line));
+                chain.push('\n');
+            }
+            chain.push_str("-----END CERTIFICATE-----\n");
+        }
+        let uvm = snp
+            .reference_info
+            .as_deref()
+            .map(|r| b64("reference_info", r))
+            .transpose()?;
+        ForMaa::Snp { report, chain, uvm }
+    };
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
     let mut bearer: Option<Zeroizing<String>> = None;
     let mut out = Vec::new();
@@ -150,28 +168,32 @@ pub fn release_azure(
         let r = rel(what, kid);
         let maa = url(&key.properties.authority.endpoint);
         if !tokens.contains_key(&maa) {
-            let t = azure::maa_attest_snp(
-                &client,
-                &maa,
-                &report,
-                &chain,
-                &runtime_data,
-                uvm.as_deref(),
-            )
+            let t = match &for_maa {
+                ForMaa::Snp { report, chain, uvm } => azure::maa_attest_snp(
+                    &client,
+                    &maa,
+                    report,
+                    chain,
+                    &runtime_data,
+                    uvm.as_deref(),
+                ),
+                ForMaa::Tdx(quote) => azure::maa_attest_tdx(&client, &maa, quote, &runtime_data),
+            }
             .map_err(&r)?;
             info!(maa = %maa, "attested to Microsoft Azure Attestation");
             tokens.insert(maa.clone(), t);
         }
         if bearer.is_none() {
-            bearer = Some(
-                azure::imds_token(
+            bearer = Some(match &opts.azure_token {
+                Some(t) => t.clone(),
+                None => azure::imds_token(
                     &client,
                     &opts.imds,
                     azure::VAULT_RESOURCE,
                     opts.azure_client_id.as_deref(),
                 )
                 .map_err(&r)?,
-            );
+            });
         }
         let vault = url(&key.properties.endpoint);
         let (name, version) = kid.split_once('/').unwrap_or((kid.as_str(), ""));

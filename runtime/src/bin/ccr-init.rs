@@ -122,6 +122,9 @@ fn main() {
         roots,
         imds: args.azure_imds,
         azure_client_id: args.azure_client_id,
+        azure_token: std::env::var("CCR_AZURE_TOKEN")
+            .ok()
+            .map(zeroize::Zeroizing::new),
         sts: args.gcp_sts,
         kms: args.gcp_kms,
         cs_socket: args.cs_socket,
