@@ -258,12 +258,9 @@ pub fn akv_import_rsa(
     let qi = key
         .crt_coefficient()
         .ok_or_else(|| BrokerError::Crypto("no CRT coefficient".into()))?;
-    let jwk = Zeroizing::new(
-        json!({"kty": "RSA-HSM", "n": b(key.n()), "e": b(key.e()), "d": b(key.d()),
-               "p": b(p), "q": b(q), "dp": b(&dp), "dq": b(&dq), "qi": b(&qi),
-               "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]})
-        .to_string(),
-    );
+    let jwk = json!({"kty": "RSA-HSM", "n": b(key.n()), "e": b(key.e()), "d": b(key.d()),
+           "p": b(p), "q": b(q), "dp": b(&dp), "dq": b(&dq), "qi": b(&qi),
+           "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
     let url = format!(
         "{}/keys/{}?api-version={AKV_API_VERSION}",
         vault_base.trim_end_matches('/'),
@@ -271,7 +268,7 @@ pub fn akv_import_rsa(
     );
     let auth = Zeroizing::new(format!("Bearer {bearer}"));
     let body = json!({
-        "key": serde_json::from_str::<Value>(&jwk).unwrap_or(Value::Null),
+        "key": jwk,
         "hsm": true,
         "attributes": {"exportable": true},
         "release_policy": {"contentType": "application/json; charset=utf-8",

@@ -28,7 +28,7 @@ use crate::job::JobError;
 
 /// Where the cloud services are and what TLS roots to trust (defaults: the public endpoints and
 /// the web PKI).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CloudOptions {
     /// Trust only these roots (DER) for cloud endpoints and Key Vault's release JWS; `None`:
     /// the public web PKI.
@@ -46,6 +46,21 @@ pub struct CloudOptions {
     pub kms: String,
     /// The Confidential Space launcher socket.
     pub cs_socket: PathBuf,
+}
+
+impl std::fmt::Debug for CloudOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("CloudOptions")
+            .field("roots", &self.roots.as_ref().map(Vec::len))
+            .field("imds", &self.imds)
+            .field("azure_client_id", &self.azure_client_id)
+            .field("azure_token", &self.azure_token.as_ref().map(|_| "<set>"))
+            .field("sts", &self.sts)
+            .field("kms", &self.kms)
+            .field("cs_socket", &self.cs_socket)
+            .finish()
+    }
 }
 
 impl Default for CloudOptions {
@@ -261,7 +276,7 @@ pub fn release_gcp(
     let token = launcher
         .evidence(&nonce)
         .map_err(|e| JobError::Attest(format!("Confidential Space token: {e}")))?;
-    let token = token["token"].as_str().unwrap_or("").to_string();
+    let token = Zeroizing::new(token["token"].as_str().unwrap_or("").to_string());
     let mut federated: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
     let mut out = Vec::new();
     for (what, id, key) in items {
