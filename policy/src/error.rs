@@ -30,6 +30,12 @@ pub enum PolicyError {
         /// What is wrong.
         reason: String,
     },
+    /// A Rego policy does not parse or fails at evaluation (the message gives line and column).
+    #[error("Rego: {reason}")]
+    Rego {
+        /// regorus's message.
+        reason: String,
+    },
     /// A key (JWK or PEM) is malformed or unsupported.
     #[error("key: {reason}")]
     Key {

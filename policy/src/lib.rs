@@ -12,9 +12,11 @@
 
 pub mod contract;
 pub mod error;
+pub mod rego;
 pub mod release;
 pub mod sign;
 
 pub use contract::{Contract, VerifiedContract, pipeline_digest};
 pub use error::PolicyError;
+pub use rego::{RegoPolicy, to_rego};
 pub use release::{Allow, Decision, ReleasePolicy};

@@ -343,7 +343,14 @@ enum PolicyCmd {
         #[arg(long)]
         image_digest: Option<String>,
     },
-    /// Evaluate a policy over a claims JSON object.
+    /// Translate a JSON release policy into an equivalent Rego module (package ccr, rule
+    /// allow; input {"claims", "authority"}).
+    ToRego {
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Evaluate a policy (JSON grammar, or Rego when the file ends in .rego) over a claims JSON
+    /// object.
     Eval {
         #[arg(long)]
         policy: PathBuf,
@@ -835,6 +842,28 @@ fn run(cli: Cli) -> Result<()> {
             }
             ReleasePolicy::from_json(p.to_string().as_bytes())?;
             println!("{}", serde_json::to_string_pretty(&p)?);
+        }
+        Cmd::Policy(PolicyCmd::ToRego { policy }) => {
+            let p = ReleasePolicy::from_json(
+                &std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?,
+            )?;
+            print!("{}", ccr_policy::to_rego(&p));
+        }
+        Cmd::Policy(PolicyCmd::Eval {
+            policy,
+            claims,
+            authority,
+        }) if policy.extension().is_some_and(|e| e == "rego") => {
+            let text = std::fs::read_to_string(&policy)
+                .with_context(|| format!("reading {}", policy.display()))?;
+            let r = ccr_policy::RegoPolicy::from_source(&policy.display().to_string(), &text)?;
+            let c = read_json(&claims)?;
+            if r.evaluate(&c, &authority)? {
+                println!("allow\ndata.ccr.allow is true");
+            } else {
+                println!("deny\ndata.ccr.allow is not true");
+                std::process::exit(3);
+            }
         }
         Cmd::Policy(PolicyCmd::Eval {
             policy,
