@@ -113,6 +113,116 @@ impl std::fmt::Display for Platform {
     }
 }
 
+/// Every fixed claim name [`Claims::to_policy_input`] can produce, for policy checking.
+pub const CLAIM_NAMES: &[&str] = &[
+    // Common.
+    "platform",
+    "report_data",
+    "measurement",
+    "host_data",
+    "debug",
+    "tcb_status",
+    "x-ms-attestation-type",
+    // SEV-SNP.
+    "report_version",
+    "policy",
+    "migrate_ma",
+    "smt",
+    "vmpl",
+    "guest_svn",
+    "family_id",
+    "image_id",
+    "id_key_digest",
+    "chip_id",
+    "signing_key",
+    "product",
+    "tcb.bootloader",
+    "tcb.tee",
+    "tcb.snp",
+    "tcb.microcode",
+    "x-ms-sevsnpvm-launchmeasurement",
+    "x-ms-sevsnpvm-hostdata",
+    "x-ms-sevsnpvm-reportdata",
+    "x-ms-sevsnpvm-is-debuggable",
+    "x-ms-sevsnpvm-vmpl",
+    "x-ms-sevsnpvm-guestsvn",
+    "x-ms-sevsnpvm-familyId",
+    "x-ms-sevsnpvm-imageId",
+    "x-ms-sevsnpvm-idkeydigest",
+    "x-ms-sevsnpvm-authorkeydigest",
+    "x-ms-sevsnpvm-chipid",
+    "x-ms-sevsnpvm-bootloader-svn",
+    "x-ms-sevsnpvm-tee-svn",
+    "x-ms-sevsnpvm-snpfw-svn",
+    "x-ms-sevsnpvm-microcode-svn",
+    "x-ms-sevsnpvm-migration-allowed",
+    "x-ms-sevsnpvm-smt-allowed",
+    // MAA only (Key Vault policies): the compliance status MAA adds.
+    "x-ms-compliance-status",
+    // TDX.
+    "quote_version",
+    "mrtd",
+    "rtmr0",
+    "rtmr1",
+    "rtmr2",
+    "rtmr3",
+    "mr_config_id",
+    "mr_owner",
+    "mr_owner_config",
+    "mr_seam",
+    "td_attributes",
+    "xfam",
+    "tee_tcb_svn",
+    "advisory_ids",
+    "collateral",
+    "tdx_mrtd",
+    "tdx_rtmr0",
+    "tdx_rtmr1",
+    "tdx_rtmr2",
+    "tdx_rtmr3",
+    "tdx_mrconfigid",
+    "tdx_mrowner",
+    "tdx_mrownerconfig",
+    "tdx_mrseam",
+    "tdx_report_data",
+    "tdx_td_attributes_debug",
+    "tdx_xfam",
+    "attester_tcb_status",
+    // Confidential Space token (top level; nested ones under `submods.`).
+    "iss",
+    "aud",
+    "sub",
+    "exp",
+    "iat",
+    "nbf",
+    "eat_nonce",
+    "eat_profile",
+    "secboot",
+    "oemid",
+    "hwmodel",
+    "swname",
+    "swversion",
+    "dbgstat",
+    "google_service_accounts",
+    "submods",
+];
+
+/// Prefixes of the claim-name families [`Claims::to_policy_input`] produces: vTPM PCRs, the
+/// Azure runtime data, the nested TEE claims of Azure CVMs, Confidential Space's `submods`,
+/// ACI's security context.
+pub const CLAIM_PREFIXES: &[&str] = &[
+    "pcr.",
+    "x-ms-runtime.",
+    "x-ms-isolation-tee.",
+    "submods.",
+    "aci.",
+];
+
+/// Whether `name` is a claim [`Claims::to_policy_input`] can produce.
+pub fn is_claim_name(name: &str) -> bool {
+    CLAIM_NAMES.contains(&name) || CLAIM_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// Verified claims, in one vocabulary across platforms. Hex strings are lowercase.
 ///
 /// | claim | snp / sim | tdx | az-snp-vtpm | az-tdx-vtpm | gcp-cs |

@@ -592,3 +592,35 @@ fn trustee_shaped_snp_evidence_verifies_like_ours() {
     );
     assert!(Evidence::from_kbs("snp", &bad).unwrap().verify(&t).is_err());
 }
+
+#[test]
+fn every_claim_name_the_verifiers_produce_is_in_the_vocabulary() {
+    let Some(dir) = vectors() else { return };
+    let mut t = Trust::new();
+    t.at = Some(AT_2025_07_01);
+    t.add_file(&dir.join("snp/report-1.vcek.der")).unwrap();
+    t.add_file(&dir.join("tdx/quote-1.collateral.json"))
+        .unwrap();
+    t.add_file(&dir.join("aci/uvm_host_amd_certificate.json"))
+        .unwrap();
+    let mut checked = 0;
+    for f in [
+        "snp/report-1.bin",
+        "tdx/quote-1.bin",
+        "aci/snp_report.bin",
+        "az-snp-vtpm/evidence-v1.json",
+    ] {
+        let v = Evidence::sniff(&read(&dir.join(f)))
+            .unwrap()
+            .verify(&t)
+            .unwrap();
+        for k in v.claims().to_policy_input().as_object().unwrap().keys() {
+            assert!(
+                ccr_attest::is_claim_name(k),
+                "{f}: claim `{k}` is not in CLAIM_NAMES"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 150, "{checked}");
+}

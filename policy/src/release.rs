@@ -404,6 +404,75 @@ impl ReleasePolicy {
         }
     }
 
+    /// Warnings a policy author should see (the policy still parses): claims no verifier
+    /// produces (with the closest known name, by Jaro-Winkler similarity), and groups that can
+    /// never hold because an `allOf` requires one claim to equal two different values.
+    /// `is_known` says whether a claim name exists; `names` are the fixed names to suggest from.
+    pub fn lint(&self, is_known: &dyn Fn(&str) -> bool, names: &[&str]) -> Vec<String> {
+        fn walk(
+            path: &str,
+            nodes: &[Node],
+            all: bool,
+            is_known: &dyn Fn(&str) -> bool,
+            names: &[&str],
+            out: &mut Vec<String>,
+        ) {
+            let mut seen: Vec<(&str, &Value)> = Vec::new();
+            for (i, n) in nodes.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                match n {
+                    Node::Condition(c) => {
+                        if !is_known(&c.claim) {
+                            let best = names
+                                .iter()
+                                .map(|k| (strsim::jaro_winkler(k, &c.claim), *k))
+                                .max_by(|a, b| a.0.total_cmp(&b.0));
+                            let hint = match best {
+                                Some((score, k)) if score > 0.8 => {
+                                    format!("; did you mean `{k}`?")
+                                }
+                                _ => String::new(),
+                            };
+                            out.push(format!(
+                                "{p}: claim `{}` is not produced by any verifier{hint}",
+                                c.claim
+                            ));
+                        }
+                        if all && let Some(v) = &c.equals {
+                            if let Some((_, other)) = seen
+                                .iter()
+                                .find(|(k, w)| *k == c.claim && !values_equal(v, w))
+                            {
+                                out.push(format!(
+                                    "{p}: can never hold: `{}` must also equal {} in the same allOf",
+                                    c.claim,
+                                    short(other)
+                                ));
+                            }
+                            seen.push((&c.claim, v));
+                        }
+                    }
+                    Node::Group(g) => {
+                        if let Some(a) = &g.all_of {
+                            walk(&format!("{p}.allOf"), a, true, is_known, names, out);
+                        }
+                        if let Some(a) = &g.any_of {
+                            walk(&format!("{p}.anyOf"), a, false, is_known, names, out);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(a) = &self.all_of {
+            walk("allOf", a, true, is_known, names, &mut out);
+        }
+        if let Some(a) = &self.any_of {
+            walk("anyOf", a, false, is_known, names, &mut out);
+        }
+        out
+    }
+
     /// The release policy ccr derives for a platform and a reference measurement: the platform,
     /// the measurement, debugging off, and where the platform reports them VMPL 0 (SNP, sim,
     /// Azure SNP CVMs: a report from a less privileged VMPL may come from software beside the
@@ -554,5 +623,29 @@ mod tests {
             serde_json::from_value(json!({"version": "1.0.0", "allOf": [{"claim": "tcb.snp"}]}))
                 .unwrap();
         assert!(neither.check().is_err());
+    }
+
+    #[test]
+    fn lint_names_unknown_claims_with_a_suggestion_and_contradictions() {
+        let p = pol(
+            json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
+            {"claim": "x-ms-sevsnpvm-hostdta", "equals": "aa"},
+            {"claim": "platform", "equals": "snp"},
+            {"claim": "platform", "equals": "tdx"}]}]}),
+        );
+        let names = ["platform", "x-ms-sevsnpvm-hostdata", "measurement"];
+        let w = p.lint(&|n| names.contains(&n), &names);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("did you mean `x-ms-sevsnpvm-hostdata`"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("anyOf[0].allOf[2]: can never hold"),
+            "{w:?}"
+        );
+        let ok =
+            pol(json!({"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "snp"}]}));
+        assert!(ok.lint(&|n| names.contains(&n), &names).is_empty());
     }
 }

@@ -1,0 +1,95 @@
+//! `ccr policy check`, `fmt`, `to-rego` and `eval` as a policy author uses them.
+
+mod common;
+
+use std::process::Command;
+
+use common::ccr;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let o = Command::new(ccr()).args(args).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn check_reports_position_unknown_claims_and_contradictions() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"version\": \"1.0.0\",\n \"anyOf\": [\n  {\"claim\" \"x\"}]}\n",
+    )
+    .unwrap();
+    let (code, out) = run(&["policy", "check", "--policy", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("bad.json:3:12: expected `:`"), "{out}");
+    let p = d.path().join("p.json");
+    std::fs::write(
+        &p,
+        r#"{"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
+            {"claim": "x-ms-sevsnpvm-hostdta", "equals": "aa"},
+            {"claim": "vmpl", "equals": 0}, {"claim": "vmpl", "equals": 1}]}]}"#,
+    )
+    .unwrap();
+    let (code, out) = run(&["policy", "check", "--policy", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("did you mean `x-ms-sevsnpvm-hostdata`?"),
+        "{out}"
+    );
+    assert!(out.contains("anyOf[0].allOf[2]: can never hold"), "{out}");
+    assert!(out.contains("ok, 2 warning(s)"), "{out}");
+    // Structure errors name the clause.
+    std::fs::write(&p, r#"{"version": "1.0.0", "anyOf": []}"#).unwrap();
+    let (code, out) = run(&["policy", "check", "--policy", p.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("anyOf") && out.contains("empty"), "{out}");
+}
+
+#[test]
+fn to_rego_and_eval_agree() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p.json");
+    std::fs::write(
+        &p,
+        r#"{"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "snp"}, {"claim": "tcb.snp", "atLeast": 8}]}"#,
+    )
+    .unwrap();
+    let (code, rego) = run(&["policy", "to-rego", "--policy", p.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let r = d.path().join("p.rego");
+    std::fs::write(&r, rego).unwrap();
+    let (code, out) = run(&["policy", "check", "--policy", r.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    for (claims, want) in [
+        (r#"{"platform": "snp", "tcb.snp": 9}"#, 0),
+        (r#"{"platform": "snp", "tcb.snp": 7}"#, 3),
+    ] {
+        let c = d.path().join("c.json");
+        std::fs::write(&c, claims).unwrap();
+        for policy in [&p, &r] {
+            let (code, out) = run(&[
+                "policy",
+                "eval",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--claims",
+                c.to_str().unwrap(),
+            ]);
+            assert_eq!(code, want, "{} on {claims}: {out}", policy.display());
+        }
+    }
+    // fmt is stable.
+    let (_, once) = run(&["policy", "fmt", "--policy", p.to_str().unwrap()]);
+    std::fs::write(&p, &once).unwrap();
+    let (_, twice) = run(&["policy", "fmt", "--policy", p.to_str().unwrap()]);
+    assert_eq!(once, twice);
+    assert!(once.starts_with("{\n  \"version\": \"1.0.0\""), "{once}");
+}
