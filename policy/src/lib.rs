@@ -14,6 +14,7 @@ pub mod contract;
 pub mod error;
 pub mod rego;
 pub mod release;
+pub mod schema;
 pub mod sign;
 
 pub use contract::{Contract, VerifiedContract, pipeline_digest};

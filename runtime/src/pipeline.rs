@@ -22,6 +22,10 @@ pub struct PipelineConfig {
     pub pipeline: Vec<Step>,
 }
 
+/// The pipeline config's JSON Schema (draft 2020-12), published as
+/// `runtime/schema/pipeline_config.schema.json`; validate with `ccr_policy::schema::errors`.
+pub const SCHEMA: &str = include_str!("../schema/pipeline_config.schema.json");
+
 /// A step, tagged by `name`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "name", content = "config", deny_unknown_fields)]

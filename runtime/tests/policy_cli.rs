@@ -93,3 +93,61 @@ fn to_rego_and_eval_agree() {
     assert_eq!(once, twice);
     assert!(once.starts_with("{\n  \"version\": \"1.0.0\""), "{once}");
 }
+
+#[test]
+fn contract_check_validates_against_the_schemas_then_the_semantics() {
+    let d = tempfile::tempdir().unwrap();
+    let ex = common::examples().join("breast-cancer");
+    let c = d.path().join("contract.json");
+    let p = d.path().join("pipeline_config.json");
+    std::fs::copy(ex.join("contract.template.json"), &c).unwrap();
+    std::fs::copy(ex.join("pipeline_config.json"), &p).unwrap();
+    let (cs, ps) = (c.to_str().unwrap(), p.to_str().unwrap());
+    // The template passes the schema; its empty public keys fail the semantic check.
+    let (code, out) = run(&["contract", "check", "--contract", cs, "--pipeline", ps]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("parties[0].publicKey"), "{out}");
+    // Completed by the parties: keys and the pipeline digest.
+    for party in ["hospital-a", "hospital-b", "research-lab"] {
+        let k = d.path().join(format!("{party}.pem"));
+        run(&["contract", "keygen", "--out", k.to_str().unwrap()]);
+        let (code, out) = run(&[
+            "contract",
+            "set-party",
+            "--contract",
+            cs,
+            "--party",
+            party,
+            "--key",
+            k.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let (code, out) = run(&["contract", "check", "--contract", cs, "--pipeline", ps]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("pipelineDigest"), "{out}");
+    run(&[
+        "contract",
+        "set-pipeline",
+        "--contract",
+        cs,
+        "--pipeline",
+        ps,
+    ]);
+    let (code, out) = run(&["contract", "check", "--contract", cs, "--pipeline", ps]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("signatures: ") && out.contains(": ok"),
+        "{out}"
+    );
+    // A pipeline with a field ccr does not read: the schema names it.
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    v["pipeline"][1]["config"]["learning_rate"] = serde_json::json!(0.1);
+    std::fs::write(&p, v.to_string()).unwrap();
+    let (code, out) = run(&["contract", "check", "--contract", cs, "--pipeline", ps]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("/pipeline/1/config") && out.contains("learning_rate"),
+        "{out}"
+    );
+}

@@ -297,6 +297,15 @@ enum ContractCmd {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Check a contract (and its pipeline config) while editing: JSON Schema errors with their
+    /// JSON pointer, then the semantic checks; prints the signature status without failing on
+    /// missing signatures. Exit status 2 on an error.
+    Check {
+        #[arg(long)]
+        contract: PathBuf,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
     /// Verify signatures and validity (and the pipeline digest when given).
     Verify {
         #[arg(long)]
@@ -770,6 +779,49 @@ fn run(cli: Cli) -> Result<()> {
             })?);
             write_atomic(&contract, &serde_json::to_vec_pretty(&v)?, false)?;
             println!("signed contract {} as {party}", c.id);
+        }
+        Cmd::Contract(ContractCmd::Check { contract, pipeline }) => {
+            let mut errors = Vec::new();
+            let cv = read_json(&contract)?;
+            for e in ccr_policy::schema::contract_errors(&cv) {
+                errors.push(format!("{}: {e}", contract.display()));
+            }
+            let pv = pipeline.as_deref().map(read_json).transpose()?;
+            if let (Some(p), Some(v)) = (&pipeline, &pv) {
+                for e in ccr_policy::schema::errors(ccr_runtime::pipeline::SCHEMA, v) {
+                    errors.push(format!("{}: {e}", p.display()));
+                }
+            }
+            if errors.is_empty() {
+                match load_contract(&contract) {
+                    Ok(c) => {
+                        if let (Some(p), Some(v)) = (&pipeline, &pv) {
+                            if let Err(e) = ccr_runtime::pipeline::Pipeline::from_value(v) {
+                                errors.push(format!("{}: {e}", p.display()));
+                            } else if ccr_policy::pipeline_digest(v) != c.pipeline_digest {
+                                errors.push(format!(
+                                    "{}: pipelineDigest {} is not the pipeline's {}",
+                                    contract.display(),
+                                    c.pipeline_digest,
+                                    ccr_policy::pipeline_digest(v)
+                                ));
+                            }
+                        }
+                        match c.verify(chrono::Utc::now()) {
+                            Ok(_) => println!("signatures: all parties signed, valid now"),
+                            Err(e) => println!("signatures: {e}"),
+                        }
+                    }
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+            }
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            if !errors.is_empty() {
+                std::process::exit(2);
+            }
+            println!("{}: ok", contract.display());
         }
         Cmd::Contract(ContractCmd::Verify { contract, pipeline }) => {
             let c = load_contract(&contract)?;
