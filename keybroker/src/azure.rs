@@ -200,6 +200,21 @@ pub fn akv_import_oct(
     key: &[u8; 32],
     release_policy: &Value,
 ) -> Result<String, BrokerError> {
+    let jwk = json!({"kty": "oct-HSM", "k": URL_SAFE_NO_PAD.encode(key),
+                     "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
+    akv_import(client, vault_base, name, bearer, jwk, release_policy)
+}
+
+/// `PUT {vault}/keys/{name}?api-version=7.4` with the key's JWK, exportable, with the release
+/// policy; returns the new key's `kid`.
+fn akv_import(
+    client: &CloudClient,
+    vault_base: &str,
+    name: &str,
+    bearer: &str,
+    jwk: Value,
+    release_policy: &Value,
+) -> Result<String, BrokerError> {
     let url = format!(
         "{}/keys/{}?api-version={AKV_API_VERSION}",
         vault_base.trim_end_matches('/'),
@@ -207,7 +222,7 @@ pub fn akv_import_oct(
     );
     let auth = Zeroizing::new(format!("Bearer {bearer}"));
     let body = json!({
-        "key": {"kty": "oct-HSM", "k": URL_SAFE_NO_PAD.encode(key), "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]},
+        "key": jwk,
         "hsm": true,
         "attributes": {"exportable": true},
         "release_policy": {"contentType": "application/json; charset=utf-8",
@@ -261,32 +276,7 @@ pub fn akv_import_rsa(
     let jwk = json!({"kty": "RSA-HSM", "n": b(key.n()), "e": b(key.e()), "d": b(key.d()),
            "p": b(p), "q": b(q), "dp": b(&dp), "dq": b(&dq), "qi": b(&qi),
            "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]});
-    let url = format!(
-        "{}/keys/{}?api-version={AKV_API_VERSION}",
-        vault_base.trim_end_matches('/'),
-        urlencode(name)
-    );
-    let auth = Zeroizing::new(format!("Bearer {bearer}"));
-    let body = json!({
-        "key": jwk,
-        "hsm": true,
-        "attributes": {"exportable": true},
-        "release_policy": {"contentType": "application/json; charset=utf-8",
-                           "data": URL_SAFE_NO_PAD.encode(release_policy.to_string())},
-    });
-    let v = client
-        .call(
-            "PUT",
-            &url,
-            &[("Authorization", auth.as_str())],
-            Some(&body),
-            None,
-        )
-        .map_err(cloud)?;
-    v.pointer("/key/kid")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| proto("import.key.kid", "missing"))
+    akv_import(client, vault_base, name, bearer, jwk, release_policy)
 }
 
 /// Asks Key Vault to release key `name` (version `version`, empty for the latest) to the

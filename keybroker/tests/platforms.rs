@@ -4,15 +4,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use support::broker::{contract, start};
 use support::google::Issuer;
 
 use ccr_attest::evidence::{Evidence, Trust};
 use ccr_attest::report_data::kbs_report_data;
-use ccr_keybroker::server::{Broker, BrokerConfig, contract_binding, release_decision};
+use ccr_keybroker::server::{contract_binding, release_decision};
 use ccr_keybroker::{BrokerError, KbsClient, RuntimeKey};
-use ccr_policy::sign::PrivateKey;
 use ccr_policy::{Decision, ReleasePolicy};
 use serde_json::{Value, json};
 
@@ -28,71 +28,6 @@ fn cs_claims(nonce: &str, contract_digest: &str, aud: &str) -> Value {
         IMAGE_DIGEST,
         json!({"CCR_CONTRACT_DIGEST": contract_digest}),
     )
-}
-
-fn contract(policy: Value) -> (Value, [u8; 32]) {
-    let tdp = PrivateKey::generate("ed25519").unwrap();
-    let tdc = PrivateKey::generate("p256").unwrap();
-    let mut c = json!({
-        "id": "c1", "schemaVersion": "0.1",
-        "startTime": "2026-01-01T00:00:00Z", "expiryTime": "2031-01-01T00:00:00Z",
-        "tdc": "tdc", "tdps": ["tdp"],
-        "parties": [
-            {"id": "tdp", "role": "tdp", "publicKey": tdp.public_key().to_jwk()},
-            {"id": "tdc", "role": "tdc", "publicKey": tdc.public_key().to_jwk()}
-        ],
-        "datasets": [{"id": "d1", "name": "d1", "provider": "tdp",
-            "key": {"type": "ccr", "properties": {"kid": "r/k/d1", "authority": {"endpoint": "local"}}}}],
-        "purpose": "TRAINING",
-        "pipelineDigest": format!("sha256:{}", "00".repeat(32)),
-        "output": {"id": "o", "key": {"type": "ccr", "properties": {"kid": "r/k/o", "authority": {"endpoint": "local"}}}},
-        "releasePolicy": policy,
-        "signatures": []
-    });
-    let d = ccr_policy::Contract::from_json(c.to_string().as_bytes())
-        .unwrap()
-        .digest();
-    c["signatures"] = json!([
-        {"party": "tdp", "jws": tdp.sign_detached("tdp", &d)},
-        {"party": "tdc", "jws": tdc.sign_detached("tdc", &d)}
-    ]);
-    (c, d)
-}
-
-struct Running {
-    url: String,
-    pin: [u8; 32],
-    token: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn start(dir: &Path, trust: Trust) -> Running {
-    let broker = Broker::new(BrokerConfig {
-        store_dir: dir.to_path_buf(),
-        trust,
-    })
-    .unwrap();
-    let pin = ccr_keybroker::client::parse_pin(broker.fingerprint()).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(broker.serve(listener, async {
-                let _ = rx.await;
-            }))
-            .unwrap();
-    });
-    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
-    Running {
-        url,
-        pin,
-        token,
-        _stop: tx,
-    }
 }
 
 /// Auth as `gcp-cs`, then attest with a token made by `make(nonce)`.

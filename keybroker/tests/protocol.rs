@@ -1,83 +1,28 @@
 //! The KBS protocol against the real broker on loopback: handshake, replay, problem codes.
 
+mod support;
+
 use std::path::Path;
 
 use ccr_attest::attester::{Attester, SimAttester};
 use ccr_attest::report_data::kbs_report_data;
 use ccr_attest::sim::SimAuthority;
-use ccr_keybroker::server::{Broker, BrokerConfig};
 use ccr_keybroker::{BrokerError, KbsClient, RuntimeKey};
-use ccr_policy::sign::PrivateKey;
 use serde_json::{Value, json};
-
-struct Running {
-    url: String,
-    pin: [u8; 32],
-    token: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+use support::broker::Running;
 
 fn start(dir: &Path, sim: &SimAuthority) -> Running {
     let mut trust = ccr_attest::evidence::Trust::new();
     trust.sim_roots = Some(sim.roots().unwrap());
-    let broker = Broker::new(BrokerConfig {
-        store_dir: dir.to_path_buf(),
-        trust,
-    })
-    .unwrap();
-    let pin = ccr_keybroker::client::parse_pin(broker.fingerprint()).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(broker.serve(listener, async {
-            let _ = rx.await;
-        }))
-        .unwrap();
-    });
-    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
-    Running {
-        url,
-        pin,
-        token,
-        _stop: tx,
-    }
+    support::broker::start(dir, trust)
 }
 
-/// A signed one-party-per-role contract whose policy names sim with `measurement`.
+/// A signed contract whose policy names sim with `measurement`.
 fn contract(host_measurement: &str) -> (Value, [u8; 32]) {
-    let tdp = PrivateKey::generate("ed25519").unwrap();
-    let tdc = PrivateKey::generate("p256").unwrap();
-    let mut c = json!({
-        "id": "c1", "schemaVersion": "0.1",
-        "startTime": "2026-01-01T00:00:00Z", "expiryTime": "2031-01-01T00:00:00Z",
-        "tdc": "tdc", "tdps": ["tdp"],
-        "parties": [
-            {"id": "tdp", "role": "tdp", "publicKey": tdp.public_key().to_jwk()},
-            {"id": "tdc", "role": "tdc", "publicKey": tdc.public_key().to_jwk()}
-        ],
-        "datasets": [{"id": "d1", "name": "d1", "provider": "tdp",
-            "key": {"type": "ccr", "properties": {"kid": "r/k/d1", "authority": {"endpoint": "local"}}}}],
-        "purpose": "TRAINING",
-        "pipelineDigest": format!("sha256:{}", "00".repeat(32)),
-        "output": {"id": "o", "key": {"type": "ccr", "properties": {"kid": "r/k/o", "authority": {"endpoint": "local"}}}},
-        "releasePolicy": {"version": "1.0.0", "allOf": [
-            {"claim": "platform", "equals": "sim"},
-            {"claim": "measurement", "equals": host_measurement}
-        ]},
-        "signatures": []
-    });
-    let parsed = ccr_policy::Contract::from_json(c.to_string().as_bytes()).unwrap();
-    let d = parsed.digest();
-    c["signatures"] = json!([
-        {"party": "tdp", "jws": tdp.sign_detached("tdp", &d)},
-        {"party": "tdc", "jws": tdc.sign_detached("tdc", &d)}
-    ]);
-    (c, d)
+    support::broker::contract(json!({"version": "1.0.0", "allOf": [
+        {"claim": "platform", "equals": "sim"},
+        {"claim": "measurement", "equals": host_measurement}
+    ]}))
 }
 
 /// A full handshake (auth naming pipeline `sha256:<pipeline_byte x 32>`, attest); returns the

@@ -30,6 +30,8 @@ use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::EncodePrivateKey;
 use rsa::traits::PublicKeyParts;
 use rustls::pki_types::CertificateDer;
+
+use super::tls_server::{local_ca, localhost_cert, serve};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -176,6 +178,33 @@ fn flatten(prefix: &str, v: &Value, out: &mut serde_json::Map<String, Value>) {
     }
 }
 
+/// Key Vault's checks on every request: api-version 7.4 and the bearer token.
+fn akv_request_refused(
+    st: &Inner,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    if q.get("api-version").map(String::as_str) != Some("7.4") {
+        return Some(err(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            "The specified version is not supported",
+        ));
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != format!("Bearer {}", st.bearer) {
+        return Some(err(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        ));
+    }
+    None
+}
+
 async fn import(
     State(st): State<Arc<Inner>>,
     Path(name): Path<String>,
@@ -183,23 +212,8 @@ async fn import(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if q.get("api-version").map(String::as_str) != Some("7.4") {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "BadParameter",
-            "The specified version is not supported",
-        );
-    }
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if auth != format!("Bearer {}", st.bearer) {
-        return err(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "AKV10000: Request is missing a Bearer or PoP token.",
-        );
+    if let Some(refused) = akv_request_refused(&st, &q, &headers) {
+        return refused;
     }
     let kty = body["key"]["kty"].as_str().unwrap_or("").to_string();
     let big = |f: &str| {
@@ -297,23 +311,8 @@ async fn release(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if q.get("api-version").map(String::as_str) != Some("7.4") {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "BadParameter",
-            "The specified version is not supported",
-        );
-    }
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if auth != format!("Bearer {}", st.bearer) {
-        return err(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "AKV10000: Request is missing a Bearer or PoP token.",
-        );
+    if let Some(refused) = akv_request_refused(&st, &q, &headers) {
+        return refused;
     }
     let cfg = st.cfg.lock().unwrap();
     let Some(key) = cfg.keys.get(&name) else {
@@ -407,94 +406,53 @@ async fn release(
 
 pub fn start(cfg: Config) -> Azure {
     // The TLS and JWS-signing certificates: a local CA and an RSA leaf for localhost.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ccr test Azure CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (ca, ca_key) = local_ca("ccr test Azure CA");
     let sign_key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
-    let pk8 = sign_key.to_pkcs8_der().unwrap();
+    let pk8 = sign_key.to_pkcs8_der().unwrap().as_bytes().to_vec();
     let leaf_key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
-        &rustls::pki_types::PrivatePkcs8KeyDer::from(pk8.as_bytes().to_vec()),
+        &rustls::pki_types::PrivatePkcs8KeyDer::from(pk8.clone()),
         &rcgen::PKCS_RSA_SHA256,
     )
     .unwrap();
-    let leaf =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone(), ca.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(pk8.as_bytes().to_vec().into()),
-        )
-        .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!(
-        "https://localhost:{}",
-        listener.local_addr().unwrap().port()
-    );
+    let leaf = localhost_cert(&leaf_key, &ca, &ca_key);
     let mut bearer = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bearer);
     let bearer = hex::encode(bearer);
-    let mut cfg = cfg;
-    // Release policies name their MAA authority; "MAA" stands for this server.
-    for k in cfg.keys.values_mut() {
-        let text = k
-            .policy
-            .to_string()
-            .replace("\"MAA\"", &format!("\"{base}\""));
-        k.policy = serde_json::from_str(&text).unwrap();
-    }
-    let inner = Arc::new(Inner {
-        cfg: Mutex::new(cfg),
-        base: base.clone(),
-        maa_key: rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap(),
-        bearer: bearer.clone(),
-        sign_key,
-        x5c: vec![STANDARD.encode(leaf.der()), STANDARD.encode(ca.der())],
-    });
-    let app = Router::new()
-        .route("/metadata/identity/oauth2/token", get(imds))
-        .route("/attest/SevSnpVm", post(maa))
-        .route("/keys/{name}", axum::routing::put(import))
-        .route("/keys/{name}/{version}/release", post(release))
-        .with_state(inner);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let handle = axum_server::Handle::new();
-                let h2 = handle.clone();
-                tokio::spawn(async move {
-                    let _ = rx.await;
-                    h2.shutdown();
-                });
-                axum_server::from_tcp_rustls(
-                    listener,
-                    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
-                )
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
-                .unwrap();
+    let x5c = vec![STANDARD.encode(leaf.der()), STANDARD.encode(ca.der())];
+    let token = bearer.clone();
+    let (base, stop) = serve(
+        move |base| {
+            let mut cfg = cfg;
+            // Release policies name their MAA authority; "MAA" stands for this server.
+            for k in cfg.keys.values_mut() {
+                let text = k
+                    .policy
+                    .to_string()
+                    .replace("\"MAA\"", &format!("\"{base}\""));
+                k.policy = serde_json::from_str(&text).unwrap();
+            }
+            let inner = Arc::new(Inner {
+                cfg: Mutex::new(cfg),
+                base: base.to_string(),
+                maa_key: rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap(),
+                bearer: token,
+                sign_key,
+                x5c,
             });
-    });
+            Router::new()
+                .route("/metadata/identity/oauth2/token", get(imds))
+                .route("/attest/SevSnpVm", post(maa))
+                .route("/keys/{name}", axum::routing::put(import))
+                .route("/keys/{name}/{version}/release", post(release))
+                .with_state(inner)
+        },
+        vec![leaf.der().clone(), ca.der().clone()],
+        pk8,
+    );
     Azure {
         base,
         ca: ca.der().clone(),
         bearer,
-        _stop: tx,
+        _stop: stop,
     }
 }

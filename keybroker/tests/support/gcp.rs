@@ -26,6 +26,8 @@ use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::CertificateDer;
+
+use super::tls_server::{local_ca, localhost_cert, serve};
 use serde_json::{Value, json};
 
 pub struct KmsKey {
@@ -269,28 +271,9 @@ async fn kms(
 }
 
 pub fn start(cfg: Config) -> Gcp {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ccr test GCP CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (ca, ca_key) = local_ca("ccr test GCP CA");
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
+    let leaf = localhost_cert(&leaf_key, &ca, &ca_key);
     let mut aes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut aes);
     let inner = Arc::new(Inner {
@@ -302,38 +285,10 @@ pub fn start(cfg: Config) -> Gcp {
         .route("/v1/token", post(sts))
         .route("/v1/{*rest}", post(kms))
         .with_state(inner);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!(
-        "https://localhost:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let handle = axum_server::Handle::new();
-                let h2 = handle.clone();
-                tokio::spawn(async move {
-                    let _ = rx.await;
-                    h2.shutdown();
-                });
-                axum_server::from_tcp_rustls(
-                    listener,
-                    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
-                )
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
-                .unwrap();
-            });
-    });
+    let (base, stop) = serve(|_| app, vec![leaf.der().clone()], leaf_key.serialize_der());
     Gcp {
         base,
         ca: ca.der().clone(),
-        _stop: tx,
+        _stop: stop,
     }
 }

@@ -59,28 +59,9 @@ pub struct Server {
 
 /// Starts a server answering with `script` in order (the last reply repeats).
 pub fn start(script: Vec<Reply>) -> Server {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ccr test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (ca, ca_key) = local_ca("ccr test CA");
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
+    let leaf = localhost_cert(&leaf_key, &ca, &ca_key);
     let script = Arc::new(Mutex::new((script, 0usize)));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
@@ -118,10 +99,67 @@ pub fn start(script: Vec<Reply>) -> Server {
             r
         }
     };
-    let app = Router::new().fallback(handler);
+    let (base, stop) = serve(
+        |_| Router::new().fallback(handler),
+        vec![leaf.der().clone()],
+        leaf_key.serialize_der(),
+    );
+    Server {
+        base,
+        ca: ca.der().clone(),
+        seen,
+        _stop: stop,
+    }
+}
+
+/// A local CA: its certificate and key.
+pub fn local_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    (ca_params.self_signed(&ca_key).unwrap(), ca_key)
+}
+
+/// A certificate for `localhost` and 127.0.0.1 with `key`, signed by the CA.
+pub fn localhost_cert(
+    key: &rcgen::KeyPair,
+    ca: &rcgen::Certificate,
+    ca_key: &rcgen::KeyPair,
+) -> rcgen::Certificate {
+    rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(key, ca, ca_key)
+        .unwrap()
+}
+
+/// Serves the app `make_app` builds for the base URL (`https://localhost:PORT`) over TLS with
+/// `chain` and `key_der` (PKCS#8) on a loopback port, on its own runtime thread; returns the
+/// base URL and the stop handle.
+pub fn serve(
+    make_app: impl FnOnce(&str) -> Router,
+    chain: Vec<CertificateDer<'static>>,
+    key_der: Vec<u8>,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            chain,
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()),
+        )
+        .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let base = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let app = make_app(&base);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()
@@ -145,10 +183,5 @@ pub fn start(script: Vec<Reply>) -> Server {
                 .unwrap();
             });
     });
-    Server {
-        base: format!("https://localhost:{port}"),
-        ca: ca.der().clone(),
-        seen,
-        _stop: tx,
-    }
+    (base, tx)
 }
