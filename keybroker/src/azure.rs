@@ -43,6 +43,14 @@ fn cloud(e: CloudError) -> BrokerError {
     BrokerError::Cloud(e.to_string())
 }
 
+/// The string at `pointer` in an answer, or a protocol error naming `what`.
+pub(crate) fn answer_str(v: &Value, pointer: &str, what: &str) -> Result<String, BrokerError> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| proto(what, "missing"))
+}
+
 fn proto(field: &str, reason: impl Into<String>) -> BrokerError {
     BrokerError::Protocol {
         field: field.into(),
@@ -145,13 +153,14 @@ pub fn maa_attest_snp(
         "{}/attest/SevSnpVm?api-version={MAA_API_VERSION}",
         maa_base.trim_end_matches('/')
     );
+    maa_attest(client, &url, &body)
+}
+
+fn maa_attest(client: &CloudClient, url: &str, body: &Value) -> Result<String, BrokerError> {
     let v = client
-        .call("POST", &url, &[], Some(&body), None)
+        .call("POST", url, &[], Some(body), None)
         .map_err(cloud)?;
-    v.get("token")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| proto("MAA.token", "missing"))
+    answer_str(&v, "/token", "MAA.token")
 }
 
 /// Attests a TD quote to MAA (`POST {maa}/attest/TdxVm?api-version=2023-04-01-preview`, body
@@ -174,13 +183,7 @@ pub fn maa_attest_tdx(
         "{}/attest/TdxVm?api-version={MAA_TDX_API_VERSION}",
         maa_base.trim_end_matches('/')
     );
-    let v = client
-        .call("POST", &url, &[], Some(&body), None)
-        .map_err(cloud)?;
-    v.get("token")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| proto("MAA.token", "missing"))
+    maa_attest(client, &url, &body)
 }
 
 /// Imports a 32-byte AES key into Key Vault as an exportable `oct-HSM` key with a release
@@ -220,7 +223,6 @@ fn akv_import(
         vault_base.trim_end_matches('/'),
         urlencode(name)
     );
-    let auth = Zeroizing::new(format!("Bearer {bearer}"));
     let body = json!({
         "key": jwk,
         "hsm": true,
@@ -229,18 +231,9 @@ fn akv_import(
                            "data": URL_SAFE_NO_PAD.encode(release_policy.to_string())},
     });
     let v = client
-        .call(
-            "PUT",
-            &url,
-            &[("Authorization", auth.as_str())],
-            Some(&body),
-            None,
-        )
+        .call_bearer("PUT", &url, bearer, &body)
         .map_err(cloud)?;
-    v.pointer("/key/kid")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| proto("import.key.kid", "missing"))
+    answer_str(&v, "/key/kid", "import.key.kid")
 }
 
 /// Imports an RSA private key into Key Vault as an exportable `RSA-HSM` key with a release
@@ -300,22 +293,12 @@ pub fn akv_release(
         urlencode(name),
         urlencode(version)
     );
-    let auth = Zeroizing::new(format!("Bearer {bearer}"));
     let body =
         json!({"target": maa_token, "enc": crate::akv::TransferAlg::CkmRsaAesKeyWrap.as_str()});
     let v = client
-        .call(
-            "POST",
-            &url,
-            &[("Authorization", auth.as_str())],
-            Some(&body),
-            None,
-        )
+        .call_bearer("POST", &url, bearer, &body)
         .map_err(cloud)?;
-    v.get("value")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| proto("release.value", "missing"))
+    answer_str(&v, "/value", "release.value")
 }
 
 /// Verifies Key Vault's release JWS (compact, RS256): the `x5c` chain to one of `roots` (the

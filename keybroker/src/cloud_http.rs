@@ -174,6 +174,27 @@ impl CloudClient {
         }
     }
 
+    /// [`CloudClient::call`] with `Authorization: Bearer <bearer>` and a JSON body.
+    ///
+    /// # Errors
+    /// As [`CloudClient::call`].
+    pub fn call_bearer(
+        &self,
+        method: &str,
+        url: &str,
+        bearer: &str,
+        body: &Value,
+    ) -> Result<Value, CloudError> {
+        let auth = zeroize::Zeroizing::new(format!("Bearer {bearer}"));
+        self.call(
+            method,
+            url,
+            &[("Authorization", auth.as_str())],
+            Some(body),
+            None,
+        )
+    }
+
     /// The service's name, as errors give it.
     pub fn service(&self) -> &str {
         &self.service

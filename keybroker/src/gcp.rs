@@ -94,16 +94,9 @@ pub fn kms_encrypt(
     aad: &[u8],
 ) -> Result<Vec<u8>, BrokerError> {
     let url = format!("{}/v1/{key_name}:encrypt", kms_base.trim_end_matches('/'));
-    let auth = Zeroizing::new(format!("Bearer {bearer}"));
     let body = json!({"plaintext": STANDARD.encode(plaintext), "additionalAuthenticatedData": STANDARD.encode(aad)});
     let v = client
-        .call(
-            "POST",
-            &url,
-            &[("Authorization", auth.as_str())],
-            Some(&body),
-            None,
-        )
+        .call_bearer("POST", &url, bearer, &body)
         .map_err(cloud)?;
     v.get("ciphertext")
         .and_then(Value::as_str)
@@ -128,16 +121,9 @@ pub fn kms_decrypt(
     aad: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
     let url = format!("{}/v1/{key_name}:decrypt", kms_base.trim_end_matches('/'));
-    let auth = Zeroizing::new(format!("Bearer {bearer}"));
     let body = json!({"ciphertext": STANDARD.encode(ciphertext), "additionalAuthenticatedData": STANDARD.encode(aad)});
     let v = client
-        .call(
-            "POST",
-            &url,
-            &[("Authorization", auth.as_str())],
-            Some(&body),
-            None,
-        )
+        .call_bearer("POST", &url, bearer, &body)
         .map_err(cloud)?;
     let b64 = Zeroizing::new(
         v.get("plaintext")
