@@ -172,18 +172,7 @@ fn scenario(w: &World, c: &Clouds, akv_measurement: Option<&str>) -> Scenario {
 }
 
 fn run(s: &Scenario, c: &Clouds, broker: &Broker, out: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(ccr_init())
-        .args(["--platform", "sim", "--sim-state"])
-        .arg(&s.sim)
-        .arg("--contract")
-        .arg(&s.contract)
-        .arg("--pipeline")
-        .arg(&s.pipeline)
-        .arg("--datasets")
-        .arg(&s.images)
-        .arg("--out")
-        .arg(out)
-        .args(["--broker", &broker.url, "--broker-pin", &broker.pin])
+    init_command(s, &broker.url, &broker.pin, out)
         .env("CCR_CLOUD_CA", &c.ca_pem)
         .env("CCR_AZURE_IMDS", &c.az.base)
         .env("CCR_GCP_STS", &c.gcp.base)

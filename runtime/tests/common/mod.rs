@@ -362,8 +362,13 @@ pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenari
 
 /// Runs ccr-init on the scenario (platform sim) writing to `out`.
 pub fn run_init(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Output {
-    Command::new(ccr_init())
-        .args(["--platform", "sim", "--sim-state"])
+    init_command(s, broker_url, pin, out).output().unwrap()
+}
+
+/// The ccr-init command for the scenario (platform sim) writing to `out`, to add to.
+pub fn init_command(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Command {
+    let mut c = Command::new(ccr_init());
+    c.args(["--platform", "sim", "--sim-state"])
         .arg(&s.sim)
         .arg("--contract")
         .arg(&s.contract)
@@ -373,9 +378,8 @@ pub fn run_init(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Output
         .arg(&s.images)
         .arg("--out")
         .arg(out)
-        .args(["--broker", broker_url, "--broker-pin", pin])
-        .output()
-        .unwrap()
+        .args(["--broker", broker_url, "--broker-pin", pin]);
+    c
 }
 
 /// Unseals an output image and returns the folder.
