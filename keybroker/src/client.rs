@@ -131,6 +131,7 @@ fn problem(status: u16, body: &str) -> BrokerError {
         401 => BrokerError::Unauthorized(detail),
         403 => BrokerError::Denied(detail),
         404 => BrokerError::NotFound(detail),
+        409 => BrokerError::Conflict(detail),
         _ => BrokerError::Remote { status, detail },
     }
 }
@@ -311,6 +312,48 @@ impl KbsClient {
             Some(admin_token),
         )?;
         Ok(())
+    }
+
+    /// `POST /kbs/v0/runs/{run_id}/report`: the run report signed by the runtime key
+    /// ([`RuntimeKey::sign_report`]) and, for contracts with output approvers, the output key to
+    /// escrow. Answers `{"run", "report_digest"}`.
+    ///
+    /// # Errors
+    /// [`BrokerError::Denied`] (signature), [`BrokerError::Conflict`] (reported already),
+    /// [`BrokerError::NotFound`] (unknown run), transport errors.
+    pub fn post_report(
+        &mut self,
+        run_id: &str,
+        signed_report: &str,
+        output_key: Option<&[u8]>,
+    ) -> Result<Value, BrokerError> {
+        let mut body = json!({"report": signed_report});
+        if let Some(k) = output_key {
+            body["output-key"] = json!(STANDARD.encode(k));
+        }
+        let r = self.call(
+            "POST",
+            &format!("/kbs/v0/runs/{run_id}/report"),
+            Some(&body),
+            None,
+        )?;
+        Self::parse("report answer", &r)
+    }
+
+    /// `POST /kbs/v0/runs/{run_id}`: a party's signed request ([`crate::runs::PartyRequest`]).
+    /// Answers the action's JSON (for `output-key`, a KBS `Response`).
+    ///
+    /// # Errors
+    /// [`BrokerError::Denied`] with the broker's reason, [`BrokerError::Conflict`],
+    /// [`BrokerError::NotFound`], transport errors.
+    pub fn party_request(&mut self, run_id: &str, signed: &str) -> Result<Value, BrokerError> {
+        let r = self.call(
+            "POST",
+            &format!("/kbs/v0/runs/{run_id}"),
+            Some(&json!({"request": signed})),
+            None,
+        )?;
+        Self::parse("run answer", &r)
     }
 
     /// Admin: the audit log.

@@ -19,6 +19,10 @@ pub enum BrokerError {
     /// The broker answered 403: the release policy or the contract denied the key.
     #[error("key release denied: {0}")]
     Denied(String),
+    /// The broker answered 409: the request conflicts with what is recorded (a run reported
+    /// twice, an approver deciding twice, an approval for another report).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The broker answered 404: no such key.
     #[error("unknown key: {0}")]
     NotFound(String),

@@ -205,12 +205,33 @@ impl RuntimeKey {
         serde_json::to_value(self.tee_pubkey()).unwrap_or_else(|_| unreachable!("serialises"))
     }
 
+    /// Signs a run report (`run.json` bytes) as a compact JWS, ES256, `typ`
+    /// [`crate::runs::REPORT_TYP`], `kid` `runtime`: the broker checks it against the runtime
+    /// key the run attested.
+    pub fn sign_report(&self, report: &[u8]) -> String {
+        let k = ccr_policy::sign::PrivateKey::P256(p256::ecdsa::SigningKey::from(&self.secret));
+        k.sign_compact("runtime", crate::runs::REPORT_TYP, report)
+    }
+
     /// SHA-256 of the public key's SEC1 uncompressed encoding (65 bytes), for logs.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
         hex::encode(Sha256::digest(
             self.secret.public_key().to_encoded_point(false).as_bytes(),
         ))
+    }
+
+    /// Decrypts a KBS `Response` given as JSON (as the broker's run endpoint answers it).
+    ///
+    /// # Errors
+    /// [`BrokerError::Protocol`] when the JSON is not a `Response`; as [`RuntimeKey::unwrap`].
+    pub fn unwrap_json(&self, v: &Value) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
+        let resp: Response =
+            serde_json::from_value(v.clone()).map_err(|e| BrokerError::Protocol {
+                field: "Response".into(),
+                reason: e.to_string(),
+            })?;
+        self.unwrap(&resp)
     }
 
     /// Decrypts a KBS `Response` wrapped to this key.

@@ -27,6 +27,7 @@ pub mod cloud_http;
 pub mod error;
 pub mod gcp;
 pub mod jwe;
+pub mod runs;
 pub mod server;
 pub mod store;
 

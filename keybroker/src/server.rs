@@ -14,11 +14,20 @@
 //! - `POST /kbs/v0/resource/{repo}/{type}/{tag}` — admin (`Authorization: Bearer <token>`):
 //!   registers a key `{"secret": base64, "contract": {...}, "policy"?: {...}}`.
 //! - `GET /kbs/v0/audit` — admin: the audit log as JSON.
+//! - `POST /kbs/v0/runs/{run}/report` — the runtime's signed run report (and escrowed output
+//!   key); `POST /kbs/v0/runs/{run}` — a party's signed request: show, approve, deny,
+//!   output-key. See [`crate::runs`].
+//!
+//! The `Request`'s `extra-params.run` ([`crate::runs::RunPlan`]) names the run and its planned
+//! epsilon; each dataset key's release charges that dataset's privacy budget in the store's
+//! ledger, atomically, and counts the run against the contract's `maxRuns`. With output
+//! approvers, the output key is never released to a runtime (it makes its own and escrows it).
 //!
 //! Errors are RFC 7807 problem documents (`application/problem+json`: `type`, `title`,
 //! `status`, `detail`): 400 malformed request, 401 no or expired session (redo the handshake),
-//! 403 denied by policy or contract, 404 unknown resource. Every attestation and release
-//! decision is written to the audit log with its reason.
+//! 403 denied by policy, contract, budget or approvers, 404 unknown resource or run, 409 a
+//! conflict with what is recorded. Every attestation, release, report and approval decision is
+//! written to the audit log with its reason.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,7 +56,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::BrokerError;
-use crate::store::{AuditRow, Store};
+use crate::runs::{IAT_SKEW_SECS, PARTY_TYP, PartyRequest, REPORT_TYP, RunPlan};
+use crate::store::{Approval, AuditRow, Budget, Reservation, Store};
 
 /// Seconds a nonce stays valid after `auth`.
 pub const NONCE_TTL_SECS: i64 = 300;
@@ -79,6 +89,9 @@ struct Session {
     nonce: String,
     /// The `pipeline-digest` the runtime named in its `Request`'s `extra-params`.
     pipeline_digest: Option<String>,
+    /// The run plan (`extra-params.run`); without one the run id is the session id and the run
+    /// plans no DP.
+    run: RunPlan,
     platform: Platform,
     created: Instant,
     attested: Option<Attested>,
@@ -224,11 +237,18 @@ async fn auth(State(st): State<Arc<Inner>>, body: Bytes) -> Result<Response, Pro
     }
     let platform = Platform::parse(&req.tee)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "UnsupportedTee", e.to_string()))?;
+    let plan = RunPlan::from_extra_params(&req.extra_params)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", e.to_string()))?;
     let nonce = random_b64(32);
     st.store.issue_nonce(&nonce, now_unix())?;
     let mut sid = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut sid);
     let sid = hex::encode(sid);
+    let run = plan.unwrap_or_else(|| RunPlan {
+        id: sid.clone(),
+        epsilon: None,
+        delta: None,
+    });
     {
         let mut s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
         s.retain(|_, v| v.created.elapsed() < SESSION_TTL);
@@ -241,6 +261,7 @@ async fn auth(State(st): State<Arc<Inner>>, body: Bytes) -> Result<Response, Pro
                     .get("pipeline-digest")
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                run,
                 platform,
                 created: Instant::now(),
                 attested: None,
@@ -374,7 +395,7 @@ async fn get_resource(
 ) -> Result<Response, Problem> {
     let path = format!("{repo}/{kind}/{tag}");
     let sid = session_id(&headers).ok_or_else(|| unauthorized("no session cookie"))?;
-    let (claims, tee_pubkey, digest, pipeline_digest) = {
+    let (claims, tee_pubkey, digest, pipeline_digest, run) = {
         let s = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let sess = s.get(&sid).ok_or_else(|| unauthorized("unknown session"))?;
         if sess.created.elapsed() >= SESSION_TTL {
@@ -389,6 +410,7 @@ async fn get_resource(
             a.tee_pubkey.clone(),
             a.evidence_digest.clone(),
             sess.pipeline_digest.clone(),
+            sess.run.clone(),
         )
     };
     let claims_s = claims.to_string();
@@ -425,15 +447,60 @@ async fn get_resource(
     match release_decision(&policy, &claims) {
         Decision::Deny(reasons) => Err(deny(format!("release policy: {}", reasons.join("; ")))),
         Decision::Allow(allow) => {
+            let is_output =
+                contract.output.key.kind == "ccr" && contract.output.key.properties.kid == path;
+            if is_output && !contract.output.approvers.is_empty() {
+                return Err(deny(format!(
+                    "contract {} names output approvers ({}): its output key goes only to the data consumer, after they approve",
+                    contract.id,
+                    contract.output.approvers.join(", ")
+                )));
+            }
+            let dataset = contract
+                .datasets
+                .iter()
+                .find(|d| d.key.kind == "ccr" && d.key.properties.kid == path);
+            let budget = dataset.and_then(|d| {
+                contract.privacy_for(&d.id).map(|p| Budget {
+                    dataset: &d.id,
+                    epsilon_total: p.epsilon_threshold,
+                    delta: p.delta,
+                    dp_required: p.dp_required,
+                })
+            });
+            let tee_pubkey_s = serde_json::to_string(&tee_pubkey).unwrap_or_default();
+            let reservation = Reservation {
+                run_id: &run.id,
+                contract_id: &contract.id,
+                contract_digest: &contract_digest,
+                contract: &rec.contract,
+                tee_pubkey: &tee_pubkey_s,
+                evidence_digest: &digest,
+                max_runs: contract.max_runs,
+                budget,
+                planned: run.epsilon.zip(run.delta),
+            };
+            match st.store.reserve(&reservation) {
+                Ok(()) => {}
+                Err(BrokerError::Denied(reason)) => return Err(deny(reason)),
+                Err(e) => return Err(e.into()),
+            }
             let resp = crate::jwe::wrap(&tee_pubkey, &rec.secret).map_err(|e| {
                 st.audit(&sid, &path, "error", &e.to_string(), &digest, &claims_s);
                 Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", e.to_string())
             })?;
+            let charge = match (budget, run.epsilon) {
+                (Some(b), Some(e)) => {
+                    format!("; run {} charged epsilon {e} to {}", run.id, b.dataset)
+                }
+                (Some(b), None) => format!("; run {} reads {} without DP", run.id, b.dataset),
+                (None, _) => format!("; run {}", run.id),
+            };
             st.audit(
                 &sid,
                 &path,
                 "allow",
-                &format!("release policy held: {}", allow.trace().join("; ")),
+                &format!("release policy held: {}{charge}", allow.trace().join("; ")),
                 &digest,
                 &claims_s,
             );
@@ -480,6 +547,19 @@ async fn put_resource(
         None => serde_json::to_string(&contract.release_policy).unwrap_or_default(),
     };
     st.store.put_key(&path, &secret, &contract_s, &policy_s)?;
+    for d in &contract.datasets {
+        if let Some(p) = contract.privacy_for(&d.id) {
+            st.store.put_budget(
+                &contract.id,
+                &Budget {
+                    dataset: &d.id,
+                    epsilon_total: p.epsilon_threshold,
+                    delta: p.delta,
+                    dp_required: p.dp_required,
+                },
+            )?;
+        }
+    }
     st.audit(
         "admin",
         &path,
@@ -494,6 +574,320 @@ async fn put_resource(
 async fn audit_log(State(st): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, Problem> {
     st.check_admin(&headers)?;
     Ok(Json(st.store.audit_log()?).into_response())
+}
+
+fn not_found_run(run_id: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "RunNotFound",
+        format!("no run {run_id}"),
+    )
+}
+
+fn conflict(e: BrokerError) -> Problem {
+    match e {
+        BrokerError::Conflict(d) => Problem::new(StatusCode::CONFLICT, "Conflict", d),
+        other => other.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportBody {
+    report: String,
+    #[serde(rename = "output-key", default)]
+    output_key: Option<String>,
+}
+
+async fn post_report(
+    State(st): State<Arc<Inner>>,
+    UrlPath(run_id): UrlPath<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let bad = |d: String| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", d);
+    let resource = format!("runs/{run_id}/report");
+    let run = st
+        .store
+        .run(&run_id)?
+        .ok_or_else(|| not_found_run(&run_id))?;
+    let req: ReportBody = serde_json::from_slice(&body).map_err(|e| bad(format!("body: {e}")))?;
+    let refuse = |reason: String| {
+        st.audit(
+            "runtime",
+            &resource,
+            "deny",
+            &reason,
+            &run.evidence_digest,
+            "{}",
+        );
+        Problem::new(StatusCode::FORBIDDEN, "ReportRefused", reason)
+    };
+    let key_jwk: Value = serde_json::from_str(&run.tee_pubkey).unwrap_or(Value::Null);
+    let key = ccr_policy::sign::PublicKey::from_jwk(&key_jwk)
+        .map_err(|e| refuse(format!("the run's runtime key: {e}")))?;
+    let payload = ccr_policy::sign::verify_compact(&key, REPORT_TYP, &req.report).map_err(|e| {
+        refuse(format!(
+            "report: {e} (it must be signed by the runtime key run {run_id} attested)"
+        ))
+    })?;
+    let report: Value =
+        serde_json::from_slice(&payload).map_err(|e| bad(format!("report payload: {e}")))?;
+    if report.get("run_id").and_then(Value::as_str) != Some(run_id.as_str()) {
+        return Err(bad(format!("report payload: run_id is not {run_id}")));
+    }
+    let spent = crate::runs::reported_spend(&report).map_err(|e| bad(e.to_string()))?;
+    let contract = Contract::from_json(run.contract.as_bytes())
+        .map_err(|e| refuse(format!("contract: {e}")))?;
+    let output_key = match (&req.output_key, contract.output.approvers.is_empty()) {
+        (Some(k), false) => {
+            let k = Zeroizing::new(
+                STANDARD
+                    .decode(k)
+                    .map_err(|_| bad("output-key: not base64".into()))?,
+            );
+            if k.len() != 32 {
+                return Err(bad("output-key: not 32 bytes".into()));
+            }
+            Some(k)
+        }
+        (None, false) => {
+            return Err(bad(format!(
+                "output-key: contract {} names approvers, so the run must escrow its output key",
+                contract.id
+            )));
+        }
+        (Some(_), true) => {
+            return Err(bad(format!(
+                "output-key: contract {} names no approvers; the broker keeps no output key for it",
+                contract.id
+            )));
+        }
+        (None, true) => None,
+    };
+    let report_s = String::from_utf8_lossy(&payload).into_owned();
+    let report_digest = hex::encode(Sha256::digest(&payload));
+    st.store
+        .record_report(
+            &run_id,
+            &report_s,
+            &report_digest,
+            &spent,
+            output_key.as_deref().map(|k| &k[..]),
+        )
+        .map_err(conflict)?;
+    let spent_s = spent
+        .iter()
+        .map(|(d, e)| match e {
+            Some(e) => format!("{d}: epsilon spent {e}"),
+            None => format!("{d}: no DP"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    st.audit(
+        "runtime",
+        &resource,
+        "report",
+        &format!(
+            "signed report recorded ({spent_s}){}",
+            if output_key.is_some() {
+                "; output key escrowed until the approvers agree"
+            } else {
+                ""
+            }
+        ),
+        &run.evidence_digest,
+        "{}",
+    );
+    Ok(Json(json!({"run": run_id, "report_digest": report_digest})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartyBody {
+    request: String,
+}
+
+async fn party_request(
+    State(st): State<Arc<Inner>>,
+    UrlPath(run_id): UrlPath<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let bad = |d: String| Problem::new(StatusCode::BAD_REQUEST, "InvalidRequest", d);
+    let run = st
+        .store
+        .run(&run_id)?
+        .ok_or_else(|| not_found_run(&run_id))?;
+    let req: PartyBody = serde_json::from_slice(&body).map_err(|e| bad(format!("body: {e}")))?;
+    let claimed =
+        ccr_policy::sign::jws_kid(&req.request).map_err(|e| bad(format!("request: {e}")))?;
+    let resource = format!("runs/{run_id}");
+    let refuse = |who: &str, reason: String| {
+        st.audit(who, &resource, "deny", &reason, &run.evidence_digest, "{}");
+        Problem::new(StatusCode::FORBIDDEN, "PartyRefused", reason)
+    };
+    let contract = Contract::from_json(run.contract.as_bytes())
+        .map_err(|e| refuse(&claimed, format!("contract: {e}")))?;
+    let Some(party) = contract.parties.iter().find(|p| p.id == claimed) else {
+        return Err(refuse(
+            &claimed,
+            format!("`{claimed}` is not a party to contract {}", contract.id),
+        ));
+    };
+    let key = ccr_policy::sign::PublicKey::from_jwk(&party.public_key)
+        .map_err(|e| refuse(&claimed, format!("party {claimed}'s key: {e}")))?;
+    let payload = ccr_policy::sign::verify_compact(&key, PARTY_TYP, &req.request)
+        .map_err(|e| refuse(&claimed, format!("request signed as {claimed}: {e}")))?;
+    let pr: PartyRequest =
+        serde_json::from_slice(&payload).map_err(|e| bad(format!("request payload: {e}")))?;
+    if pr.run != run_id {
+        return Err(bad(format!("request payload: run is not {run_id}")));
+    }
+    if (pr.iat - now_unix()).abs() > IAT_SKEW_SECS {
+        return Err(refuse(
+            &claimed,
+            format!(
+                "request iat {} is more than {IAT_SKEW_SECS} s from the broker's clock",
+                pr.iat
+            ),
+        ));
+    }
+    let approvals = st.store.approvals(&run_id)?;
+    let pending: Vec<&String> = contract
+        .output
+        .approvers
+        .iter()
+        .filter(|a| !approvals.iter().any(|x| &x.party == *a))
+        .collect();
+    match pr.action.as_str() {
+        "show" => {
+            let report: Value = run
+                .report
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(Value::Null);
+            Ok(Json(json!({
+                "run": run_id,
+                "contract_id": contract.id,
+                "evidence_digest": run.evidence_digest,
+                "report": report,
+                "report_digest": run.report_digest,
+                "approvers": contract.output.approvers,
+                "approvals": approvals,
+                "pending": pending,
+                "output_key_escrowed": run.output_key.is_some(),
+            }))
+            .into_response())
+        }
+        "approve" | "deny" => {
+            if !contract.output.approvers.contains(&claimed) {
+                return Err(refuse(
+                    &claimed,
+                    format!(
+                        "party {claimed} is not an output approver of contract {} (approvers: {})",
+                        contract.id,
+                        contract.output.approvers.join(", ")
+                    ),
+                ));
+            }
+            let Some(digest) = &run.report_digest else {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!("run {run_id} has not reported yet: nothing to approve"),
+                ));
+            };
+            if pr.report_digest.as_deref() != Some(digest.as_str()) {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!(
+                        "the decision is about report {}, the run's report is {digest}",
+                        pr.report_digest.as_deref().unwrap_or("(none)")
+                    ),
+                ));
+            }
+            let a = Approval {
+                party: claimed.clone(),
+                decision: pr.action.clone(),
+                reason: pr.reason.clone().unwrap_or_default(),
+                report_digest: digest.clone(),
+                time: chrono::Utc::now().to_rfc3339(),
+            };
+            st.store.record_approval(&run_id, &a).map_err(conflict)?;
+            st.audit(
+                &claimed,
+                &resource,
+                &a.decision,
+                &format!("output {}d by {claimed}: {}", a.decision, a.reason),
+                &run.evidence_digest,
+                "{}",
+            );
+            Ok(
+                Json(json!({"run": run_id, "party": claimed, "decision": a.decision}))
+                    .into_response(),
+            )
+        }
+        "output-key" => {
+            if claimed != contract.tdc {
+                return Err(refuse(
+                    &claimed,
+                    format!(
+                        "only the data consumer ({}) gets the output key",
+                        contract.tdc
+                    ),
+                ));
+            }
+            if let Some(d) = approvals.iter().find(|a| a.decision == "deny") {
+                return Err(refuse(
+                    &claimed,
+                    format!("output denied by {}: {}", d.party, d.reason),
+                ));
+            }
+            if !pending.is_empty() {
+                return Err(refuse(
+                    &claimed,
+                    format!(
+                        "waiting for approval from {}",
+                        pending
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            let Some(k) = &run.output_key else {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!(
+                        "run {run_id} escrowed no output key (no report yet, or a contract without approvers)"
+                    ),
+                ));
+            };
+            let tp: TeePubKey = pr
+                .tee_pubkey
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or_else(|| bad("request payload: tee-pubkey missing or not a JWK".into()))?;
+            let resp = crate::jwe::wrap(&tp, k).map_err(|e| bad(e.to_string()))?;
+            st.audit(
+                &claimed,
+                &resource,
+                "allow",
+                &format!(
+                    "output key released to the data consumer; approved by {}",
+                    contract.output.approvers.join(", ")
+                ),
+                &run.evidence_digest,
+                "{}",
+            );
+            Ok(Json(resp).into_response())
+        }
+        other => Err(bad(format!(
+            "request payload: action `{other}` (known: show, approve, deny, output-key)"
+        ))),
+    }
 }
 
 /// A broker ready to serve: its TLS material and admin token are in the store folder.
@@ -601,6 +995,8 @@ impl Broker {
                 get(get_resource).post(put_resource),
             )
             .route("/kbs/v0/audit", get(audit_log))
+            .route("/kbs/v0/runs/{run}/report", post(post_report))
+            .route("/kbs/v0/runs/{run}", post(party_request))
             .with_state(self.inner.clone())
     }
 

@@ -61,10 +61,27 @@ pub struct Contract {
     pub output: Output,
     /// The release policy for every key of this contract (ccr addition).
     pub release_policy: ReleasePolicy,
+    /// The training frameworks the pipeline may name (`Train_DL`, `Train_ML`, `Train_XGB`);
+    /// absent: any (ccr addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_frameworks: Option<Vec<String>>,
+    /// The model formats the output may carry (`Safetensors`, `ONNX`); absent: any (ccr
+    /// addition). The runtime refuses a run whose output would hold another format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_model_formats: Option<Vec<String>>,
+    /// The most runs (attested sessions that get dataset keys) the broker allows under this
+    /// contract; absent: no limit (ccr addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<u32>,
     /// The parties' signatures (ccr addition).
     #[serde(default)]
     pub signatures: Vec<SignatureEntry>,
 }
+
+/// The training framework names of DEPA-Training's pipeline steps.
+pub const FRAMEWORKS: &[&str] = &["Train_DL", "Train_ML", "Train_XGB"];
+/// The model formats an output may carry.
+pub const MODEL_FORMATS: &[&str] = &["Safetensors", "ONNX"];
 
 /// A party to the contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +205,11 @@ pub struct Privacy {
         skip_serializing_if = "Option::is_none"
     )]
     pub noise_multiplier: Option<f64>,
+    /// Whether every run that reads this dataset must train with DP-SGD (ccr addition; default
+    /// false). When true, the runtime refuses a non-private pipeline and the broker refuses a
+    /// release to a run that plans no epsilon, so nothing trained without DP leaves the CCR.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dp_required: bool,
 }
 
 /// The output's id and key.
@@ -196,8 +218,14 @@ pub struct Privacy {
 pub struct Output {
     /// The output image's dataset id.
     pub id: String,
-    /// Where the output key is released from.
+    /// Where the output key is released from. With `approvers`, `kid` names the broker that
+    /// holds each run's output key until the approvers agree (the runtime makes a fresh output
+    /// key per run and escrows it there; the sealed output's manifest `kid` is `runs/<run id>`).
     pub key: KeyRef,
+    /// The parties (data providers) that must approve a run before its output key is released
+    /// to the data consumer; empty: the output key is the consumer's own (ccr addition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 /// One party's signature.
@@ -368,6 +396,53 @@ impl Contract {
                 }
             }
         }
+        for (i, a) in self.output.approvers.iter().enumerate() {
+            match party(a) {
+                Some(_) if self.output.approvers[..i].contains(a) => {
+                    return Err(bad(
+                        format!("output.approvers[{i}]"),
+                        format!("duplicate `{a}`"),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(bad(
+                        format!("output.approvers[{i}]"),
+                        format!("`{a}` is not in parties[]"),
+                    ));
+                }
+            }
+        }
+        if !self.output.approvers.is_empty() && self.output.key.kind != "ccr" {
+            return Err(bad(
+                "output.key.type".into(),
+                "output approval needs a ccr broker to hold the output key (type `ccr`)".into(),
+            ));
+        }
+        let known = |field: String, got: &Option<Vec<String>>, names: &[&str]| {
+            for (i, n) in got.iter().flatten().enumerate() {
+                if !names.contains(&n.as_str()) {
+                    return Err(bad(
+                        format!("{field}[{i}]"),
+                        format!("unknown `{n}` (known: {})", names.join(", ")),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        known(
+            "allowedFrameworks".into(),
+            &self.allowed_frameworks,
+            FRAMEWORKS,
+        )?;
+        known(
+            "allowedModelFormats".into(),
+            &self.allowed_model_formats,
+            MODEL_FORMATS,
+        )?;
+        if self.max_runs == Some(0) {
+            return Err(bad("maxRuns".into(), "must be at least 1".into()));
+        }
         let hex_part = self.pipeline_digest.strip_prefix("sha256:");
         if !hex_part.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(bad(
@@ -484,10 +559,14 @@ impl VerifiedContract {
         self.digest
     }
 
-    /// Checks that `pipeline` (the parsed pipeline config) has the contract's digest.
+    /// Checks that `pipeline` (the parsed pipeline config) has the contract's digest, that its
+    /// training steps (`pipeline[].name` starting with `Train_`) are among
+    /// `allowedFrameworks`, and that a step reading a dataset whose privacy constraint has
+    /// `dp_required` trains privately (`config.is_private: true`).
     ///
     /// # Errors
-    /// [`PolicyError::PipelineDigest`] with both digests.
+    /// [`PolicyError::PipelineDigest`] with both digests; [`PolicyError::Contract`] naming the
+    /// pipeline field and the contract field it breaks.
     pub fn check_pipeline(&self, pipeline: &Value) -> Result<(), PolicyError> {
         let found = pipeline_digest(pipeline);
         if found != self.contract.pipeline_digest {
@@ -496,7 +575,67 @@ impl VerifiedContract {
                 found,
             });
         }
+        let steps = pipeline
+            .get("pipeline")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let datasets: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| s.pointer("/config/datasets").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|d| d.get("id").and_then(Value::as_str))
+            .collect();
+        for (i, s) in steps.iter().enumerate() {
+            let name = s.get("name").and_then(Value::as_str).unwrap_or("");
+            if !name.starts_with("Train_") {
+                continue;
+            }
+            if let Some(allowed) = &self.contract.allowed_frameworks
+                && !allowed.iter().any(|a| a == name)
+            {
+                return Err(PolicyError::Contract {
+                    field: format!("pipeline[{i}].name"),
+                    reason: format!(
+                        "`{name}` is not in the contract's allowedFrameworks ({})",
+                        allowed.join(", ")
+                    ),
+                });
+            }
+            let private = s.pointer("/config/is_private").and_then(Value::as_bool) == Some(true);
+            if private {
+                continue;
+            }
+            if let Some(d) = datasets
+                .iter()
+                .find(|d| self.contract.privacy_for(d).is_some_and(|p| p.dp_required))
+            {
+                return Err(PolicyError::Contract {
+                    field: format!("pipeline[{i}].config.is_private"),
+                    reason: format!(
+                        "dataset `{d}` requires DP (constraints privacy dp_required) and this step trains without it"
+                    ),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// Checks that the output may carry `format` (one of [`MODEL_FORMATS`]).
+    ///
+    /// # Errors
+    /// [`PolicyError::Contract`] naming `allowedModelFormats`.
+    pub fn check_model_format(&self, format: &str) -> Result<(), PolicyError> {
+        match &self.contract.allowed_model_formats {
+            Some(allowed) if !allowed.iter().any(|a| a == format) => Err(PolicyError::Contract {
+                field: "allowedModelFormats".into(),
+                reason: format!(
+                    "the output carries {format}, which the contract does not allow ({})",
+                    allowed.join(", ")
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -588,6 +727,104 @@ mod tests {
         assert!(
             matches!(&e, PolicyError::BadSignature { party, .. } if party == "b"),
             "{e}"
+        );
+    }
+
+    fn checked(c: &Value) -> Result<VerifiedContract, PolicyError> {
+        // Semantic checks only: signatures do not matter here.
+        let c = Contract::from_json(c.to_string().as_bytes())?;
+        Ok(VerifiedContract {
+            digest: c.digest(),
+            contract: c,
+        })
+    }
+
+    fn pipeline(c: &mut Value, train: &str, private: bool) -> Value {
+        let p = json!({"pipeline": [
+            {"name": "SparkJoin", "config": {"datasets": [{"id": "d", "name": "d"}]}},
+            {"name": train, "config": {"is_private": private}}]});
+        c["pipelineDigest"] = json!(pipeline_digest(&p));
+        p
+    }
+
+    #[test]
+    fn frameworks_formats_dp_required_runs_and_approvers_are_checked() {
+        let (mut c, _) = signed();
+        c["allowedFrameworks"] = json!(["Train_DL"]);
+        let p = pipeline(&mut c, "Train_ML", false);
+        let e = checked(&c)
+            .unwrap()
+            .check_pipeline(&p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pipeline[1].name") && e.contains("allowedFrameworks"),
+            "{e}"
+        );
+        let p = pipeline(&mut c, "Train_DL", false);
+        checked(&c).unwrap().check_pipeline(&p).unwrap();
+
+        c["constraints"][0]["privacy"][0]["dp_required"] = json!(true);
+        let p = pipeline(&mut c, "Train_DL", false);
+        let e = checked(&c)
+            .unwrap()
+            .check_pipeline(&p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pipeline[1].config.is_private") && e.contains("`d` requires DP"),
+            "{e}"
+        );
+        let p = pipeline(&mut c, "Train_DL", true);
+        checked(&c).unwrap().check_pipeline(&p).unwrap();
+
+        c["allowedModelFormats"] = json!(["ONNX"]);
+        let v = checked(&c).unwrap();
+        assert!(
+            v.check_model_format("Safetensors")
+                .unwrap_err()
+                .to_string()
+                .contains("allowedModelFormats")
+        );
+        v.check_model_format("ONNX").unwrap();
+
+        for (edit, field) in [
+            (
+                json!({"allowedFrameworks": ["Train_Spark"]}),
+                "allowedFrameworks[0]",
+            ),
+            (
+                json!({"allowedModelFormats": ["pickle"]}),
+                "allowedModelFormats[0]",
+            ),
+            (json!({"maxRuns": 0}), "maxRuns"),
+        ] {
+            let mut bad = c.clone();
+            for (k, v) in edit.as_object().unwrap() {
+                bad[k] = v.clone();
+            }
+            let e = checked(&bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let mut bad = c.clone();
+        bad["output"]["approvers"] = json!(["a", "mallory"]);
+        let e = checked(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("output.approvers[1]") && e.contains("mallory"),
+            "{e}"
+        );
+        bad["output"]["approvers"] = json!(["a"]);
+        bad["output"]["key"]["type"] = json!("azure");
+        assert!(
+            checked(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("output.key.type")
+        );
+        bad["output"]["key"]["type"] = json!("ccr");
+        assert_eq!(
+            checked(&bad).unwrap().contract().output.approvers,
+            vec!["a"]
         );
     }
 

@@ -6,6 +6,11 @@
 //! (RFC 8037); `ES256` is ECDSA P-256/SHA-256 with the 64-byte `R || S` signature (RFC 7518 §3.4).
 //!
 //! Private keys are PKCS#8 PEM files; public keys are JWKs in the contract's `parties[]`.
+//!
+//! Parties also sign requests to the broker (approvals, the output key) with the same keys as
+//! compact JWS with the payload attached (`header.payload.signature`) and their own `typ`
+//! ([`PrivateKey::sign_compact`], [`verify_compact`]), so that no signature of one kind passes
+//! for another.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -184,11 +189,11 @@ impl PrivateKey {
         }
     }
 
-    /// Signs `payload` as a detached JWS with `kid` = `party`.
-    pub fn sign_detached(&self, party: &str, payload: &[u8]) -> String {
-        let header = json!({"alg": self.public_key().alg(), "kid": party, "typ": JWS_TYP});
+    fn sign_input(&self, party: &str, typ: &str, payload: &[u8]) -> (String, String, String) {
+        let header = json!({"alg": self.public_key().alg(), "kid": party, "typ": typ});
         let h = B64.encode(serde_json::to_vec(&header).unwrap_or_default());
-        let input = format!("{h}.{}", B64.encode(payload));
+        let p = B64.encode(payload);
+        let input = format!("{h}.{p}");
         let sig = match self {
             Self::Ed25519(k) => k.sign(input.as_bytes()).to_bytes().to_vec(),
             Self::P256(k) => {
@@ -196,8 +201,60 @@ impl PrivateKey {
                 s.to_bytes().to_vec()
             }
         };
-        format!("{h}..{}", B64.encode(sig))
+        (h, p, B64.encode(sig))
     }
+
+    /// Signs `payload` as a detached JWS with `kid` = `party` and `typ` = [`JWS_TYP`].
+    pub fn sign_detached(&self, party: &str, payload: &[u8]) -> String {
+        let (h, _, s) = self.sign_input(party, JWS_TYP, payload);
+        format!("{h}..{s}")
+    }
+
+    /// Signs `payload` as a compact JWS with the payload attached, `kid` = `party` and the
+    /// given `typ` (for instance `ccr-approval+jws`).
+    pub fn sign_compact(&self, party: &str, typ: &str, payload: &[u8]) -> String {
+        let (h, p, s) = self.sign_input(party, typ, payload);
+        format!("{h}.{p}.{s}")
+    }
+}
+
+/// The `kid` (party id) of a compact JWS's header, unverified: to find the key to verify with.
+///
+/// # Errors
+/// [`PolicyError::Jws`] when the header is not base64url JSON with a string `kid`.
+pub fn jws_kid(jws: &str) -> Result<String, PolicyError> {
+    jws.split('.')
+        .next()
+        .and_then(|h| B64.decode(h).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|h| h.get("kid").and_then(Value::as_str).map(str::to_string))
+        .ok_or_else(|| PolicyError::Jws {
+            reason: "header is not base64url JSON with a `kid`".into(),
+        })
+}
+
+/// Verifies a compact JWS with an attached payload, made by [`PrivateKey::sign_compact`] with
+/// `typ`, and returns the payload.
+///
+/// # Errors
+/// [`PolicyError::Jws`] when the JWS is malformed, its `alg` does not match the key, its `typ`
+/// is not `typ`, or the signature fails.
+pub fn verify_compact(key: &PublicKey, typ: &str, jws: &str) -> Result<Vec<u8>, PolicyError> {
+    let bad = |reason: &str| PolicyError::Jws {
+        reason: reason.to_string(),
+    };
+    let mut parts = jws.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("not a compact JWS (header.payload.signature)"));
+    };
+    if p.is_empty() {
+        return Err(bad("the payload is detached; expected it attached"));
+    }
+    let payload = B64.decode(p).map_err(|_| bad("payload is not base64url"))?;
+    verify_parts(key, typ, h, p, s)?;
+    Ok(payload)
 }
 
 /// Verifies a detached JWS over `payload` with `key`.
@@ -206,14 +263,20 @@ impl PrivateKey {
 /// [`PolicyError::Jws`] when the JWS is malformed, its `alg` does not match the key, its `typ`
 /// is wrong, or the signature fails.
 pub fn verify_detached(key: &PublicKey, jws: &str, payload: &[u8]) -> Result<(), PolicyError> {
-    let bad = |reason: &str| PolicyError::Jws {
-        reason: reason.to_string(),
-    };
     let mut parts = jws.split('.');
     let (Some(h), Some(""), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(bad("not a detached compact JWS (header..signature)"));
+        return Err(PolicyError::Jws {
+            reason: "not a detached compact JWS (header..signature)".into(),
+        });
+    };
+    verify_parts(key, JWS_TYP, h, &B64.encode(payload), s)
+}
+
+fn verify_parts(key: &PublicKey, typ: &str, h: &str, p: &str, s: &str) -> Result<(), PolicyError> {
+    let bad = |reason: &str| PolicyError::Jws {
+        reason: reason.to_string(),
     };
     let header: Value = B64
         .decode(h)
@@ -223,8 +286,8 @@ pub fn verify_detached(key: &PublicKey, jws: &str, payload: &[u8]) -> Result<(),
     if header.get("alg").and_then(Value::as_str) != Some(key.alg()) {
         return Err(bad("header `alg` does not match the party's key"));
     }
-    if header.get("typ").and_then(Value::as_str) != Some(JWS_TYP) {
-        return Err(bad("header `typ` is not ccr-contract+jws"));
+    if header.get("typ").and_then(Value::as_str) != Some(typ) {
+        return Err(bad(&format!("header `typ` is not {typ}")));
     }
     if header.get("crit").is_some() {
         return Err(bad("header `crit` is not supported"));
@@ -232,7 +295,7 @@ pub fn verify_detached(key: &PublicKey, jws: &str, payload: &[u8]) -> Result<(),
     let sig = B64
         .decode(s)
         .map_err(|_| bad("signature is not base64url"))?;
-    let input = format!("{h}.{}", B64.encode(payload));
+    let input = format!("{h}.{p}");
     let ok = match key {
         PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(&sig)
             .map(|sg| k.verify_strict(input.as_bytes(), &sg).is_ok())
@@ -261,6 +324,27 @@ mod tests {
             assert!(verify_detached(&pk, &jws, &[2u8; 32]).is_err(), "{alg}");
             let k2 = PrivateKey::from_pkcs8_pem(&k.to_pkcs8_pem()).unwrap();
             verify_detached(&pk, &k2.sign_detached("alice", b"x"), b"x").unwrap();
+        }
+    }
+
+    #[test]
+    fn compact_jws_carries_its_payload_and_its_typ() {
+        for alg in ["ed25519", "p256"] {
+            let k = PrivateKey::generate(alg).unwrap();
+            let jws = k.sign_compact("alice", "ccr-approval+jws", b"{\"run\":1}");
+            assert_eq!(jws_kid(&jws).unwrap(), "alice");
+            let got = verify_compact(&k.public_key(), "ccr-approval+jws", &jws).unwrap();
+            assert_eq!(got, b"{\"run\":1}");
+            let e = verify_compact(&k.public_key(), "ccr-output-key+jws", &jws).unwrap_err();
+            assert!(e.to_string().contains("typ"), "{e}");
+            let other = PrivateKey::generate(alg).unwrap();
+            assert!(verify_compact(&other.public_key(), "ccr-approval+jws", &jws).is_err());
+            // A contract signature is not an approval, and the other way round.
+            let det = k.sign_detached("alice", b"x");
+            assert!(verify_compact(&k.public_key(), JWS_TYP, &det).is_err());
+            let parts: Vec<&str> = jws.split('.').collect();
+            let swapped = format!("{}.{}.{}", parts[0], B64.encode(b"{}"), parts[2]);
+            assert!(verify_compact(&k.public_key(), "ccr-approval+jws", &swapped).is_err());
         }
     }
 

@@ -24,6 +24,17 @@ fn the_example_contracts_are_valid() {
 }
 
 #[test]
+fn the_contract_fields_for_frameworks_formats_runs_dp_and_approvers_are_valid() {
+    let mut c = example("breast-cancer");
+    c["allowedFrameworks"] = json!(["Train_DL", "Train_ML"]);
+    c["allowedModelFormats"] = json!(["Safetensors", "ONNX"]);
+    c["maxRuns"] = json!(5);
+    c["output"]["approvers"] = json!(["hospital-a"]);
+    c["constraints"][0]["privacy"][0]["dp_required"] = json!(true);
+    assert_eq!(contract_errors(&c), Vec::<String>::new());
+}
+
+#[test]
 fn invalid_contracts_are_refused_at_their_field() {
     type Edit = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Edit)> = vec![
@@ -63,6 +74,23 @@ fn invalid_contracts_are_refused_at_their_field() {
             Box::new(|c| {
                 c.as_object_mut().unwrap().remove("output");
             }),
+        ),
+        (
+            "/allowedFrameworks/1",
+            Box::new(|c| c["allowedFrameworks"] = json!(["Train_DL", "Train_Spark"])),
+        ),
+        (
+            "/allowedModelFormats/0",
+            Box::new(|c| c["allowedModelFormats"] = json!(["pickle"])),
+        ),
+        ("/maxRuns", Box::new(|c| c["maxRuns"] = json!(0))),
+        (
+            "/output/approvers",
+            Box::new(|c| c["output"]["approvers"] = json!(["a", "a"])),
+        ),
+        (
+            "/constraints/0/privacy/0/dp_required",
+            Box::new(|c| c["constraints"][0]["privacy"][0]["dp_required"] = json!("yes")),
         ),
     ];
     // Additional properties are reported at their parent, naming the property.

@@ -9,6 +9,17 @@
 //!    atomically.
 //!
 //! Nothing decrypted is written to disk; keys are zeroized on drop.
+//!
+//! # The run and its report
+//! Each run has a fresh id ([`RunPlan`]) and names it, with the epsilon it plans to spend on
+//! each dataset (the pipeline's target epsilon, `privacy_params.epsilon`; none without DP), in
+//! its KBS request; the broker charges the datasets' budgets with it. `run.json` (in the sealed
+//! output) gives the run id, the runtime key, the evidence digest and, per dataset, the epsilon
+//! planned and spent; `run.jws` is the same bytes signed with the runtime key (ES256), and the
+//! runtime sends that JWS to every `ccr` broker it got keys from before it commits the output.
+//! When the contract names output approvers, the runtime makes a fresh output key, seals with
+//! it, and escrows it at the output's broker with the report; the output's manifest `kid` is
+//! `runs/<run id>`, and the data consumer gets the key once the approvers agree.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +30,7 @@ use ccr_attest::attester::{Attester, SimAttester};
 use ccr_attest::report_data::kbs_report_data;
 use ccr_attest::sim::{SimAuthority, sim_measurement};
 use ccr_images::{DatasetKey, Image, ImageBuilder};
+use ccr_keybroker::runs::RunPlan;
 use ccr_keybroker::{KbsClient, RuntimeKey};
 use ccr_policy::contract::KeyRef;
 use ccr_policy::{Contract, VerifiedContract};
@@ -205,6 +217,8 @@ pub fn load_inputs(cfg: &JobConfig) -> Result<(VerifiedContract, Pipeline, Value
         },
     })?;
     vc.check_pipeline(&pval).map_err(cerr)?;
+    // This version writes the model as safetensors.
+    vc.check_model_format("Safetensors").map_err(cerr)?;
     let pipeline = Pipeline::from_value(&pval).map_err(|source| JobError::Pipeline {
         path: cfg.pipeline.clone(),
         source,
@@ -308,10 +322,22 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     lap("attest", &mut t0)?;
 
     // 3. release keys
+    let plan = planned_privacy(&pipeline.train);
+    let plan = RunPlan::new(plan.map(|p| p.0), plan.map(|p| p.1));
+    info!(run = %plan.id, epsilon = ?plan.epsilon, delta = ?plan.delta, "run plan");
     let span = info_span!("release");
+    let released = span.in_scope(|| {
+        release_keys(
+            cfg,
+            &contract,
+            &pipeline,
+            attester.as_ref(),
+            &runtime_key,
+            &plan,
+        )
+    })?;
     let (dataset_keys, output_key, evidence_digest) =
-        span.in_scope(|| release_keys(cfg, &contract, &pipeline, attester.as_ref(), &runtime_key))?;
-    drop(runtime_key);
+        (released.datasets, released.output, released.evidence_digest);
     lap("release", &mut t0)?;
 
     // 4. decrypt
@@ -342,9 +368,34 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     lap("train", &mut t0)?;
 
     // 7. seal
+    let dataset_ids: Vec<&str> = pipeline
+        .join
+        .config()
+        .datasets
+        .iter()
+        .map(|d| d.id.as_str())
+        .collect();
+    let privacy: serde_json::Map<String, Value> = dataset_ids
+        .iter()
+        .map(|d| {
+            (
+                d.to_string(),
+                json!({
+                    "dp": plan.epsilon.is_some(),
+                    "epsilon_planned": plan.epsilon,
+                    "delta": plan.delta,
+                    // This version trains without DP (the pipeline refuses is_private), so no
+                    // epsilon is spent by a DP mechanism: null, as the plan said.
+                    "epsilon_spent": Value::Null,
+                }),
+            )
+        })
+        .collect();
     let run_report = json!({
         "format": "ccr-run/1",
         "ccr_version": env!("CARGO_PKG_VERSION"),
+        "run_id": plan.id,
+        "runtime_key": runtime_key.tee_pubkey_json(),
         "contract_id": contract.id,
         "contract_digest": hex::encode(vc.digest()),
         "pipeline_digest": crate::pipeline_digest_of(&pval),
@@ -352,6 +403,9 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
         "evidence_digest": evidence_digest,
         "datasets": pipeline.join.config().datasets.iter().map(|d| json!({"id": d.id, "name": d.name})).collect::<Vec<_>>(),
         "rows": metrics["rows"],
+        "privacy": privacy,
+        "metrics": metrics_summary(&metrics),
+        "output_approvers": contract.output.approvers,
         "started": started.to_rfc3339(),
         "finished": chrono::Utc::now().to_rfc3339(),
         "timings_ms": timings,
@@ -361,21 +415,38 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
             path: cfg.out.clone(),
             source,
         };
-        let mut b = ImageBuilder::new(
-            &cfg.out,
-            &contract.output.id,
-            &contract.output.key.properties.kid,
-            &output_key,
-        )
-        .map_err(serr)?;
+        let kid = if released.escrow.is_some() {
+            format!("runs/{}", plan.id)
+        } else {
+            contract.output.key.properties.kid.clone()
+        };
+        let mut b = ImageBuilder::new(&cfg.out, &contract.output.id, &kid, &output_key)
+            .map_err(serr)?;
         let m = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
         let r = serde_json::to_vec_pretty(&run_report).unwrap_or_default();
+        let signed = runtime_key.sign_report(&r);
         b.add_file("model.safetensors", Path::new("<model>"), &model_bytes[..])
             .map_err(serr)?;
         b.add_file("metrics.json", Path::new("<metrics>"), &m[..])
             .map_err(serr)?;
         b.add_file("run.json", Path::new("<run report>"), &r[..])
             .map_err(serr)?;
+        b.add_file("run.jws", Path::new("<signed run report>"), signed.as_bytes())
+            .map_err(serr)?;
+        // The brokers record the report (and hold the escrowed output key) before the output
+        // exists: an output nobody could ever open is never written.
+        for url in &released.brokers {
+            let escrow = (released.escrow.as_deref() == Some(url.as_str()))
+                .then(|| output_key.as_bytes().as_slice());
+            let mut cl = KbsClient::new(url, released.pin);
+            cl.post_report(&plan.id, &signed, escrow)
+                .map_err(|source| JobError::Release {
+                    what: "the run report".into(),
+                    kid: format!("runs/{}", plan.id),
+                    source,
+                })?;
+            info!(broker = %url, run = %plan.id, escrowed = escrow.is_some(), "run report recorded by the broker");
+        }
         b.commit().map_err(serr)?;
         info!(out = %cfg.out.display(), "output sealed");
         Ok::<_, JobError>(())
@@ -404,7 +475,40 @@ fn endpoint(cfg: &JobConfig, key: &KeyRef) -> Result<String, JobError> {
         })
 }
 
-type Released = (Vec<(String, DatasetKey)>, DatasetKey, String);
+/// What step 3 got.
+struct Released {
+    datasets: Vec<(String, DatasetKey)>,
+    output: DatasetKey,
+    evidence_digest: String,
+    /// The `ccr` brokers that released keys (they get the run report).
+    brokers: Vec<String>,
+    /// Their certificate pin.
+    pin: [u8; 32],
+    /// With output approvers: the broker that escrows the output key.
+    escrow: Option<String>,
+}
+
+/// The (epsilon, delta) a private training step plans to spend on each dataset: its
+/// `privacy_params` `epsilon` and `delta` (the targets the accountant keeps to); `None` without
+/// DP.
+pub fn planned_privacy(train: &crate::pipeline::TrainConfig) -> Option<(f64, f64)> {
+    if !train.is_private {
+        return None;
+    }
+    let p = train.privacy_params.as_ref()?;
+    let num = |k: &str| {
+        p.get(k).and_then(|v| {
+            v.as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+    };
+    num("epsilon").zip(num("delta"))
+}
+
+/// The held-out metrics for the run report (the numbers only; no per-row predictions).
+fn metrics_summary(metrics: &Value) -> Value {
+    metrics.get("test").cloned().unwrap_or(Value::Null)
+}
 
 /// A dataset's image folder: `--datasets/<name>`, or its `mount_path`.
 fn dataset_dir(cfg: &JobConfig, name: &str, mount_path: &str) -> PathBuf {
@@ -420,6 +524,7 @@ fn release_keys(
     pipeline: &Pipeline,
     attester: &dyn Attester,
     runtime_key: &RuntimeKey,
+    plan: &RunPlan,
 ) -> Result<Released, JobError> {
     // Everything to fetch: (what, key ref).
     let mut wanted: Vec<(String, String, KeyRef)> = Vec::new();
@@ -436,13 +541,33 @@ fn release_keys(
             })?;
         wanted.push((format!("dataset {}", d.id), d.id.clone(), cd.key.clone()));
     }
-    wanted.push((
-        "output".into(),
-        contract.output.id.clone(),
-        contract.output.key.clone(),
-    ));
-    let mut keys: Vec<(String, DatasetKey)> = Vec::new();
     let mut output = None;
+    let escrow = if contract.output.approvers.is_empty() {
+        wanted.push((
+            "output".into(),
+            contract.output.id.clone(),
+            contract.output.key.clone(),
+        ));
+        None
+    } else {
+        // The approvers release the output key to the consumer later: this run makes its own
+        // and escrows it at the output's broker, which must be one this run attests to.
+        let url = endpoint(cfg, &contract.output.key)?;
+        let ds_brokers: Vec<String> = wanted
+            .iter()
+            .filter(|w| w.2.kind == "ccr")
+            .map(|w| endpoint(cfg, &w.2))
+            .collect::<Result<_, _>>()?;
+        if !ds_brokers.contains(&url) {
+            return Err(JobError::Config(format!(
+                "output approvers need the output's broker ({url}) to be a broker of a dataset key, so that it knows this run"
+            )));
+        }
+        info!(approvers = ?contract.output.approvers, broker = %url, "output key made in the CCR; escrowed with the run report until the approvers agree");
+        output = Some(DatasetKey::generate());
+        Some(url)
+    };
+    let mut keys: Vec<(String, DatasetKey)> = Vec::new();
     let mut evidence_digest = String::new();
     let (azure, rest): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|w| w.2.kind == "azure");
     let (gcp, rest): (Vec<_>, Vec<_>) = rest.into_iter().partition(|w| w.2.kind == "gcp");
@@ -483,6 +608,7 @@ fn release_keys(
         })?;
         ccr_keybroker::client::parse_pin(pin).map_err(|e| JobError::Config(e.to_string()))?
     };
+    let brokers: Vec<String> = by_broker.keys().cloned().collect();
     for (url, items) in by_broker {
         let rel = |source| JobError::Release {
             what: format!("the attestation handshake with {url}"),
@@ -497,7 +623,7 @@ fn release_keys(
         let challenge = client
             .auth(
                 attester.platform().as_str(),
-                json!({"pipeline-digest": contract.pipeline_digest}),
+                json!({"pipeline-digest": contract.pipeline_digest, "run": plan}),
             )
             .map_err(rel)?;
         let rd = kbs_report_data(&challenge.nonce, &runtime_key.tee_pubkey_json(), "");
@@ -535,7 +661,14 @@ fn release_keys(
         }
     }
     let output = output.ok_or_else(|| JobError::Config("output key not released".into()))?;
-    Ok((keys, output, evidence_digest))
+    Ok(Released {
+        datasets: keys,
+        output,
+        evidence_digest,
+        brokers,
+        pin,
+        escrow,
+    })
 }
 
 fn decrypt(

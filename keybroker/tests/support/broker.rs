@@ -13,6 +13,22 @@ use serde_json::{Value, json};
 /// (key `r/k/d1`), output `o` (key `r/k/o`), pipeline digest of zeros. Returns the contract and
 /// its digest.
 pub fn contract(policy: Value) -> (Value, [u8; 32]) {
+    let s = contract_with(policy, |_| {});
+    (s.value, s.digest)
+}
+
+/// A signed contract as [`contract`] makes it, with the parties' keys.
+pub struct Signed {
+    pub value: Value,
+    pub digest: [u8; 32],
+    /// The data provider `tdp`'s signing key.
+    pub tdp: PrivateKey,
+    /// The data consumer `tdc`'s signing key.
+    pub tdc: PrivateKey,
+}
+
+/// As [`contract`], with `edit` applied before signing (privacy budgets, maxRuns, approvers).
+pub fn contract_with(policy: Value, edit: impl FnOnce(&mut Value)) -> Signed {
     let tdp = PrivateKey::generate("ed25519").unwrap();
     let tdc = PrivateKey::generate("p256").unwrap();
     let mut c = json!({
@@ -31,6 +47,7 @@ pub fn contract(policy: Value) -> (Value, [u8; 32]) {
         "releasePolicy": policy,
         "signatures": []
     });
+    edit(&mut c);
     let d = ccr_policy::Contract::from_json(c.to_string().as_bytes())
         .unwrap()
         .digest();
@@ -38,7 +55,12 @@ pub fn contract(policy: Value) -> (Value, [u8; 32]) {
         {"party": "tdp", "jws": tdp.sign_detached("tdp", &d)},
         {"party": "tdc", "jws": tdc.sign_detached("tdc", &d)}
     ]);
-    (c, d)
+    Signed {
+        value: c,
+        digest: d,
+        tdp,
+        tdc,
+    }
 }
 
 pub struct Running {

@@ -252,6 +252,59 @@ enum BrokerCmd {
         #[command(flatten)]
         conn: BrokerConn,
     },
+    /// Print the privacy budget per contract and dataset: total, spent (reported by runs),
+    /// reserved (planned by runs that have not reported), remaining. Reads the store.
+    Budget {
+        /// Store folder of the broker (`--store` of `serve`).
+        #[arg(long)]
+        store: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A party: show a run's report, approvals and what is pending.
+    Run {
+        /// The run id (`runs/<id>` in the sealed output's manifest, `run_id` in run.json).
+        run: String,
+        #[command(flatten)]
+        party: PartyConn,
+    },
+    /// An output approver: approve (or with --deny, refuse) a run's output after seeing its
+    /// report; the decision is signed with the party's contract key and covers the report's
+    /// digest.
+    Approve {
+        /// The run id.
+        run: String,
+        #[command(flatten)]
+        party: PartyConn,
+        /// The report digest you reviewed (from `ccr keybroker run`); refused if the run's
+        /// report is another. Default: the report shown now.
+        #[arg(long)]
+        report_digest: Option<String>,
+        /// Refuse the output, with this reason.
+        #[arg(long, conflicts_with = "reason")]
+        deny: Option<String>,
+        /// The reason for an approval (recorded).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// A party talking to the broker about a run.
+#[derive(Args2)]
+struct PartyConn {
+    /// Broker URL (https://127.0.0.1:PORT).
+    #[arg(long, env = "CCR_BROKER")]
+    broker: String,
+    /// SHA-256 (hex) of the broker's TLS certificate.
+    #[arg(long, env = "CCR_BROKER_PIN")]
+    pin: String,
+    /// Your party id in the contract.
+    #[arg(long)]
+    party: String,
+    /// Your contract signing key (PKCS#8 PEM, from `ccr contract keygen`).
+    #[arg(long)]
+    key: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -390,14 +443,28 @@ enum PolicyCmd {
 
 #[derive(Subcommand)]
 enum ModelCmd {
-    /// Decrypt the sealed output into a new folder.
+    /// Decrypt the sealed output into a new folder. With output approvers (manifest `kid`
+    /// `runs/<id>`), the output key comes from the broker once they approved: give
+    /// --broker/--pin/--party/--signing-key instead of --key.
     Unseal {
         /// The output id (the contract's output.id).
         #[arg(long)]
         id: String,
         /// The output key file.
+        #[arg(long, required_unless_present = "broker")]
+        key: Option<PathBuf>,
+        /// Broker URL holding the escrowed output key.
+        #[arg(long, env = "CCR_BROKER", requires_all = ["pin", "party", "signing_key"])]
+        broker: Option<String>,
+        /// SHA-256 (hex) of the broker's TLS certificate.
+        #[arg(long, env = "CCR_BROKER_PIN")]
+        pin: Option<String>,
+        /// Your party id (the contract's tdc).
         #[arg(long)]
-        key: PathBuf,
+        party: Option<String>,
+        /// Your contract signing key (PKCS#8 PEM).
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
         image: PathBuf,
         out: PathBuf,
     },
@@ -515,6 +582,28 @@ fn client(conn: &BrokerConn) -> Result<(KbsClient, Zeroizing<String>)> {
     Ok((KbsClient::new(&conn.broker, pin), token))
 }
 
+/// Signs and sends a party request about `run`.
+fn party_call(
+    conn: &PartyConn,
+    run: &str,
+    action: &str,
+    edit: impl FnOnce(&mut ccr_keybroker::runs::PartyRequest),
+) -> Result<Value> {
+    let key = private_key(&conn.key)?;
+    let mut req = ccr_keybroker::runs::PartyRequest {
+        run: run.to_string(),
+        action: action.to_string(),
+        iat: chrono::Utc::now().timestamp(),
+        report_digest: None,
+        reason: None,
+        tee_pubkey: None,
+    };
+    edit(&mut req);
+    let pin = ccr_keybroker::client::parse_pin(&conn.pin)?;
+    let mut cl = KbsClient::new(&conn.broker, pin);
+    Ok(cl.party_request(run, &req.sign(&conn.party, &key))?)
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -539,13 +628,48 @@ fn run(cli: Cli) -> Result<()> {
                 image.display()
             );
         }
-        Cmd::Dataset(DatasetCmd::Open {
+        Cmd::Model(ModelCmd::Unseal {
             id,
             key,
+            broker,
+            pin,
+            party,
+            signing_key,
             image,
             out,
-        })
-        | Cmd::Model(ModelCmd::Unseal {
+        }) => {
+            let img = Image::load(&image)?;
+            img.expect_dataset(&id)?;
+            let k = match (key, broker) {
+                (Some(k), _) => read_key(&k)?,
+                (None, Some(broker)) => {
+                    let kid = &img.manifest().kid;
+                    let run = kid.strip_prefix("runs/").with_context(|| {
+                        format!("image {}: kid `{kid}` is not runs/<run id>: this output's key is not escrowed; use --key", image.display())
+                    })?;
+                    let conn = PartyConn {
+                        broker,
+                        pin: pin.unwrap_or_default(),
+                        party: party.unwrap_or_default(),
+                        key: signing_key.unwrap_or_default(),
+                    };
+                    let ephemeral = ccr_keybroker::RuntimeKey::generate();
+                    let ans = party_call(&conn, run, "output-key", |r| {
+                        r.tee_pubkey = Some(ephemeral.tee_pubkey_json())
+                    })?;
+                    let secret = ephemeral.unwrap_json(&ans)?;
+                    DatasetKey::from_slice(&secret).context("the escrowed output key")?
+                }
+                (None, None) => bail!("--key or --broker is required"),
+            };
+            img.extract_to(&out, &id, &k)?;
+            println!(
+                "opened {} file(s) into {}",
+                img.manifest().files.len(),
+                out.display()
+            );
+        }
+        Cmd::Dataset(DatasetCmd::Open {
             id,
             key,
             image,
@@ -698,6 +822,67 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Keybroker(BrokerCmd::Audit { conn }) => {
             let (mut cl, token) = client(&conn)?;
             println!("{}", serde_json::to_string_pretty(&cl.audit_log(&token)?)?);
+        }
+        Cmd::Keybroker(BrokerCmd::Budget { store, json }) => {
+            if !store.join("broker.db").is_file() {
+                bail!("--store {}: no broker.db there", store.display());
+            }
+            let lines = ccr_keybroker::store::Store::open(&store)?.budget_report()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lines)?);
+            } else {
+                println!(
+                    "{:<24} {:<20} {:>10} {:>10} {:>10} {:>10} {:>6} {:>6}",
+                    "contract", "dataset", "total", "spent", "reserved", "remaining", "dp", "no-dp"
+                );
+                for l in lines {
+                    println!(
+                        "{:<24} {:<20} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>6} {:>6}",
+                        l.contract_id,
+                        l.dataset,
+                        l.epsilon_total,
+                        l.epsilon_spent,
+                        l.epsilon_reserved,
+                        l.epsilon_remaining,
+                        l.private_runs,
+                        l.non_private_runs
+                    );
+                }
+            }
+        }
+        Cmd::Keybroker(BrokerCmd::Run { run, party }) => {
+            let ans = party_call(&party, &run, "show", |_| {})?;
+            println!("{}", serde_json::to_string_pretty(&ans)?);
+        }
+        Cmd::Keybroker(BrokerCmd::Approve {
+            run,
+            party,
+            report_digest,
+            deny,
+            reason,
+        }) => {
+            let shown = party_call(&party, &run, "show", |_| {})?;
+            let current = shown["report_digest"]
+                .as_str()
+                .with_context(|| format!("run {run} has not reported yet: nothing to approve"))?
+                .to_string();
+            if let Some(d) = &report_digest
+                && d != &current
+            {
+                bail!(
+                    "run {run}: the report is now {current}, not the {d} you reviewed; review it again (ccr keybroker run)"
+                );
+            }
+            eprintln!(
+                "run {run}, report {current}:\n{}",
+                serde_json::to_string_pretty(&shown["report"])?
+            );
+            let action = if deny.is_some() { "deny" } else { "approve" };
+            let ans = party_call(&party, &run, action, |r| {
+                r.report_digest = Some(current.clone());
+                r.reason = deny.clone().or(reason.clone());
+            })?;
+            println!("{}", serde_json::to_string(&ans)?);
         }
         Cmd::Contract(ContractCmd::Keygen { alg, out }) => {
             let k = PrivateKey::generate(&alg)?;
