@@ -5,7 +5,8 @@
 #   each data provider seals its CSV into an image and registers the image key with the broker;
 #   the data consumer registers the output key;
 #   ccr-init runs the job (platform sim: NOT confidential, local demo only);
-#   the data consumer unseals the model and reads the metrics.
+#   the data consumer unseals the model and reads the metrics;
+#   the broker operator prints the privacy ledger.
 # Scenarios: breast-cancer (two hospitals, keyed join on patient_id) and digits (three clinics,
 # union). Usage: examples/demo.sh [breast-cancer|digits]...   (default: both)
 set -euo pipefail
@@ -98,3 +99,6 @@ print(f"{sys.argv[2]}: {m['model']} on {m['rows']['total']} joined rows; held-ou
       + ", ".join(f"{k}={v:.4f}" for k, v in t.items() if k != "n"))
 PY
 done
+
+echo "== broker operator: the privacy ledger (no DP in these pipelines: runs counted, nothing spent)"
+"$BIN/ccr" keybroker budget --store "$WORK/broker"

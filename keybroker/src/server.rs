@@ -442,9 +442,14 @@ async fn get_resource(
             contract.pipeline_digest
         )));
     }
-    let policy = ReleasePolicy::from_json(rec.policy.as_bytes())
-        .map_err(|e| deny(format!("release policy: {e}")))?;
-    match release_decision(&policy, &claims) {
+    let policy = KeyPolicy::parse(&rec.policy).map_err(|e| deny(format!("release policy: {e}")))?;
+    let request = json!({
+        "resource": path,
+        "platform": claims.get("platform"),
+        "pipeline_digest": pipeline_digest,
+        "run": run,
+    });
+    match policy.decide(&claims, &contract, &request) {
         Decision::Deny(reasons) => Err(deny(format!("release policy: {}", reasons.join("; ")))),
         Decision::Allow(allow) => {
             let is_output =
@@ -539,6 +544,10 @@ async fn put_resource(
         .verify(chrono::Utc::now())
         .map_err(|e| bad(e.to_string()))?;
     let policy_s = match req.policy {
+        Some(Value::String(rego)) => {
+            KeyPolicy::parse(&rego).map_err(|e| bad(format!("policy: {e}")))?;
+            rego
+        }
         Some(p) => {
             let s = p.to_string();
             ReleasePolicy::from_json(s.as_bytes()).map_err(|e| bad(e.to_string()))?;
@@ -1027,6 +1036,52 @@ impl Broker {
         .serve(app.into_make_service())
         .await
         .map_err(|e| BrokerError::Store(format!("serve: {e}")))
+    }
+}
+
+/// A key's release policy as stored: the JSON grammar ([`ReleasePolicy`]) or a Rego module
+/// ([`ccr_policy::RegoPolicy`], stored as its source text, registered as a JSON string).
+pub enum KeyPolicy {
+    /// The JSON grammar.
+    Json(ReleasePolicy),
+    /// Rego, with `data.ccr.allow`.
+    Rego(Box<ccr_policy::RegoPolicy>),
+}
+
+impl KeyPolicy {
+    /// Parses stored policy text: a JSON object is the JSON grammar, anything else Rego.
+    ///
+    /// # Errors
+    /// [`ccr_policy::PolicyError`] from either parser (Rego errors give line and column).
+    pub fn parse(text: &str) -> Result<Self, ccr_policy::PolicyError> {
+        if text.trim_start().starts_with('{') {
+            ReleasePolicy::from_json(text.as_bytes()).map(Self::Json)
+        } else {
+            ccr_policy::RegoPolicy::from_source("release.rego", text)
+                .map(|r| Self::Rego(Box::new(r)))
+        }
+    }
+
+    /// The decision over verified `claims`; Rego gets the input `{"claims", "authority",
+    /// "contract", "request"}`, where `request` is `{"resource", "platform",
+    /// "pipeline_digest", "run"}`. A Rego evaluation error is a denial naming it.
+    pub fn decide(&self, claims: &Value, contract: &Contract, request: &Value) -> Decision {
+        match self {
+            Self::Json(p) => release_decision(p, claims),
+            Self::Rego(r) => {
+                let mut c = serde_json::to_value(contract).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut c {
+                    m.remove("signatures");
+                }
+                let input = json!({
+                    "claims": claims,
+                    "authority": LOCAL_AUTHORITY,
+                    "contract": c,
+                    "request": request,
+                });
+                r.decide(&input)
+            }
+        }
     }
 }
 

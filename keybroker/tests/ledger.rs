@@ -410,3 +410,51 @@ fn a_denial_blocks_the_output_key_and_is_recorded() {
         "{e}"
     );
 }
+
+#[test]
+fn a_rego_release_policy_reads_claims_contract_and_request() {
+    let d = tempfile::tempdir().unwrap();
+    let sim = SimAuthority::load_or_create(&d.path().join("sim")).unwrap();
+    let r = start(&d.path().join("store"), &sim);
+    let c = signed(|_| {});
+    let rego = format!(
+        r#"package ccr
+import rego.v1
+default allow := false
+allow if {{
+	input.authority == "local"
+	input.claims.platform == "sim"
+	input.claims.measurement == "{m}"
+	input.contract.id == "c1"
+	input.request.resource == "r/k/d1"
+	is_number(input.request.run.epsilon) # Rego orders null before numbers: null <= 2 holds
+	input.request.run.epsilon <= 2
+}}
+reasons contains "runs without DP are not allowed" if input.request.run.epsilon == null
+"#,
+        m = hex::encode(M)
+    );
+    let mut cl = KbsClient::new(&r.url, r.pin);
+    let e = cl
+        .put_resource(
+            &r.token,
+            "r/k/d1",
+            &[5u8; 32],
+            &c.value,
+            Some(&json!("package ccr\nallow if {")),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("policy: Rego"), "{e}");
+    cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c.value, Some(&json!(rego)))
+        .unwrap();
+    let att = SimAttester::new(sim, M, c.digest);
+    let rk = attested(&mut cl, &att, &RunPlan::new(None, None));
+    let e = cl.get_resource("r/k/d1", &rk).unwrap_err().to_string();
+    assert!(e.contains("runs without DP are not allowed"), "{e}");
+    let rk = attested(&mut cl, &att, &RunPlan::new(Some(3.0), Some(1e-5)));
+    let e = cl.get_resource("r/k/d1", &rk).unwrap_err().to_string();
+    assert!(e.contains("Rego data.ccr.allow is not true"), "{e}");
+    let rk = attested(&mut cl, &att, &RunPlan::new(Some(1.0), Some(1e-5)));
+    assert_eq!(&cl.get_resource("r/k/d1", &rk).unwrap()[..], &[5u8; 32]);
+}

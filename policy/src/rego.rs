@@ -2,8 +2,12 @@
 //! same claims as the JSON grammar ([`crate::release`]).
 //!
 //! A Rego release policy is a module whose `data.ccr.allow` is `true` to release; its input is
-//! `{"claims": <the flat claims object>, "authority": "<the verifier's name>"}` (as Trustee's
-//! KBS gives its resource policies `input`). [`to_rego`] translates a JSON policy into an
+//! `{"claims": <the flat claims object>, "authority": "<the verifier's name>", "contract":
+//! <the contract JSON>, "request": {"resource", "platform", "pipeline_digest", "run"}}` (as
+//! Trustee's KBS gives its resource policies the claims and the request); `contract` and
+//! `request` are present when the broker evaluates (and with `ccr policy eval --contract
+//! --request`). A module may also define `data.ccr.reasons`, a set of strings that a denial
+//! reports. [`to_rego`] translates a JSON policy into an
 //! equivalent module — including ccr's sim rule: claims of `platform` `sim` satisfy a clause
 //! group only through a path that requires `platform` (or `x-ms-attestation-type`) `"sim"`.
 
@@ -49,8 +53,35 @@ impl RegoPolicy {
     /// # Errors
     /// [`PolicyError::Rego`] when evaluation fails (a runtime error in the policy).
     pub fn evaluate(&self, claims: &Value, authority: &str) -> Result<bool, PolicyError> {
+        Ok(self
+            .evaluate_input(&json!({"claims": claims, "authority": authority}))?
+            .0)
+    }
+
+    /// The release decision over a whole `input` document: allow with the trace `Rego
+    /// data.ccr.allow is true`, or deny with `data.ccr.reasons` (or `data.ccr.allow is not
+    /// true`); an evaluation error is a denial naming it.
+    pub fn decide(&self, input: &Value) -> crate::Decision {
+        match self.evaluate_input(input) {
+            Ok((true, _)) => crate::Decision::Allow(crate::release::Allow {
+                trace: vec![format!("Rego {ALLOW_RULE} is true")],
+            }),
+            Ok((false, r)) if r.is_empty() => {
+                crate::Decision::Deny(vec![format!("Rego {ALLOW_RULE} is not true")])
+            }
+            Ok((false, r)) => crate::Decision::Deny(r),
+            Err(e) => crate::Decision::Deny(vec![format!("Rego evaluation failed: {e}")]),
+        }
+    }
+
+    /// Evaluates `data.ccr.allow` over a whole `input` document (see the module docs) and, on
+    /// deny, `data.ccr.reasons` when the module defines it: `(allow, reasons)`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Rego`] when evaluation fails (a runtime error in the policy).
+    pub fn evaluate_input(&self, input: &Value) -> Result<(bool, Vec<String>), PolicyError> {
         let mut engine = self.engine.clone();
-        let input = json!({"claims": claims, "authority": authority}).to_string();
+        let input = input.to_string();
         engine
             .set_input_json(&input)
             .map_err(|e| PolicyError::Rego {
@@ -61,7 +92,19 @@ impl RegoPolicy {
             .map_err(|e| PolicyError::Rego {
                 reason: e.to_string(),
             })?;
-        Ok(v == regorus::Value::from(true))
+        let allow = v == regorus::Value::from(true);
+        let mut reasons = Vec::new();
+        if !allow
+            && let Ok(r) = engine.eval_rule("data.ccr.reasons".to_string())
+            && let Ok(s) = r.to_json_str()
+            && let Ok(Value::Array(a)) = serde_json::from_str::<Value>(&s)
+        {
+            reasons = a
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect();
+        }
+        Ok((allow, reasons))
     }
 }
 

@@ -98,7 +98,7 @@ pub struct Group {
 /// Proof that a policy allowed a release. Only [`ReleasePolicy::evaluate`] makes one.
 #[derive(Debug, Clone)]
 pub struct Allow {
-    trace: Vec<String>,
+    pub(crate) trace: Vec<String>,
 }
 
 impl Allow {

@@ -34,12 +34,20 @@ impl Party<'_> {
     }
 }
 
-fn unseal_args<'a>(s: &'a Scenario, out: &'a Path, dest: &'a Path, key: &'a Path) -> Vec<&'a str> {
+fn unseal_args<'a>(
+    broker: &'a str,
+    s: &'a Scenario,
+    out: &'a Path,
+    dest: &'a Path,
+    key: &'a Path,
+) -> Vec<&'a str> {
     vec![
         "model",
         "unseal",
         "--id",
         &s.output_id,
+        "--broker",
+        broker,
         "--party",
         "research-lab",
         "--signing-key",
@@ -103,7 +111,7 @@ fn output_key_goes_to_the_consumer_only_after_every_approver_approves() {
     );
     assert!(e.contains("error"), "{e}");
     let dest = work.join("out-1.unsealed");
-    let e = ccr_err(&env, &unseal_args(&s, &out, &dest, &tdc_key));
+    let e = ccr_err(&env, &unseal_args(&broker.url, &s, &out, &dest, &tdc_key));
     assert!(
         e.contains("waiting for approval from hospital-a, hospital-b"),
         "{e}"
@@ -163,10 +171,10 @@ fn output_key_goes_to_the_consumer_only_after_every_approver_approves() {
             "aggregate metrics only",
         ]),
     );
-    let e = ccr_err(&env, &unseal_args(&s, &out, &dest, &tdc_key));
+    let e = ccr_err(&env, &unseal_args(&broker.url, &s, &out, &dest, &tdc_key));
     assert!(e.contains("waiting for approval from hospital-b"), "{e}");
     ccr_ok(&env, &b.args(&["keybroker", "approve", &run]));
-    ccr_ok(&env, &unseal_args(&s, &out, &dest, &tdc_key));
+    ccr_ok(&env, &unseal_args(&broker.url, &s, &out, &dest, &tdc_key));
     let metrics: Value =
         serde_json::from_slice(&std::fs::read(dest.join("metrics.json")).unwrap()).unwrap();
     assert!(metrics["test"]["accuracy"].as_f64().unwrap() > 0.9);
@@ -193,7 +201,13 @@ fn output_key_goes_to_the_consumer_only_after_every_approver_approves() {
     );
     let e = ccr_err(
         &env,
-        &unseal_args(&s, &out2, &work.join("out-2.unsealed"), &tdc_key),
+        &unseal_args(
+            &broker.url,
+            &s,
+            &out2,
+            &work.join("out-2.unsealed"),
+            &tdc_key,
+        ),
     );
     assert!(
         e.contains("output denied by hospital-b: too many epochs"),

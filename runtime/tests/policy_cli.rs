@@ -151,3 +151,136 @@ fn contract_check_validates_against_the_schemas_then_the_semantics() {
         "{out}"
     );
 }
+
+#[test]
+fn rego_reads_the_contract_and_the_request_and_reports_its_reasons() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("p.rego");
+    std::fs::write(
+        &r,
+        r#"package ccr
+import rego.v1
+
+default allow := false
+
+allow if {
+	input.claims.platform in {"snp", "tdx"}
+	input.claims.debug == false
+	input.request.run.epsilon != null
+	input.request.run.epsilon <= 1.0
+	input.contract.purpose == "TRAINING"
+}
+
+reasons contains "the run trains without DP" if input.request.run.epsilon == null
+reasons contains sprintf("the run asks for epsilon %v, at most 1.0 per run", [input.request.run.epsilon]) if input.request.run.epsilon > 1.0
+"#,
+    )
+    .unwrap();
+    let claims = d.path().join("c.json");
+    std::fs::write(&claims, r#"{"platform": "snp", "debug": false}"#).unwrap();
+    let contract = common::examples().join("breast-cancer/contract.template.json");
+    // The template has empty party keys: give the Rego a contract that parses.
+    let (code, out) = run(&[
+        "policy",
+        "eval",
+        "--policy",
+        r.to_str().unwrap(),
+        "--claims",
+        claims.to_str().unwrap(),
+        "--contract",
+        contract.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("contract"), "{out}");
+    let c = d.path().join("contract.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&contract).unwrap()).unwrap();
+    for p in v["parties"].as_array_mut().unwrap() {
+        p["publicKey"] = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    }
+    std::fs::write(&c, v.to_string()).unwrap();
+    for (run_plan, want, needle) in [
+        (
+            r#"{"id": "x", "epsilon": 0.5, "delta": 1e-5}"#,
+            0,
+            "Rego data.ccr.allow is true",
+        ),
+        (
+            r#"{"id": "x", "epsilon": 3, "delta": 1e-5}"#,
+            3,
+            "asks for epsilon 3, at most 1.0 per run",
+        ),
+        (
+            r#"{"id": "x", "epsilon": null, "delta": null}"#,
+            3,
+            "the run trains without DP",
+        ),
+    ] {
+        let req = d.path().join("req.json");
+        std::fs::write(
+            &req,
+            format!(r#"{{"resource": "r/k/d", "run": {run_plan}}}"#),
+        )
+        .unwrap();
+        let (code, out) = run(&[
+            "policy",
+            "eval",
+            "--policy",
+            r.to_str().unwrap(),
+            "--claims",
+            claims.to_str().unwrap(),
+            "--contract",
+            c.to_str().unwrap(),
+            "--request",
+            req.to_str().unwrap(),
+        ]);
+        assert_eq!(code, want, "{out}");
+        assert!(out.contains(needle), "{out}");
+    }
+}
+
+#[test]
+fn claims_of_the_wrong_shape_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p.json");
+    std::fs::write(
+        &p,
+        r#"{"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "snp"}]}"#,
+    )
+    .unwrap();
+    let c = d.path().join("c.json");
+    for (claims, needle) in [
+        (r#"["platform", "snp"]"#, "expected a JSON object of claims"),
+        (
+            r#"{"platform": "snp", "tcb": {"snp": 8}}"#,
+            "claim `tcb` is an object",
+        ),
+    ] {
+        std::fs::write(&c, claims).unwrap();
+        let (code, out) = run(&[
+            "policy",
+            "eval",
+            "--policy",
+            p.to_str().unwrap(),
+            "--claims",
+            c.to_str().unwrap(),
+        ]);
+        assert_ne!(code, 0, "{out}");
+        assert!(out.contains(needle), "{out}");
+    }
+    // `ccr verify`'s output is read through its policy_input.
+    std::fs::write(
+        &c,
+        r#"{"verdict": "verified", "policy_input": {"platform": "snp"}}"#,
+    )
+    .unwrap();
+    let (code, out) = run(&[
+        "policy",
+        "eval",
+        "--policy",
+        p.to_str().unwrap(),
+        "--claims",
+        c.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -154,7 +154,8 @@ enum KeysCmd {
         /// The signed contract the key is released under.
         #[arg(long)]
         contract: PathBuf,
-        /// A release policy to use instead of the contract's.
+        /// A release policy to use instead of the contract's: the JSON grammar, or Rego when
+        /// the file ends in .rego.
         #[arg(long)]
         policy: Option<PathBuf>,
     },
@@ -438,6 +439,13 @@ enum PolicyCmd {
         /// The verifier's authority name.
         #[arg(long, default_value = "local")]
         authority: String,
+        /// Rego: the contract, as `input.contract` (signatures dropped).
+        #[arg(long)]
+        contract: Option<PathBuf>,
+        /// Rego: the request, as `input.request` (`{"resource", "platform",
+        /// "pipeline_digest", "run": {"id", "epsilon", "delta"}}`).
+        #[arg(long)]
+        request: Option<PathBuf>,
     },
 }
 
@@ -453,8 +461,9 @@ enum ModelCmd {
         /// The output key file.
         #[arg(long, required_unless_present = "broker")]
         key: Option<PathBuf>,
-        /// Broker URL holding the escrowed output key.
-        #[arg(long, env = "CCR_BROKER", requires_all = ["pin", "party", "signing_key"])]
+        /// Broker URL holding the escrowed output key (not read from CCR_BROKER: a consumer's
+        /// own key stays the default).
+        #[arg(long, requires_all = ["pin", "party", "signing_key"])]
         broker: Option<String>,
         /// SHA-256 (hex) of the broker's TLS certificate.
         #[arg(long, env = "CCR_BROKER_PIN")]
@@ -582,6 +591,36 @@ fn client(conn: &BrokerConn) -> Result<(KbsClient, Zeroizing<String>)> {
     Ok((KbsClient::new(&conn.broker, pin), token))
 }
 
+/// Reads a claims file: a flat JSON object (claim name → string, number, boolean or null), or
+/// `ccr verify`'s output (its `policy_input` is used).
+fn claims_object(path: &Path) -> Result<Value> {
+    let v = read_json(path)?;
+    let v = match v.get("policy_input") {
+        Some(p) if v.get("verdict").is_some() => p.clone(),
+        _ => v,
+    };
+    let m = v.as_object().with_context(|| {
+        format!(
+            "claims {}: expected a JSON object of claims (as `ccr verify` prints in policy_input)",
+            path.display()
+        )
+    })?;
+    for (k, x) in m {
+        if x.is_object() || x.is_array() {
+            bail!(
+                "claims {}: claim `{k}` is {}, expected a string, number, boolean or null (claims are flat: nested parts are named with dots, such as `tcb.snp`)",
+                path.display(),
+                if x.is_object() {
+                    "an object"
+                } else {
+                    "an array"
+                }
+            );
+        }
+    }
+    Ok(v)
+}
+
 /// Signs and sends a party request about `run`.
 fn party_call(
     conn: &PartyConn,
@@ -700,7 +739,17 @@ fn run(cli: Cli) -> Result<()> {
             let k = read_key(&key)?;
             load_contract(&contract)?;
             let c = read_json(&contract)?;
-            let p = policy.as_deref().map(read_json).transpose()?;
+            let p = match policy.as_deref() {
+                // A Rego module travels as a JSON string.
+                Some(p) if p.extension().is_some_and(|e| e == "rego") => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    ccr_policy::RegoPolicy::from_source(&p.display().to_string(), &text)?;
+                    Some(Value::String(text))
+                }
+                Some(p) => Some(read_json(p)?),
+                None => None,
+            };
             let (mut cl, token) = client(&conn)?;
             cl.put_resource(&token, &kid, k.as_bytes(), &c, p.as_ref())?;
             println!("registered {kid}");
@@ -832,12 +881,12 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
             } else {
                 println!(
-                    "{:<24} {:<20} {:>10} {:>10} {:>10} {:>10} {:>6} {:>6}",
+                    "{:<36} {:<20} {:>10} {:>10} {:>10} {:>10} {:>6} {:>6}",
                     "contract", "dataset", "total", "spent", "reserved", "remaining", "dp", "no-dp"
                 );
                 for l in lines {
                     println!(
-                        "{:<24} {:<20} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>6} {:>6}",
+                        "{:<36} {:<20} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>6} {:>6}",
                         l.contract_id,
                         l.dataset,
                         l.epsilon_total,
@@ -1150,27 +1199,42 @@ fn run(cli: Cli) -> Result<()> {
             policy,
             claims,
             authority,
+            contract,
+            request,
         }) if policy.extension().is_some_and(|e| e == "rego") => {
             let text = std::fs::read_to_string(&policy)
                 .with_context(|| format!("reading {}", policy.display()))?;
             let r = ccr_policy::RegoPolicy::from_source(&policy.display().to_string(), &text)?;
-            let c = read_json(&claims)?;
-            if r.evaluate(&c, &authority)? {
-                println!("allow\ndata.ccr.allow is true");
-            } else {
-                println!("deny\ndata.ccr.allow is not true");
-                std::process::exit(3);
+            let mut input = json!({"claims": claims_object(&claims)?, "authority": authority});
+            if let Some(c) = contract {
+                let mut v = serde_json::to_value(load_contract(&c)?)?;
+                if let Value::Object(m) = &mut v {
+                    m.remove("signatures");
+                }
+                input["contract"] = v;
+            }
+            if let Some(rq) = request {
+                input["request"] = read_json(&rq)?;
+            }
+            match r.decide(&input) {
+                Decision::Allow(a) => println!("allow\n{}", a.trace().join("\n")),
+                Decision::Deny(r) => {
+                    println!("deny\n{}", r.join("\n"));
+                    std::process::exit(3);
+                }
             }
         }
         Cmd::Policy(PolicyCmd::Eval {
             policy,
             claims,
             authority,
+            contract: _,
+            request: _,
         }) => {
             let p = ReleasePolicy::from_json(
                 &std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?,
             )?;
-            let c = read_json(&claims)?;
+            let c = claims_object(&claims)?;
             match p.evaluate(&c, &authority) {
                 Decision::Allow(a) => println!("allow\n{}", a.trace().join("\n")),
                 Decision::Deny(r) => {
