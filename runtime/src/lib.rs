@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cloud;
+pub mod dp;
 pub mod init;
 pub mod job;
 pub mod join;

@@ -48,6 +48,10 @@ enum Cmd {
     /// The sim platform's local chain.
     #[command(subcommand)]
     Sim(SimCmd),
+    /// Privacy accounting for planners: the RDP accountant of DP-SGD (Poisson-sampled
+    /// Gaussian), as the runtime uses it.
+    #[command(subcommand)]
+    Dp(DpCmd),
     /// Verify attestation evidence offline and print its claims (auditors). Exit status 0 only
     /// when every signature and chain holds (and the policy, when given, allows).
     Verify(VerifyArgs),
@@ -476,6 +480,40 @@ enum ModelCmd {
         signing_key: Option<PathBuf>,
         image: PathBuf,
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DpCmd {
+    /// The epsilon spent by STEPS steps of DP-SGD at sampling rate Q and noise multiplier S.
+    Epsilon {
+        /// Poisson sampling rate q (expected batch size / training rows), in [0, 1].
+        #[arg(long)]
+        sampling_rate: f64,
+        /// Noise multiplier σ (noise standard deviation / max_grad_norm).
+        #[arg(long)]
+        noise_multiplier: f64,
+        /// Number of steps (epochs × rows / expected batch size).
+        #[arg(long)]
+        steps: u64,
+        /// Target delta, in (0, 1).
+        #[arg(long)]
+        delta: f64,
+    },
+    /// The smallest noise multiplier that keeps STEPS steps at sampling rate Q within E.
+    NoiseMultiplier {
+        /// The epsilon budget for the whole run.
+        #[arg(long)]
+        target_epsilon: f64,
+        /// Poisson sampling rate q, in [0, 1].
+        #[arg(long)]
+        sampling_rate: f64,
+        /// Number of steps.
+        #[arg(long)]
+        steps: u64,
+        /// Target delta, in (0, 1).
+        #[arg(long)]
+        delta: f64,
     },
 }
 
@@ -1244,6 +1282,34 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Verify(args) => verify(args)?,
+        Cmd::Dp(DpCmd::Epsilon {
+            sampling_rate,
+            noise_multiplier,
+            steps,
+            delta,
+        }) => {
+            let (eps, order) =
+                ccr_runtime::dp::epsilon(sampling_rate, noise_multiplier, steps, delta)?;
+            println!(
+                "{}",
+                json!({"epsilon": eps, "delta": delta, "order": order, "sampling_rate": sampling_rate,
+                       "noise_multiplier": noise_multiplier, "steps": steps, "accountant": "rdp"})
+            );
+        }
+        Cmd::Dp(DpCmd::NoiseMultiplier {
+            target_epsilon,
+            sampling_rate,
+            steps,
+            delta,
+        }) => {
+            let (sigma, eps) =
+                ccr_runtime::dp::noise_multiplier(target_epsilon, sampling_rate, steps, delta)?;
+            println!(
+                "{}",
+                json!({"noise_multiplier": sigma, "epsilon": eps, "target_epsilon": target_epsilon,
+                       "delta": delta, "sampling_rate": sampling_rate, "steps": steps, "accountant": "rdp"})
+            );
+        }
         Cmd::Sim(SimCmd::Init { state }) => {
             let a = ccr_attest::sim::SimAuthority::load_or_create(&state)?;
             println!(
