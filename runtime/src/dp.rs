@@ -178,6 +178,73 @@ fn check(q: f64, sigma: f64, delta: f64) -> Result<(), DpError> {
     Ok(())
 }
 
+/// An accountant for one (sampling rate, noise multiplier): the one-step RDP at every order
+/// of [`DEFAULT_ORDERS`], computed once; RDP composes by adding, so the epsilon after any number
+/// of steps is a cheap minimum over orders.
+#[derive(Debug, Clone)]
+pub struct Accountant {
+    rdp: Vec<f64>,
+}
+
+impl Accountant {
+    /// Precomputes the one-step RDP of sampling rate `q` and noise multiplier `sigma`.
+    ///
+    /// # Errors
+    /// [`DpError::Parameter`] for `q` outside [0, 1] or a negative or non-finite `sigma`.
+    pub fn new(q: f64, sigma: f64) -> Result<Self, DpError> {
+        check(q, sigma, 0.5)?;
+        Ok(Self {
+            rdp: DEFAULT_ORDERS
+                .iter()
+                .map(|&a| rdp_one_step(q, sigma, a))
+                .collect(),
+        })
+    }
+
+    /// The epsilon after `steps` steps at `delta`, and the RDP order that gives it.
+    ///
+    /// # Errors
+    /// [`DpError::Parameter`] for `delta` outside (0, 1).
+    pub fn epsilon(&self, steps: u64, delta: f64) -> Result<(f64, f64), DpError> {
+        check(0.5, 1.0, delta)?;
+        let mut best = (f64::INFINITY, DEFAULT_ORDERS[0]);
+        for (&a, &r1) in DEFAULT_ORDERS.iter().zip(&self.rdp) {
+            let rdp = r1 * steps as f64;
+            let eps = if rdp < 0.0 || delta * delta + (-rdp).exp_m1() > 0.0 {
+                0.0
+            } else if a > 1.01 {
+                rdp + (-1.0 / a).ln_1p() - (delta * a).ln() / (a - 1.0)
+            } else {
+                f64::INFINITY
+            };
+            if eps < best.0 {
+                best = (eps, a);
+            }
+        }
+        Ok((best.0.max(0.0), best.1))
+    }
+
+    /// The most steps, up to `limit`, whose epsilon at `delta` stays within `budget`.
+    ///
+    /// # Errors
+    /// [`DpError::Parameter`] for `delta` outside (0, 1).
+    pub fn max_steps(&self, budget: f64, delta: f64, limit: u64) -> Result<u64, DpError> {
+        if self.epsilon(limit, delta)?.0 <= budget {
+            return Ok(limit);
+        }
+        let (mut lo, mut hi) = (0u64, limit);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.epsilon(mid, delta)?.0 <= budget {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+}
+
 /// The epsilon of `steps` steps of DP-SGD with sampling rate `q` and noise multiplier `sigma`
 /// at `delta`, and the RDP order that gives it.
 ///
@@ -186,21 +253,7 @@ fn check(q: f64, sigma: f64, delta: f64) -> Result<(), DpError> {
 /// `delta` in (0, 1)).
 pub fn epsilon(q: f64, sigma: f64, steps: u64, delta: f64) -> Result<(f64, f64), DpError> {
     check(q, sigma, delta)?;
-    let mut best = (f64::INFINITY, DEFAULT_ORDERS[0]);
-    for &a in DEFAULT_ORDERS {
-        let rdp = rdp_one_step(q, sigma, a) * steps as f64;
-        let eps = if rdp < 0.0 || delta * delta + (-rdp).exp_m1() > 0.0 {
-            0.0
-        } else if a > 1.01 {
-            rdp + (-1.0 / a).ln_1p() - (delta * a).ln() / (a - 1.0)
-        } else {
-            f64::INFINITY
-        };
-        if eps < best.0 {
-            best = (eps, a);
-        }
-    }
-    Ok((best.0.max(0.0), best.1))
+    Accountant::new(q, sigma)?.epsilon(steps, delta)
 }
 
 /// The smallest noise multiplier (to within the search's tolerance) whose epsilon after
@@ -296,6 +349,12 @@ mod tests {
         assert!((back - reached).abs() < 1e-12);
         // A slightly smaller noise multiplier overshoots the target.
         assert!(epsilon(0.01, sigma * 0.99, 1000, 1e-5).unwrap().0 > 3.0 - 0.01);
+        // The accountant stops where the budget ends.
+        let acc = Accountant::new(0.01, 1.0).unwrap();
+        let n = acc.max_steps(e1, 1e-5, 5000).unwrap();
+        assert_eq!(n, 1000);
+        assert!(acc.epsilon(n + 1, 1e-5).unwrap().0 > e1);
+        assert_eq!(acc.max_steps(100.0, 1e-5, 5000).unwrap(), 5000);
     }
 
     #[test]

@@ -310,6 +310,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
         )));
     }
     info!(contract = %contract.id, contract_digest = %hex::encode(vc.digest()), pipeline_digest = %contract.pipeline_digest, "contract verified");
+    check_privacy_plan(&contract, &pipeline)?;
     lap("start", &mut t0)?;
 
     // 2. attest
@@ -362,8 +363,16 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
 
     // 6. train
     let tc = &pipeline.train;
-    let (metrics, model_bytes) =
-        info_span!("train").in_scope(|| train_and_eval(&joined, tc, &identifiers, &cfg.abort))?;
+    // A noise multiplier the contract fixes for any joined dataset is a floor.
+    let contract_noise = pipeline
+        .join
+        .config()
+        .datasets
+        .iter()
+        .filter_map(|d| contract.privacy_for(&d.id).and_then(|p| p.noise_multiplier))
+        .reduce(f64::max);
+    let (metrics, model_bytes, dp_spent) = info_span!("train")
+        .in_scope(|| train_and_eval(&joined, tc, &identifiers, contract_noise, &cfg.abort))?;
     drop(joined);
     lap("train", &mut t0)?;
 
@@ -384,9 +393,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
                     "dp": plan.epsilon.is_some(),
                     "epsilon_planned": plan.epsilon,
                     "delta": plan.delta,
-                    // This version trains without DP (the pipeline refuses is_private), so no
-                    // epsilon is spent by a DP mechanism: null, as the plan said.
-                    "epsilon_spent": Value::Null,
+                    "epsilon_spent": dp_spent.as_ref().map(|s| s.epsilon),
                 }),
             )
         })
@@ -404,6 +411,20 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
         "datasets": pipeline.join.config().datasets.iter().map(|d| json!({"id": d.id, "name": d.name})).collect::<Vec<_>>(),
         "rows": metrics["rows"],
         "privacy": privacy,
+        "dp_sgd": dp_spent.as_ref().map(|s| json!({
+            "accountant": "rdp",
+            "epsilon": s.epsilon,
+            "delta": s.delta,
+            "order": s.order,
+            "steps": s.steps,
+            "noise_multiplier": s.plan.noise_multiplier,
+            "sampling_rate": s.plan.sampling_rate,
+            "max_grad_norm": s.plan.max_grad_norm,
+            "target_epsilon": s.plan.target_epsilon,
+            // Released without DP: the scaler's per-feature offset and scale (fitted on the
+            // training split, inside the model) and the held-out metrics.
+            "not_covered": ["scaler.offset and scaler.scale in the model", "held-out metrics"],
+        })),
         "metrics": metrics_summary(&metrics),
         "output_approvers": contract.output.approvers,
         "started": started.to_rfc3339(),
@@ -503,6 +524,31 @@ pub fn planned_privacy(train: &crate::pipeline::TrainConfig) -> Option<(f64, f64
         })
     };
     num("epsilon").zip(num("delta"))
+}
+
+/// Refuses, before attesting, a private pipeline whose epsilon or delta exceeds a joined
+/// dataset's budget in the contract (the broker then checks what remains of it).
+fn check_privacy_plan(contract: &Contract, pipeline: &Pipeline) -> Result<(), JobError> {
+    let Some((epsilon, delta)) = planned_privacy(&pipeline.train) else {
+        return Ok(());
+    };
+    for d in &pipeline.join.config().datasets {
+        if let Some(p) = contract.privacy_for(&d.id) {
+            if epsilon > p.epsilon_threshold {
+                return Err(JobError::Config(format!(
+                    "privacy_params.epsilon {epsilon} is more than dataset {}'s epsilon_threshold {} in the contract",
+                    d.id, p.epsilon_threshold
+                )));
+            }
+            if delta > p.delta {
+                return Err(JobError::Config(format!(
+                    "privacy_params.delta {delta} is more than dataset {}'s delta {} in the contract",
+                    d.id, p.delta
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The held-out metrics for the run report (the numbers only; no per-row predictions).
@@ -719,8 +765,9 @@ fn train_and_eval(
     joined: &Table,
     tc: &crate::pipeline::TrainConfig,
     identifiers: &[String],
+    contract_noise: Option<f64>,
     abort: &crate::init::Abort,
-) -> Result<(Value, Vec<u8>), JobError> {
+) -> Result<(Value, Vec<u8>, Option<train::DpSpent>), JobError> {
     let p = train::prepare(joined, tc, identifiers)?;
     let sp = train::split(&p, tc);
     info!(
@@ -732,11 +779,34 @@ fn train_and_eval(
         "data prepared"
     );
     let total = tc.total_epochs;
-    let trained = train::train(&p, &sp, tc, |e| {
-        info!(epoch = e.epoch, epochs = total, train_loss = e.train_loss, val_metric = ?e.val_metric, "epoch");
+    let dp = if tc.is_private {
+        let plan = train::plan_dp(tc, sp.train.len(), contract_noise)?;
+        info!(
+            noise_multiplier = plan.noise_multiplier,
+            sampling_rate = plan.sampling_rate,
+            max_grad_norm = plan.max_grad_norm,
+            steps = plan.max_steps,
+            target_epsilon = plan.target_epsilon,
+            delta = plan.delta,
+            "DP-SGD plan"
+        );
+        Some(plan)
+    } else {
+        None
+    };
+    let trained = train::train(&p, &sp, tc, dp.as_ref(), |e| {
+        info!(epoch = e.epoch, epochs = total, train_loss = e.train_loss, epsilon = ?e.epsilon, val_metric = ?e.val_metric, "epoch");
         !abort.requested()
     })?
     .ok_or(JobError::Aborted { step: "train" })?;
+    if let Some(s) = &trained.dp {
+        info!(
+            epsilon = s.epsilon,
+            delta = s.delta,
+            steps = s.steps,
+            "DP-SGD done: privacy spent"
+        );
+    }
     let device = train::device();
     let xte = trained.scaler.transform(&p, &sp.test);
     let out = train::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
@@ -776,6 +846,9 @@ fn train_and_eval(
         "test": Value::Object(test),
         "epochs": trained.epochs,
     });
+    if let Some(s) = &trained.dp {
+        metrics["dp_sgd"] = serde_json::to_value(s).unwrap_or(Value::Null);
+    }
     if tc.export_test_predictions {
         let rows: Vec<Value> = sp
             .test
@@ -793,5 +866,5 @@ fn train_and_eval(
         metrics["test_predictions"] = Value::Array(rows);
     }
     let bytes = train::to_safetensors(&trained, &p, tc)?;
-    Ok((metrics, bytes))
+    Ok((metrics, bytes, trained.dp))
 }

@@ -12,6 +12,7 @@
 
 pub mod cloud;
 pub mod dp;
+pub mod dpsgd;
 pub mod init;
 pub mod job;
 pub mod join;

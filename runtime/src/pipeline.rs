@@ -122,10 +122,10 @@ pub struct TrainConfig {
     /// Mini-batch size.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// Train with DP-SGD. This version trains without DP only, and refuses `true`.
+    /// Train with DP-SGD ([`crate::dpsgd`]), within `privacy_params`.
     #[serde(default)]
     pub is_private: bool,
-    /// DP parameters (read with `is_private`).
+    /// DP parameters, read with `is_private`: see [`PRIVACY_PARAMS`].
     #[serde(default)]
     pub privacy_params: Option<Value>,
     /// `classification` or `regression`.
@@ -303,6 +303,12 @@ impl Default for OptimizerParams {
         }
     }
 }
+
+/// The fields of `privacy_params` (DP-SGD, read with `is_private`): `epsilon` (the run's
+/// budget: training stops when it is spent), `delta`, `max_grad_norm` (per-sample clipping
+/// norm), `noise_multiplier` (optional: without it the accountant picks the smallest that
+/// fits the budget).
+pub const PRIVACY_PARAMS: &[&str] = &["epsilon", "delta", "max_grad_norm", "noise_multiplier"];
 
 /// Errors of the pipeline config.
 #[derive(Debug, thiserror::Error)]
@@ -495,10 +501,57 @@ impl Pipeline {
             }
         }
         if train.is_private {
-            return Err(field(
-                &format!("{p}.is_private"),
-                "DP-SGD training is not available in this version of ccr; set is_private to false",
-            ));
+            let pp = train.privacy_params.as_ref();
+            let num = |k: &str| {
+                pp.and_then(|v| v.get(k)).and_then(|v| {
+                    v.as_f64()
+                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                })
+            };
+            if !pp.is_some_and(Value::is_object) {
+                return Err(field(
+                    &format!("{p}.privacy_params"),
+                    "an object {\"epsilon\", \"delta\", \"max_grad_norm\"[, \"noise_multiplier\"]} is required with is_private",
+                ));
+            }
+            if let Some(k) = pp
+                .and_then(Value::as_object)
+                .and_then(|m| m.keys().find(|k| !PRIVACY_PARAMS.contains(&k.as_str())))
+            {
+                return Err(field(
+                    &format!("{p}.privacy_params.{k}"),
+                    "unknown (known: epsilon, delta, max_grad_norm, noise_multiplier)",
+                ));
+            }
+            for (k, ok, want) in [
+                (
+                    "epsilon",
+                    num("epsilon").is_some_and(|e| e > 0.0 && e.is_finite()),
+                    "a number > 0",
+                ),
+                (
+                    "delta",
+                    num("delta").is_some_and(|d| d > 0.0 && d < 1.0),
+                    "a number in (0, 1)",
+                ),
+                (
+                    "max_grad_norm",
+                    num("max_grad_norm").is_some_and(|c| c > 0.0 && c.is_finite()),
+                    "a number > 0",
+                ),
+            ] {
+                if !ok {
+                    return Err(field(&format!("{p}.privacy_params.{k}"), want));
+                }
+            }
+            if pp.and_then(|v| v.get("noise_multiplier")).is_some()
+                && !num("noise_multiplier").is_some_and(|s| s > 0.0 && s.is_finite())
+            {
+                return Err(field(
+                    &format!("{p}.privacy_params.noise_multiplier"),
+                    "a number > 0",
+                ));
+            }
         }
         Ok(Self {
             join,

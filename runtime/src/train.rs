@@ -323,6 +323,17 @@ impl Net {
         Self { layers, tanh }
     }
 
+    /// The layers' parameters without autodiff, for DP-SGD's own backward pass.
+    pub fn dp_layers(&self) -> Vec<crate::dpsgd::Layer> {
+        self.layers
+            .iter()
+            .map(|l| crate::dpsgd::Layer {
+                weight: l.weight.val().inner(),
+                bias: l.bias.as_ref().map(|b| b.val().inner()),
+            })
+            .collect()
+    }
+
     /// `[batch, in]` → `[batch, out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let n = self.layers.len();
@@ -341,6 +352,99 @@ impl Net {
     }
 }
 
+/// The DP-SGD parameters of a run (from the pipeline's `privacy_params`, the contract and the
+/// accountant; see [`plan_dp`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DpPlan {
+    /// Clipping norm `C` of each per-sample gradient.
+    pub max_grad_norm: f64,
+    /// Noise multiplier `σ`: the noise's standard deviation is `σ C`.
+    pub noise_multiplier: f64,
+    /// Poisson sampling rate `q = batch_size / training rows`.
+    pub sampling_rate: f64,
+    /// Steps per epoch (`round(1 / q)`).
+    pub steps_per_epoch: u64,
+    /// The most steps the budget allows (≤ epochs × steps per epoch).
+    pub max_steps: u64,
+    /// The run's epsilon budget (the pipeline's target epsilon).
+    pub target_epsilon: f64,
+    /// Delta.
+    pub delta: f64,
+}
+
+/// What a DP run spent.
+#[derive(Debug, Clone, Serialize)]
+pub struct DpSpent {
+    /// Epsilon spent (RDP accountant).
+    pub epsilon: f64,
+    /// The delta it is spent at.
+    pub delta: f64,
+    /// The RDP order that gives it.
+    pub order: f64,
+    /// Steps taken.
+    pub steps: u64,
+    /// The plan.
+    pub plan: DpPlan,
+}
+
+/// The DP-SGD plan for `n_train` training rows: the sampling rate is `batch_size / n_train`,
+/// `round(1/q)` steps per epoch; the noise multiplier is the given one (`privacy_params
+/// .noise_multiplier` or the contract's, the larger when both are given), or else the smallest
+/// that keeps every planned step within the target epsilon ([`crate::dp::noise_multiplier`]);
+/// `max_steps` is where the target epsilon is reached.
+///
+/// # Errors
+/// [`TrainError::Data`] naming the parameter when the accountant refuses it (for instance a
+/// target epsilon no noise multiplier reaches).
+pub fn plan_dp(
+    cfg: &TrainConfig,
+    n_train: usize,
+    contract_noise: Option<f64>,
+) -> Result<DpPlan, TrainError> {
+    let p = cfg.privacy_params.as_ref();
+    let num = |k: &str| {
+        p.and_then(|p| p.get(k)).and_then(|v| {
+            v.as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+    };
+    let bad = |e: crate::dp::DpError| TrainError::Data(format!("privacy_params: {e}"));
+    let target = num("epsilon").unwrap_or(f64::NAN);
+    let delta = num("delta").unwrap_or(f64::NAN);
+    let max_grad_norm = num("max_grad_norm").unwrap_or(f64::NAN);
+    let q = (cfg.batch_size as f64 / n_train.max(1) as f64).min(1.0);
+    let steps_per_epoch = ((1.0 / q).round() as u64).max(1);
+    let planned = steps_per_epoch * cfg.total_epochs as u64;
+    let given = match (num("noise_multiplier"), contract_noise) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let sigma = match given {
+        Some(s) => s,
+        None => {
+            crate::dp::noise_multiplier(target, q, planned, delta)
+                .map_err(bad)?
+                .0
+        }
+    };
+    let acc = crate::dp::Accountant::new(q, sigma).map_err(bad)?;
+    let max_steps = acc.max_steps(target, delta, planned).map_err(bad)?;
+    if max_steps == 0 {
+        return Err(TrainError::Data(format!(
+            "privacy_params: one step at noise multiplier {sigma} already spends more than epsilon {target}"
+        )));
+    }
+    Ok(DpPlan {
+        max_grad_norm,
+        noise_multiplier: sigma,
+        sampling_rate: q,
+        steps_per_epoch,
+        max_steps,
+        target_epsilon: target,
+        delta,
+    })
+}
+
 /// Per-epoch record.
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochLog {
@@ -348,6 +452,9 @@ pub struct EpochLog {
     pub epoch: usize,
     /// Mean training loss.
     pub train_loss: f64,
+    /// DP runs: epsilon spent so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
     /// Validation accuracy (classification) or MSE (regression), when there is a validation split.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_metric: Option<f64>,
@@ -363,6 +470,8 @@ pub struct Trained {
     pub scaler: Scaler,
     /// Per-epoch log.
     pub epochs: Vec<EpochLog>,
+    /// DP runs: what was spent.
+    pub dp: Option<DpSpent>,
 }
 
 fn backend_err(e: impl std::fmt::Debug) -> TrainError {
@@ -414,6 +523,7 @@ pub fn train(
     p: &Prepared,
     sp: &Split,
     cfg: &TrainConfig,
+    dp: Option<&DpPlan>,
     mut on_epoch: impl FnMut(&EpochLog) -> bool,
 ) -> Result<Option<Trained>, TrainError> {
     let seed = cfg.dataset_config.splits.random_state;
@@ -449,37 +559,125 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0fb_a7c4);
     let mut order: Vec<usize> = (0..sp.train.len()).collect();
     let mut epochs = Vec::new();
+    let mut dp_state = match dp {
+        Some(plan) => Some((
+            plan,
+            crate::dpsgd::DpRng::from_os(),
+            crate::dp::Accountant::new(plan.sampling_rate, plan.noise_multiplier)
+                .map_err(|e| TrainError::Data(format!("privacy_params: {e}")))?,
+        )),
+        None => None,
+    };
+    let mut steps = 0u64;
+    let target = |rows: &[usize]| {
+        if classification {
+            crate::dpsgd::Target::Classes {
+                labels: rows.iter().map(|&k| p.y[sp.train[k]] as usize).collect(),
+                classes: out_dim,
+            }
+        } else {
+            crate::dpsgd::Target::Values(rows.iter().map(|&k| p.y[sp.train[k]]).collect())
+        }
+    };
+    let batch_x = |rows: &[usize], device: &Device| {
+        let mut xb = Vec::with_capacity(rows.len() * d);
+        for &k in rows {
+            xb.extend_from_slice(&xtr[k * d..(k + 1) * d]);
+        }
+        Tensor::<2>::from_data(TensorData::new(xb, [rows.len(), d]), device)
+    };
     for epoch in 1..=cfg.total_epochs {
-        order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         let mut batches = 0usize;
-        for chunk in order.chunks(cfg.batch_size) {
-            let b = chunk.len();
-            let mut xb = Vec::with_capacity(b * d);
-            for &k in chunk {
-                xb.extend_from_slice(&xtr[k * d..(k + 1) * d]);
+        if let Some((plan, dprng, _)) = &mut dp_state {
+            // DP-SGD: Poisson-sampled batches, clipped per-sample gradients, Gaussian noise.
+            let inner = device.clone().inner();
+            let expected = plan.sampling_rate * order.len() as f64;
+            for _ in 0..plan.steps_per_epoch {
+                if steps >= plan.max_steps {
+                    break;
+                }
+                let rows = dprng.poisson(&order, plan.sampling_rate);
+                let layers = net.dp_layers();
+                let sums = if rows.is_empty() {
+                    layers
+                        .iter()
+                        .map(|l| {
+                            let [i, o] = l.weight.dims();
+                            (
+                                Tensor::<2>::zeros([i, o], &inner),
+                                Tensor::<1>::zeros([o], &inner),
+                            )
+                        })
+                        .collect()
+                } else {
+                    let bp = crate::dpsgd::backprop(
+                        &layers,
+                        net.tanh,
+                        batch_x(&rows, &inner),
+                        &target(&rows),
+                    );
+                    loss_sum += bp.loss_sum / rows.len() as f64;
+                    batches += 1;
+                    match crate::dpsgd::per_sample_norms(&bp, true) {
+                        Some(norms) => {
+                            let f = crate::dpsgd::clip_factors(norms, plan.max_grad_norm);
+                            crate::dpsgd::clipped_sums(&bp, &f)
+                        }
+                        None => Vec::new(),
+                    }
+                };
+                let noisy = crate::dpsgd::noisy_step(
+                    sums,
+                    plan.noise_multiplier,
+                    plan.max_grad_norm,
+                    expected,
+                    dprng,
+                );
+                let mut grads = GradientsParams::new();
+                for (l, (gw, gb)) in net.layers.iter().zip(noisy) {
+                    grads.register(l.weight.id, gw);
+                    if let Some(b) = &l.bias {
+                        grads.register(b.id, gb);
+                    }
+                }
+                net = optim.step(prm.lr, net, grads);
+                steps += 1;
             }
-            let x = Tensor::<2>::from_data(TensorData::new(xb, [b, d]), &device);
-            let out = net.forward(x);
-            let loss = if classification {
-                let yb: Vec<i64> = chunk.iter().map(|&k| p.y[sp.train[k]] as i64).collect();
-                let y = Tensor::<1, Int>::from_data(TensorData::new(yb, [b]), &device);
-                ce.forward(out, y)
-            } else {
-                let yb: Vec<f32> = chunk.iter().map(|&k| p.y[sp.train[k]]).collect();
-                let y = Tensor::<2>::from_data(TensorData::new(yb, [b, 1]), &device);
-                MseLoss::new().forward(out, y, Reduction::Mean)
-            };
-            let lv: f32 = loss
-                .clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(backend_err)?[0];
-            loss_sum += f64::from(lv);
-            batches += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(prm.lr, net, grads);
+        } else {
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(cfg.batch_size) {
+                let b = chunk.len();
+                let x = batch_x(chunk, &device);
+                let out = net.forward(x);
+                let loss = if classification {
+                    let yb: Vec<i64> = chunk.iter().map(|&k| p.y[sp.train[k]] as i64).collect();
+                    let y = Tensor::<1, Int>::from_data(TensorData::new(yb, [b]), &device);
+                    ce.forward(out, y)
+                } else {
+                    let yb: Vec<f32> = chunk.iter().map(|&k| p.y[sp.train[k]]).collect();
+                    let y = Tensor::<2>::from_data(TensorData::new(yb, [b, 1]), &device);
+                    MseLoss::new().forward(out, y, Reduction::Mean)
+                };
+                let lv: f32 = loss
+                    .clone()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(backend_err)?[0];
+                loss_sum += f64::from(lv);
+                batches += 1;
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                net = optim.step(prm.lr, net, grads);
+            }
         }
+        let epsilon = match &dp_state {
+            Some((plan, _, acc)) => Some(
+                acc.epsilon(steps, plan.delta)
+                    .map_err(|e| TrainError::Data(e.to_string()))?
+                    .0,
+            ),
+            None => None,
+        };
         let val_metric = if sp.val.is_empty() {
             None
         } else {
@@ -494,6 +692,7 @@ pub fn train(
         let log = EpochLog {
             epoch,
             train_loss: loss_sum / batches.max(1) as f64,
+            epsilon,
             val_metric,
         };
         let go_on = on_epoch(&log);
@@ -501,12 +700,33 @@ pub fn train(
         if !go_on {
             return Ok(None);
         }
+        if let Some((plan, _, _)) = &dp_state
+            && steps >= plan.max_steps
+        {
+            break; // the budget is spent
+        }
     }
+    let dp = match dp_state {
+        Some((plan, _, acc)) => {
+            let (epsilon, order) = acc
+                .epsilon(steps, plan.delta)
+                .map_err(|e| TrainError::Data(e.to_string()))?;
+            Some(DpSpent {
+                epsilon,
+                delta: plan.delta,
+                order,
+                steps,
+                plan: plan.clone(),
+            })
+        }
+        None => None,
+    };
     Ok(Some(Trained {
         net,
         dims,
         scaler,
         epochs,
+        dp,
     }))
 }
 
@@ -650,6 +870,161 @@ pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vecf<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + x.abs().max(y.abs())),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// A network and a batch: 7 samples, 5 features, hidden 6 and 4, `out` outputs.
+    fn net_and_batch(tanh: bool, out: usize) -> (Net, Device, Vec<f32>) {
+        let device = device();
+        device.seed(3);
+        let net = Net::new(&device, &[5, 6, 4, out], tanh);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let x: Vec<f32> = (0..7 * 5)
+            .map(|_| rand::Rng::gen_range(&mut rng, -2.0..2.0))
+            .collect();
+        (net, device, x)
+    }
+
+    #[test]
+    fn per_sample_gradients_equal_one_sample_at_a_time_autodiff() {
+        for (tanh, classification) in [(false, true), (true, true), (false, false)] {
+            let out = if classification { 3 } else { 1 };
+            let (net, device, x) = net_and_batch(tanh, out);
+            let labels = [0usize, 2, 1, 1, 0, 2, 2];
+            let values = [0.5f32, -1.0, 2.0, 0.0, 1.5, -0.5, 3.0];
+            let target = if classification {
+                crate::dpsgd::Target::Classes {
+                    labels: labels.to_vec(),
+                    classes: 3,
+                }
+            } else {
+                crate::dpsgd::Target::Values(values.to_vec())
+            };
+            let inner = device.clone().inner();
+            let xb = Tensor::<2>::from_data(TensorData::new(x.clone(), [7, 5]), &inner);
+            let bp = crate::dpsgd::backprop(&net.dp_layers(), tanh, xb, &target);
+            let psg = crate::dpsgd::per_sample_gradients(&bp);
+            let norms = vecf(crate::dpsgd::per_sample_norms(&bp, true).unwrap());
+            for i in 0..7 {
+                // Burn's autodiff on a batch of one: the mean loss is the sample's loss.
+                let xi = Tensor::<2>::from_data(
+                    TensorData::new(x[i * 5..(i + 1) * 5].to_vec(), [1, 5]),
+                    &device,
+                );
+                let o = net.forward(xi);
+                let loss = if classification {
+                    let y = Tensor::<1, Int>::from_data(
+                        TensorData::new(vec![labels[i] as i64], [1]),
+                        &device,
+                    );
+                    CrossEntropyLossConfig::new().init(&device).forward(o, y)
+                } else {
+                    let y =
+                        Tensor::<2>::from_data(TensorData::new(vec![values[i]], [1, 1]), &device);
+                    MseLoss::new().forward(o, y, Reduction::Mean)
+                };
+                let mut grads = loss.backward();
+                let mut sq = 0f32;
+                for (l, layer) in net.layers.iter().enumerate() {
+                    let gw = vecf(layer.weight.grad_remove(&mut grads).unwrap());
+                    let gb = vecf(
+                        layer
+                            .bias
+                            .as_ref()
+                            .unwrap()
+                            .grad_remove(&mut grads)
+                            .unwrap(),
+                    );
+                    let [_, din, dout] = psg[l].0.dims();
+                    let ours_w = vecf(psg[l].0.clone().slice([i..i + 1, 0..din, 0..dout]));
+                    let ours_b = vecf(psg[l].1.clone().slice([i..i + 1, 0..dout]));
+                    close(
+                        &ours_w,
+                        &gw,
+                        &format!("tanh={tanh} sample {i} layer {l} weight"),
+                    );
+                    close(
+                        &ours_b,
+                        &gb,
+                        &format!("tanh={tanh} sample {i} layer {l} bias"),
+                    );
+                    sq += gw.iter().chain(&gb).map(|g| g * g).sum::<f32>();
+                }
+                close(
+                    &[norms[i]],
+                    &[sq.sqrt()],
+                    &format!("tanh={tanh} sample {i} norm"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn clipping_bounds_every_per_sample_gradient_and_the_sum_is_of_the_clipped_ones() {
+        let (net, device, x) = net_and_batch(false, 3);
+        let inner = device.inner();
+        let xb = Tensor::<2>::from_data(
+            TensorData::new(x.iter().map(|v| v * 5.0).collect(), [7, 5]),
+            &inner,
+        );
+        let target = crate::dpsgd::Target::Classes {
+            labels: vec![0, 2, 1, 1, 0, 2, 2],
+            classes: 3,
+        };
+        let bp = crate::dpsgd::backprop(&net.dp_layers(), false, xb, &target);
+        let norms = crate::dpsgd::per_sample_norms(&bp, true).unwrap();
+        let c = 0.05;
+        assert!(
+            vecf(norms.clone()).iter().any(|n| *n > c as f32 * 2.0),
+            "some samples must be clipped"
+        );
+        let f = crate::dpsgd::clip_factors(norms, c);
+        let fv = vecf(f.clone());
+        let psg = crate::dpsgd::per_sample_gradients(&bp);
+        let sums = crate::dpsgd::clipped_sums(&bp, &f);
+        for (i, fi) in fv.iter().enumerate() {
+            let mut sq = 0f32;
+            for (gw, gb) in &psg {
+                let [_, din, dout] = gw.dims();
+                let w = vecf(gw.clone().slice([i..i + 1, 0..din, 0..dout]));
+                let b = vecf(gb.clone().slice([i..i + 1, 0..dout]));
+                sq += w.iter().chain(&b).map(|g| (g * fi).powi(2)).sum::<f32>();
+            }
+            assert!(
+                sq.sqrt() <= c as f32 * (1.0 + 1e-4),
+                "sample {i}: clipped norm {}",
+                sq.sqrt()
+            );
+        }
+        for (l, (gw, gb)) in psg.iter().enumerate() {
+            let [b, din, dout] = gw.dims();
+            let fw = f.clone().reshape([b, 1, 1]);
+            let want_w = vecf((gw.clone() * fw).sum_dim(0).reshape([din, dout]));
+            let want_b = vecf((gb.clone() * f.clone()).sum_dim(0).reshape([dout]));
+            close(
+                &vecf(sums[l].0.clone()),
+                &want_w,
+                &format!("layer {l} clipped weight sum"),
+            );
+            close(
+                &vecf(sums[l].1.clone()),
+                &want_b,
+                &format!("layer {l} clipped bias sum"),
+            );
+        }
+    }
 
     #[test]
     fn roc_auc_matches_hand_computed_values() {

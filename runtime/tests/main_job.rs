@@ -533,3 +533,64 @@ fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+fn dp_run(setup: &mut Setup<'_>, w: &World, name: &str) -> (Value, Value) {
+    let s = setup_scenario(w, setup);
+    let out = w.work.join(name);
+    let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
+    assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
+    let dir = unseal(&s, &out);
+    let run: Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    (metrics(&dir), run)
+}
+
+#[test]
+fn breast_cancer_with_dp_sgd_stays_within_epsilon_and_reports_it() {
+    let w = world();
+    let mut setup = Setup::breast_cancer();
+    setup.edit_pipeline = &|p: &mut Value| {
+        let c = &mut p["pipeline"][1]["config"];
+        c["is_private"] = json!(true);
+        c["privacy_params"] = json!({"epsilon": 3.0, "delta": 1e-5, "max_grad_norm": 1.0});
+        c["optimizer"] = json!({"name": "SGD", "params": {"lr": 0.5}});
+        c["batch_size"] = json!(64);
+        c["total_epochs"] = json!(30);
+    };
+    setup.edit_contract_early = &|c: &mut Value| {
+        for p in c["constraints"][0]["privacy"].as_array_mut().unwrap() {
+            p["epsilon_threshold"] = json!(3.0);
+            p["dp_required"] = json!(true);
+        }
+    };
+    let (m, run) = dp_run(&mut setup, &w, "bc-dp");
+    let acc = m["test"]["accuracy"].as_f64().unwrap();
+    let dp = &run["dp_sgd"];
+    let eps = dp["epsilon"].as_f64().unwrap();
+    println!("breast cancer DP-SGD: accuracy {acc:.4}, epsilon {eps:.4}, {dp}");
+    assert!(eps <= 3.0 && eps > 2.5, "{dp}");
+    assert_eq!(
+        run["privacy"]["bc-hospital-a"]["epsilon_spent"],
+        dp["epsilon"]
+    );
+    assert_eq!(run["privacy"]["bc-hospital-a"]["epsilon_planned"], 3.0);
+    assert!(acc >= 0.90, "accuracy {acc}");
+    // The broker's ledger took the run's report: 3.0 planned, eps spent.
+    let budget: Value = serde_json::from_str(&ccr_ok(
+        &[],
+        &[
+            "keybroker",
+            "budget",
+            "--store",
+            w.broker.store.to_str().unwrap(),
+            "--json",
+        ],
+    ))
+    .unwrap();
+    for l in budget.as_array().unwrap() {
+        assert!(
+            (l["epsilon_spent"].as_f64().unwrap() - eps).abs() < 1e-12,
+            "{l}"
+        );
+        assert_eq!(l["private_runs"], 1);
+    }
+}
