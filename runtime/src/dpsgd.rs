@@ -15,7 +15,13 @@
 //! - the clipped sum is `Σᵢ cᵢ aᵢᵀ δᵢ = aᵀ (c ⊙ δ)`: one matrix product per layer, with
 //!   `cᵢ = min(1, C / (‖gᵢ‖ + 10⁻⁶))` (Opacus's clip factor).
 //!
-//! [`per_sample_gradients`] materialises them all, for the tests that check the shortcut.
+//! For the CNN's convolution (3×3, padding 1), sample `i`'s weight gradient is
+//! `δᵢ Uᵢᵀ` (`δᵢ`: `[out, H·W]` output gradient, `Uᵢ`: `[in·9, H·W]` the unfolded input
+//! patches, as Opacus's `unfold2d` hook does), made for the whole batch in one batched
+//! product `[B, out, in·9]`; its bias gradient is `δᵢ` summed over positions.
+//!
+//! [`per_sample_gradients`] materialises the dense layers' too, for the tests that check the
+//! shortcut.
 //!
 //! # Randomness
 //! Poisson sampling and the noise draw from ChaCha20 seeded by the operating system, never from
@@ -50,15 +56,50 @@ pub struct Layer {
     pub bias: Option<Tensor<1>>,
 }
 
-/// The forward and backward pass of a batch: each layer's input and output gradient.
+/// The CNN's convolution, without autodiff: `weight` `[out, in, 3, 3]`, `bias` `[out]`, and
+/// the input image shape `[in, height, width]`.
+#[derive(Debug, Clone)]
+pub struct ConvLayer {
+    /// `[out, in, 3, 3]`.
+    pub weight: Tensor<4>,
+    /// `[out]`.
+    pub bias: Option<Tensor<1>>,
+    /// `[in, height, width]`.
+    pub image: [usize; 3],
+}
+
+/// The convolution's per-sample gradients: weight `[B, out, in·9]`, bias `[B, out]`.
+#[derive(Debug)]
+pub struct ConvGrads {
+    /// `[B, out, in·9]`.
+    pub weight: Tensor<3>,
+    /// `[B, out]`.
+    pub bias: Tensor<2>,
+}
+
+/// The forward and backward pass of a batch: each dense layer's input and output gradient, and
+/// the convolution's per-sample gradients.
 #[derive(Debug)]
 pub struct Backprop {
-    /// Layer inputs `aₗ₋₁`, `[B, inₗ]`, one per layer.
+    /// Dense layer inputs `aₗ₋₁`, `[B, inₗ]`, one per layer.
     pub inputs: Vec<Tensor<2>>,
-    /// Layer output gradients `δₗ` of the summed loss, `[B, outₗ]`, one per layer.
+    /// Dense layer output gradients `δₗ` of the summed loss, `[B, outₗ]`, one per layer.
     pub deltas: Vec<Tensor<2>>,
+    /// The convolution's per-sample gradients (a CNN).
+    pub conv: Option<ConvGrads>,
     /// The summed loss over the batch.
     pub loss_sum: f64,
+    zeros: Tensor<2>,
+}
+
+/// Gradient sums per parameter: dense layers `(weight [in, out], bias [out])`, the convolution
+/// `(weight [out, in, 3, 3], bias [out])`.
+#[derive(Debug)]
+pub struct Sums {
+    /// Dense layers.
+    pub dense: Vec<(Tensor<2>, Tensor<1>)>,
+    /// The convolution.
+    pub conv: Option<(Tensor<4>, Tensor<1>)>,
 }
 
 fn f32s<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -68,9 +109,20 @@ fn f32s<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .unwrap_or_default()
 }
 
-/// Forward and backward through `layers` (activation `relu`, or `tanh`, between layers; none
-/// after the last) for a batch `x` `[B, in]`.
-pub fn backprop(layers: &[Layer], tanh: bool, x: Tensor<2>, target: &Target) -> Backprop {
+fn scalar<const D: usize>(t: Tensor<D>) -> f64 {
+    f64::from(f32s(t.sum()).first().copied().unwrap_or(0.0))
+}
+
+/// Forward and backward through dense `layers` (activation `relu`, or `tanh`, between
+/// layers; none after the last) for a batch `x` `[B, in]`; also returns the gradient of the
+/// summed loss with respect to `x` when `input_grad`.
+fn dense(
+    layers: &[Layer],
+    tanh: bool,
+    x: Tensor<2>,
+    target: &Target,
+    input_grad: bool,
+) -> (Backprop, Option<Tensor<2>>) {
     let device = x.device();
     let b = x.dims()[0];
     let mut inputs = Vec::with_capacity(layers.len());
@@ -102,33 +154,28 @@ pub fn backprop(layers: &[Layer], tanh: bool, x: Tensor<2>, target: &Target) -> 
             }
             let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, *classes]), &device);
             let logp = burn::tensor::activation::log_softmax(out, 1);
-            let loss = -f64::from(
-                f32s(logp.clone().mul(onehot.clone()).sum())
-                    .first()
-                    .copied()
-                    .unwrap_or(0.0),
-            );
+            let loss = -scalar(logp.clone().mul(onehot.clone()));
             (logp.exp() - onehot, loss)
         }
         Target::Values(y) => {
             let y = Tensor::<2>::from_data(TensorData::new(y.clone(), [b, 1]), &device);
             let r = out - y;
-            let loss = f64::from(
-                f32s(r.clone().powf_scalar(2.0).sum())
-                    .first()
-                    .copied()
-                    .unwrap_or(0.0),
-            );
+            let loss = scalar(r.clone().powf_scalar(2.0));
             (r.mul_scalar(2.0), loss)
         }
     };
     let mut deltas = vec![delta.clone(); layers.len()];
+    let mut x_grad = None;
     for l in (0..layers.len()).rev() {
         deltas[l] = delta.clone();
-        if l == 0 {
+        if l == 0 && !input_grad {
             break;
         }
-        let back = delta.matmul(layers[l].weight.clone().transpose());
+        let back = delta.clone().matmul(layers[l].weight.clone().transpose());
+        if l == 0 {
+            x_grad = Some(back);
+            break;
+        }
         let slope = if tanh {
             let a = inputs[l].clone();
             a.clone().mul(a).neg().add_scalar(1.0)
@@ -137,25 +184,97 @@ pub fn backprop(layers: &[Layer], tanh: bool, x: Tensor<2>, target: &Target) -> 
         };
         delta = back.mul(slope);
     }
-    Backprop {
-        inputs,
-        deltas,
-        loss_sum,
-    }
+    (
+        Backprop {
+            inputs,
+            deltas,
+            conv: None,
+            loss_sum,
+            zeros: Tensor::<2>::zeros([b, 1], &device),
+        },
+        x_grad,
+    )
+}
+
+/// Forward and backward through dense `layers` for a batch `x` `[B, in]` (see [`backprop_net`]).
+pub fn backprop(layers: &[Layer], tanh: bool, x: Tensor<2>, target: &Target) -> Backprop {
+    dense(layers, tanh, x, target, false).0
+}
+
+/// Forward and backward through the network: the convolution front when `conv` is given
+/// (the rows of `x` are images `conv.image`; convolution, `relu`, 2×2 average pooling,
+/// flattening), then the dense `layers`.
+pub fn backprop_net(
+    conv: Option<&ConvLayer>,
+    layers: &[Layer],
+    tanh: bool,
+    x: Tensor<2>,
+    target: &Target,
+) -> Backprop {
+    let Some(c) = conv else {
+        return backprop(layers, tanh, x, target);
+    };
+    let b = x.dims()[0];
+    let [ci, hh, ww] = c.image;
+    let x4 = x.reshape([b, ci, hh, ww]);
+    let z = burn::tensor::module::conv2d(
+        x4.clone(),
+        c.weight.clone(),
+        c.bias.clone(),
+        crate::train::conv_options(),
+    );
+    let a = burn::tensor::activation::relu(z.clone());
+    let pooled = burn::tensor::module::avg_pool2d(a.clone(), crate::train::pool_options());
+    let [_, co, ph, pw] = pooled.dims();
+    let flat = pooled.reshape([b, co * ph * pw]);
+    let (mut bp, x_grad) = dense(layers, tanh, flat, target, true);
+    let Some(g_flat) = x_grad else {
+        return bp;
+    };
+    let g_pool = g_flat.reshape([b, co, ph, pw]);
+    let g_a =
+        burn::tensor::module::avg_pool2d_backward(a, g_pool, [2, 2], [2, 2], [0, 0], true, false);
+    let g_z = g_a
+        .mul(z.greater_elem(0.0).float())
+        .reshape([b, co, hh * ww]);
+    let k = crate::train::KERNEL;
+    let patches = burn::tensor::module::unfold4d(
+        x4,
+        [k, k],
+        burn::tensor::ops::UnfoldOptions::new([1, 1], [1, 1], [1, 1]),
+    );
+    bp.conv = Some(ConvGrads {
+        weight: g_z.clone().matmul(patches.swap_dims(1, 2)),
+        bias: g_z.sum_dim(2).reshape([b, co]),
+    });
+    bp
 }
 
 /// Per-sample gradient norms over every parameter, `[B, 1]`:
-/// `√Σₗ ‖δₗᵢ‖² (‖aₗ₋₁ᵢ‖² + [bias])`; `None` for a network without layers.
-pub fn per_sample_norms(bp: &Backprop, with_bias: bool) -> Option<Tensor<2>> {
-    let layer = |(a, d): (&Tensor<2>, &Tensor<2>)| {
+/// `√(Σₗ ‖δₗᵢ‖² (‖aₗ₋₁ᵢ‖² + [bias]) + ‖convᵢ‖²)`.
+pub fn per_sample_norms(bp: &Backprop, with_bias: bool) -> Tensor<2> {
+    let mut total = bp.zeros.clone();
+    for (a, d) in bp.inputs.iter().zip(&bp.deltas) {
         let an = a.clone().powf_scalar(2.0).sum_dim(1);
         let dn = d.clone().powf_scalar(2.0).sum_dim(1);
         let an = if with_bias { an.add_scalar(1.0) } else { an };
-        dn.mul(an)
-    };
-    let mut it = bp.inputs.iter().zip(&bp.deltas);
-    let first = it.next().map(layer);
-    first.map(|f| it.map(layer).fold(f, |s, t| s + t).sqrt())
+        total = total + dn.mul(an);
+    }
+    if let Some(c) = &bp.conv {
+        let [b, _, _] = c.weight.dims();
+        let w = c
+            .weight
+            .clone()
+            .powf_scalar(2.0)
+            .sum_dim(2)
+            .sum_dim(1)
+            .reshape([b, 1]);
+        total = total + w;
+        if with_bias {
+            total = total + c.bias.clone().powf_scalar(2.0).sum_dim(1);
+        }
+    }
+    total.sqrt()
 }
 
 /// Opacus's clip factors `min(1, C / (norm + 10⁻⁶))`, `[B, 1]`.
@@ -167,9 +286,11 @@ pub fn clip_factors(norms: Tensor<2>, max_grad_norm: f64) -> Tensor<2> {
         .clamp_max(1.0)
 }
 
-/// The clipped sums `aₗ₋₁ᵀ (c ⊙ δₗ)` `[in, out]` and `Σᵢ cᵢ δₗᵢ` `[out]`, per layer.
-pub fn clipped_sums(bp: &Backprop, factors: &Tensor<2>) -> Vec<(Tensor<2>, Tensor<1>)> {
-    bp.inputs
+/// The clipped sums: per dense layer `aₗ₋₁ᵀ (c ⊙ δₗ)` `[in, out]` and `Σᵢ cᵢ δₗᵢ` `[out]`;
+/// for the convolution `Σᵢ cᵢ Gᵢ` `[out, in, 3, 3]` and its bias.
+pub fn clipped_sums(bp: &Backprop, factors: &Tensor<2>) -> Sums {
+    let dense = bp
+        .inputs
         .iter()
         .zip(&bp.deltas)
         .map(|(a, d)| {
@@ -178,11 +299,49 @@ pub fn clipped_sums(bp: &Backprop, factors: &Tensor<2>) -> Vec<(Tensor<2>, Tenso
             let gb = cd.sum_dim(0).squeeze_dim::<1>(0);
             (gw, gb)
         })
-        .collect()
+        .collect();
+    let conv = bp.conv.as_ref().map(|c| {
+        let [b, co, ck] = c.weight.dims();
+        let k = crate::train::KERNEL;
+        let w = c
+            .weight
+            .clone()
+            .mul(factors.clone().reshape([b, 1, 1]))
+            .sum_dim(0)
+            .reshape([co, ck / (k * k), k, k]);
+        let bias = c.bias.clone().mul(factors.clone()).sum_dim(0).reshape([co]);
+        (w, bias)
+    });
+    Sums { dense, conv }
 }
 
-/// Every sample's gradient, materialised: `[layer] → (∂ℓᵢ/∂W [B, in, out], ∂ℓᵢ/∂b [B, out])`
-/// (for tests and small checks; training uses [`per_sample_norms`] and [`clipped_sums`]).
+/// Zero sums of the network's shapes (a step whose Poisson batch is empty adds noise only).
+pub fn zero_sums(layers: &[Layer], conv: Option<&ConvLayer>) -> Sums {
+    Sums {
+        dense: layers
+            .iter()
+            .map(|l| {
+                let device = l.weight.device();
+                let [i, o] = l.weight.dims();
+                (
+                    Tensor::<2>::zeros([i, o], &device),
+                    Tensor::<1>::zeros([o], &device),
+                )
+            })
+            .collect(),
+        conv: conv.map(|c| {
+            let device = c.weight.device();
+            let dims = c.weight.dims();
+            (
+                Tensor::<4>::zeros(dims, &device),
+                Tensor::<1>::zeros([dims[0]], &device),
+            )
+        }),
+    }
+}
+
+/// Every sample's dense-layer gradient, materialised: `[layer] → (∂ℓᵢ/∂W [B, in, out],
+/// ∂ℓᵢ/∂b [B, out])` (for tests; training uses [`per_sample_norms`] and [`clipped_sums`]).
 pub fn per_sample_gradients(bp: &Backprop) -> Vec<(Tensor<3>, Tensor<2>)> {
     bp.inputs
         .iter()
@@ -234,27 +393,40 @@ impl DpRng {
     }
 }
 
-/// The noisy averaged gradients of one DP-SGD step, per layer `(weight [in, out], bias [out])`:
+fn noisy<const D: usize>(g: Tensor<D>, std: f64, expected: f64, rng: &mut DpRng) -> Tensor<D> {
+    let device = g.device();
+    let dims = g.dims();
+    let n = dims.iter().product();
+    let noise = Tensor::<D>::from_data(TensorData::new(rng.gaussian(n, std), dims), &device);
+    (g + noise).div_scalar(expected)
+}
+
+/// The noisy averaged gradients of one DP-SGD step, of the shapes of `sums`:
 /// `(Σᵢ clip(gᵢ) + N(0, σ²C²)) / expected_batch`.
 pub fn noisy_step(
-    sums: Vec<(Tensor<2>, Tensor<1>)>,
+    sums: Sums,
     noise_multiplier: f64,
     max_grad_norm: f64,
     expected_batch: f64,
     rng: &mut DpRng,
-) -> Vec<(Tensor<2>, Tensor<1>)> {
+) -> Sums {
     let std = noise_multiplier * max_grad_norm;
-    sums.into_iter()
-        .map(|(gw, gb)| {
-            let device = gw.device();
-            let [i, o] = gw.dims();
-            let nw =
-                Tensor::<2>::from_data(TensorData::new(rng.gaussian(i * o, std), [i, o]), &device);
-            let nb = Tensor::<1>::from_data(TensorData::new(rng.gaussian(o, std), [o]), &device);
+    Sums {
+        dense: sums
+            .dense
+            .into_iter()
+            .map(|(w, b)| {
+                (
+                    noisy(w, std, expected_batch, rng),
+                    noisy(b, std, expected_batch, rng),
+                )
+            })
+            .collect(),
+        conv: sums.conv.map(|(w, b)| {
             (
-                (gw + nw).div_scalar(expected_batch),
-                (gb + nb).div_scalar(expected_batch),
+                noisy(w, std, expected_batch, rng),
+                noisy(b, std, expected_batch, rng),
             )
-        })
-        .collect()
+        }),
+    }
 }

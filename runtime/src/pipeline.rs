@@ -241,14 +241,22 @@ impl Default for Preprocessing {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// `LogisticRegression` (one linear layer, softmax over the classes), `LinearRegression`
-    /// (one linear layer, one output) or `MLP`.
+    /// (one linear layer, one output), `MLP`, or `CNN` (a 3×3 convolution with `relu` and 2×2
+    /// average pooling in front of an MLP; the features are the pixels of `input_shape`).
     pub name: String,
-    /// Hidden layer widths of an `MLP`.
+    /// Hidden layer widths of an `MLP` (and of a `CNN`'s dense part; may be empty there).
     #[serde(default)]
     pub hidden_layers: Vec<usize>,
-    /// Activation of an `MLP`: `relu` or `tanh`.
+    /// Activation between dense layers: `relu` or `tanh`.
     #[serde(default = "default_activation")]
     pub activation: String,
+    /// `CNN`: the image shape `[channels, height, width]` (height and width even); the feature
+    /// columns, in order, are the pixels channel by channel, row by row.
+    #[serde(default)]
+    pub input_shape: Option<[usize; 3]>,
+    /// `CNN`: output channels of the convolution (one convolution layer).
+    #[serde(default)]
+    pub conv_channels: Option<usize>,
 }
 
 fn default_activation() -> String {
@@ -461,15 +469,39 @@ impl Pipeline {
         match (train.model_config.name.as_str(), train.task_type.as_str()) {
             ("LogisticRegression", "classification")
             | ("MLP", _)
+            | ("CNN", _)
             | ("LinearRegression", "regression") => {}
             (n, t) => {
                 return Err(field(
                     &format!("{p}.model_config.name"),
                     &format!(
-                        "`{n}` cannot do {t} (LogisticRegression: classification, LinearRegression: regression, MLP: both)"
+                        "`{n}` cannot do {t} (LogisticRegression: classification, LinearRegression: regression, MLP and CNN: both)"
                     ),
                 ));
             }
+        }
+        let mc = &train.model_config;
+        if mc.name == "CNN" {
+            match mc.input_shape {
+                Some([c, h, w]) if c > 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 => {}
+                _ => {
+                    return Err(field(
+                        &format!("{p}.model_config.input_shape"),
+                        "a CNN needs [channels, height, width] with even height and width >= 2",
+                    ));
+                }
+            }
+            if mc.conv_channels.is_none_or(|c| c == 0) {
+                return Err(field(
+                    &format!("{p}.model_config.conv_channels"),
+                    "a CNN needs the convolution's output channels (> 0)",
+                ));
+            }
+        } else if mc.input_shape.is_some() || mc.conv_channels.is_some() {
+            return Err(field(
+                &format!("{p}.model_config"),
+                "input_shape and conv_channels are for a CNN only",
+            ));
         }
         if train.model_config.name == "MLP" && train.model_config.hidden_layers.is_empty() {
             return Err(field(

@@ -11,6 +11,8 @@
 //! `LogisticRegression`: one linear layer with one output per class and softmax cross-entropy
 //! (multinomial logistic regression, also for two classes). `LinearRegression`: one linear
 //! layer, one output, mean squared error. `MLP`: linear layers with `relu` or `tanh` between.
+//! `CNN`: one 3×3 convolution (padding 1) with `relu` and 2×2 average pooling in front of an
+//! MLP (for instance the digits scenario's 8×8 images).
 //!
 //! # `model.safetensors`
 //! Tensors, all f32, in PyTorch's `nn.Linear` layout so a `torch.nn.Sequential` of Linear
@@ -20,17 +22,27 @@
 //! - `scaler.offset`, `scaler.scale`: `[n_features]`; the model's input is
 //!   `(x - offset) / scale`, with `x` in the order of the `feature_columns` metadata.
 //!
+//! - `CNN` only: `conv.weight` `[out, in, 3, 3]` and `conv.bias` `[out]` (PyTorch's
+//!   `nn.Conv2d` layout, stride 1, padding 1).
+//!
 //! Metadata (`__metadata__`, strings): `format` = `ccr-model/1`, `model`, `activation`,
-//! `task`, `feature_columns` (JSON list), `classes` (JSON list of label values), `target`.
-//! The forward pass: `h = x'; for each layer but the last: h = act(h @ W.T + b)`; the last
-//! layer's output is the logits (classification: argmax is the prediction, softmax the
-//! probabilities) or the prediction (regression).
+//! `task`, `feature_columns` (JSON list), `classes` (JSON list of label values), `target`,
+//! and for a `CNN` `input_shape` (JSON `[channels, height, width]`).
+//! The forward pass: `h = x'`; a `CNN` first reshapes `h` to `[n, channels, height, width]`,
+//! applies `relu(conv2d(h, conv.weight, conv.bias, padding 1))`, 2×2 average pooling (stride 2)
+//! and flattens (channel, row, column order); then for each layer but the last:
+//! `h = act(h @ W.T + b)`; the last layer's output is the logits (classification: argmax is the
+//! prediction, softmax the probabilities) or the prediction (regression). The equivalent
+//! PyTorch modules: `nn.Sequential(nn.Unflatten(1, input_shape), nn.Conv2d(in, out, 3,
+//! padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(...), nn.ReLU(), ...,
+//! nn.Linear(...))`, applied to the scaled input.
 
 use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, SgdConfig};
@@ -306,13 +318,31 @@ impl Scaler {
     }
 }
 
-/// The network: linear layers with an activation between them.
+/// The network: an optional convolution front (3×3, padding 1, `relu`, 2×2 average pooling)
+/// and linear layers with an activation between them.
 #[derive(Module, Debug)]
 pub struct Net {
+    conv: Option<Conv2d>,
     layers: Vec<Linear>,
     #[module(skip)]
     tanh: bool,
+    /// `[channels, height, width]` of the CNN input.
+    #[module(skip)]
+    image: Option<[usize; 3]>,
 }
+
+/// The convolution options of the CNN front: stride 1, padding 1, dilation 1.
+pub fn conv_options() -> burn::tensor::ops::ConvOptions<2> {
+    burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
+}
+
+/// The pooling of the CNN front: 2×2 average, stride 2.
+pub fn pool_options() -> burn::tensor::ops::AvgPoolOptions<2> {
+    burn::tensor::ops::AvgPoolOptions::new([2, 2])
+}
+
+/// The CNN front's kernel size.
+pub const KERNEL: usize = 3;
 
 impl Net {
     fn new(device: &Device, dims: &[usize], tanh: bool) -> Self {
@@ -320,7 +350,43 @@ impl Net {
             .windows(2)
             .map(|w| LinearConfig::new(w[0], w[1]).init(device))
             .collect();
-        Self { layers, tanh }
+        Self {
+            conv: None,
+            layers,
+            tanh,
+            image: None,
+        }
+    }
+
+    /// A CNN: the convolution `image[0] → channels` in front of linear layers `dims` (whose
+    /// first width is `channels × height/2 × width/2`).
+    fn cnn(
+        device: &Device,
+        image: [usize; 3],
+        channels: usize,
+        dims: &[usize],
+        tanh: bool,
+    ) -> Self {
+        let conv = Conv2dConfig::new([image[0], channels], [KERNEL, KERNEL])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(device);
+        let mut n = Self::new(device, dims, tanh);
+        n.conv = Some(conv);
+        n.image = Some(image);
+        n
+    }
+
+    /// The convolution's parameters without autodiff: weight `[out, in, 3, 3]`, bias `[out]`,
+    /// and the image shape.
+    pub fn dp_conv(&self) -> Option<crate::dpsgd::ConvLayer> {
+        match (&self.conv, self.image) {
+            (Some(c), Some(image)) => Some(crate::dpsgd::ConvLayer {
+                weight: c.weight.val().inner(),
+                bias: c.bias.as_ref().map(|b| b.val().inner()),
+                image,
+            }),
+            _ => None,
+        }
     }
 
     /// The layers' parameters without autodiff, for DP-SGD's own backward pass.
@@ -334,10 +400,18 @@ impl Net {
             .collect()
     }
 
-    /// `[batch, in]` → `[batch, out]`.
+    /// `[batch, in]` → `[batch, out]` (a CNN reads each row as an image).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let n = self.layers.len();
         let mut h = x;
+        if let (Some(conv), Some([c, hh, ww])) = (&self.conv, self.image) {
+            let b = h.dims()[0];
+            let z = conv.forward(h.reshape([b, c, hh, ww]));
+            let pooled =
+                burn::tensor::module::avg_pool2d(burn::tensor::activation::relu(z), pool_options());
+            let [_, co, ph, pw] = pooled.dims();
+            h = pooled.reshape([b, co * ph * pw]);
+        }
         for (i, l) in self.layers.iter().enumerate() {
             h = l.forward(h);
             if i + 1 < n {
@@ -532,15 +606,35 @@ pub fn train(
     device.seed(seed);
     let d = p.d();
     let out_dim = if classification { p.classes.len() } else { 1 };
-    let mut dims = vec![d];
-    if cfg.model_config.name == "MLP" {
-        dims.extend(&cfg.model_config.hidden_layers);
+    let mc = &cfg.model_config;
+    let cnn = match (mc.name.as_str(), mc.input_shape, mc.conv_channels) {
+        ("CNN", Some(image), Some(channels)) => {
+            if image.iter().product::<usize>() != d {
+                return Err(TrainError::Data(format!(
+                    "model_config.input_shape {image:?} has {} pixels, the data {d} features",
+                    image.iter().product::<usize>()
+                )));
+            }
+            Some((image, channels))
+        }
+        _ => None,
+    };
+    let mut dims = vec![match cnn {
+        Some((image, channels)) => channels * (image[1] / 2) * (image[2] / 2),
+        None => d,
+    }];
+    if mc.name == "MLP" || mc.name == "CNN" {
+        dims.extend(&mc.hidden_layers);
     }
     dims.push(out_dim);
     let scaler = Scaler::fit(&cfg.dataset_config.preprocessing.scaler, p, &sp.train);
     let xtr = scaler.transform(p, &sp.train);
     let xval = scaler.transform(p, &sp.val);
-    let mut net = Net::new(&device, &dims, cfg.model_config.activation == "tanh");
+    let tanh = mc.activation == "tanh";
+    let mut net = match cnn {
+        Some((image, channels)) => Net::cnn(&device, image, channels, &dims, tanh),
+        None => Net::new(&device, &dims, tanh),
+    };
     let prm = &cfg.optimizer.params;
     let wd = (prm.weight_decay > 0.0).then(|| WeightDecayConfig::new(prm.weight_decay as f32));
     let mut optim = match cfg.optimizer.name.as_str() {
@@ -599,19 +693,12 @@ pub fn train(
                 }
                 let rows = dprng.poisson(&order, plan.sampling_rate);
                 let layers = net.dp_layers();
+                let conv = net.dp_conv();
                 let sums = if rows.is_empty() {
-                    layers
-                        .iter()
-                        .map(|l| {
-                            let [i, o] = l.weight.dims();
-                            (
-                                Tensor::<2>::zeros([i, o], &inner),
-                                Tensor::<1>::zeros([o], &inner),
-                            )
-                        })
-                        .collect()
+                    crate::dpsgd::zero_sums(&layers, conv.as_ref())
                 } else {
-                    let bp = crate::dpsgd::backprop(
+                    let bp = crate::dpsgd::backprop_net(
+                        conv.as_ref(),
                         &layers,
                         net.tanh,
                         batch_x(&rows, &inner),
@@ -619,13 +706,11 @@ pub fn train(
                     );
                     loss_sum += bp.loss_sum / rows.len() as f64;
                     batches += 1;
-                    match crate::dpsgd::per_sample_norms(&bp, true) {
-                        Some(norms) => {
-                            let f = crate::dpsgd::clip_factors(norms, plan.max_grad_norm);
-                            crate::dpsgd::clipped_sums(&bp, &f)
-                        }
-                        None => Vec::new(),
-                    }
+                    let f = crate::dpsgd::clip_factors(
+                        crate::dpsgd::per_sample_norms(&bp, true),
+                        plan.max_grad_norm,
+                    );
+                    crate::dpsgd::clipped_sums(&bp, &f)
                 };
                 let noisy = crate::dpsgd::noisy_step(
                     sums,
@@ -635,9 +720,15 @@ pub fn train(
                     dprng,
                 );
                 let mut grads = GradientsParams::new();
-                for (l, (gw, gb)) in net.layers.iter().zip(noisy) {
+                for (l, (gw, gb)) in net.layers.iter().zip(noisy.dense) {
                     grads.register(l.weight.id, gw);
                     if let Some(b) = &l.bias {
+                        grads.register(b.id, gb);
+                    }
+                }
+                if let (Some(c), Some((gw, gb))) = (&net.conv, noisy.conv) {
+                    grads.register(c.weight.id, gw);
+                    if let Some(b) = &c.bias {
                         grads.register(b.id, gb);
                     }
                 }
@@ -803,6 +894,21 @@ pub fn roc_auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
 pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Vec<u8>, TrainError> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    if let Some(c) = &t.net.conv {
+        let w = c.weight.val();
+        let dims = w.dims();
+        let wv = w.into_data().try_to_vec::<f32>().map_err(backend_err)?;
+        tensors.push(("conv.weight".into(), dims.to_vec(), f32_bytes(&wv)));
+        let b = match &c.bias {
+            Some(b) => b
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(backend_err)?,
+            None => vec![0.0; dims[0]],
+        };
+        tensors.push(("conv.bias".into(), vec![dims[0]], f32_bytes(&b)));
+    }
     for (i, l) in t.net.layers.iter().enumerate() {
         let w = l.weight.val();
         let [din, dout] = w.dims();
@@ -852,6 +958,12 @@ pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Ve
         cfg.model_config.activation.clone(),
     );
     meta.insert("task".to_string(), cfg.task_type.clone());
+    if let Some(image) = t.net.image {
+        meta.insert(
+            "input_shape".to_string(),
+            serde_json::to_string(&image).unwrap_or_default(),
+        );
+    }
     meta.insert(
         "target".to_string(),
         cfg.dataset_config.target_variable.clone(),
@@ -916,7 +1028,7 @@ mod tests {
             let xb = Tensor::<2>::from_data(TensorData::new(x.clone(), [7, 5]), &inner);
             let bp = crate::dpsgd::backprop(&net.dp_layers(), tanh, xb, &target);
             let psg = crate::dpsgd::per_sample_gradients(&bp);
-            let norms = vecf(crate::dpsgd::per_sample_norms(&bp, true).unwrap());
+            let norms = vecf(crate::dpsgd::per_sample_norms(&bp, true));
             for i in 0..7 {
                 // Burn's autodiff on a batch of one: the mean loss is the sample's loss.
                 let xi = Tensor::<2>::from_data(
@@ -972,6 +1084,80 @@ mod tests {
     }
 
     #[test]
+    fn cnn_per_sample_gradients_and_norms_equal_one_sample_at_a_time_autodiff() {
+        let device = device();
+        device.seed(5);
+        // 2 channels of 4×6 images, 3 filters, dense 3·2·3 → 5 → 4 classes.
+        let net = Net::cnn(&device, [2, 4, 6], 3, &[18, 5, 4], false);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let b = 5;
+        let x: Vec<f32> = (0..b * 48)
+            .map(|_| rand::Rng::gen_range(&mut rng, -1.0..1.0))
+            .collect();
+        let labels = [3usize, 0, 2, 1, 3];
+        let inner = device.clone().inner();
+        let bp = crate::dpsgd::backprop_net(
+            net.dp_conv().as_ref(),
+            &net.dp_layers(),
+            false,
+            Tensor::<2>::from_data(TensorData::new(x.clone(), [b, 48]), &inner),
+            &crate::dpsgd::Target::Classes {
+                labels: labels.to_vec(),
+                classes: 4,
+            },
+        );
+        let norms = vecf(crate::dpsgd::per_sample_norms(&bp, true));
+        let conv = bp.conv.as_ref().unwrap();
+        let f = Tensor::<2>::from_data(
+            TensorData::new(vec![0.5f32, 1.0, 0.25, 0.0, 2.0], [b, 1]),
+            &inner,
+        );
+        let sums = crate::dpsgd::clipped_sums(&bp, &f);
+        let mut want_conv_sum = vec![0f32; 3 * 18];
+        for i in 0..b {
+            let xi = Tensor::<2>::from_data(
+                TensorData::new(x[i * 48..(i + 1) * 48].to_vec(), [1, 48]),
+                &device,
+            );
+            let y =
+                Tensor::<1, Int>::from_data(TensorData::new(vec![labels[i] as i64], [1]), &device);
+            let loss = CrossEntropyLossConfig::new()
+                .init(&device)
+                .forward(net.forward(xi), y);
+            let mut grads = loss.backward();
+            let c = net.conv.as_ref().unwrap();
+            let gw = vecf(c.weight.grad_remove(&mut grads).unwrap());
+            let gb = vecf(c.bias.as_ref().unwrap().grad_remove(&mut grads).unwrap());
+            close(
+                &vecf(conv.weight.clone().slice([i..i + 1, 0..3, 0..18])),
+                &gw,
+                &format!("sample {i} conv weight"),
+            );
+            close(
+                &vecf(conv.bias.clone().slice([i..i + 1, 0..3])),
+                &gb,
+                &format!("sample {i} conv bias"),
+            );
+            let fi = [0.5f32, 1.0, 0.25, 0.0, 2.0][i];
+            for (w, g) in want_conv_sum.iter_mut().zip(&gw) {
+                *w += fi * g;
+            }
+            let mut sq: f32 = gw.iter().chain(&gb).map(|g| g * g).sum();
+            for l in &net.layers {
+                let w = vecf(l.weight.grad_remove(&mut grads).unwrap());
+                let bb = vecf(l.bias.as_ref().unwrap().grad_remove(&mut grads).unwrap());
+                sq += w.iter().chain(&bb).map(|g| g * g).sum::<f32>();
+            }
+            close(&[norms[i]], &[sq.sqrt()], &format!("sample {i} norm"));
+        }
+        close(
+            &vecf(sums.conv.unwrap().0),
+            &want_conv_sum,
+            "clipped conv weight sum",
+        );
+    }
+
+    #[test]
     fn clipping_bounds_every_per_sample_gradient_and_the_sum_is_of_the_clipped_ones() {
         let (net, device, x) = net_and_batch(false, 3);
         let inner = device.inner();
@@ -984,7 +1170,7 @@ mod tests {
             classes: 3,
         };
         let bp = crate::dpsgd::backprop(&net.dp_layers(), false, xb, &target);
-        let norms = crate::dpsgd::per_sample_norms(&bp, true).unwrap();
+        let norms = crate::dpsgd::per_sample_norms(&bp, true);
         let c = 0.05;
         assert!(
             vecf(norms.clone()).iter().any(|n| *n > c as f32 * 2.0),
@@ -1014,12 +1200,12 @@ mod tests {
             let want_w = vecf((gw.clone() * fw).sum_dim(0).reshape([din, dout]));
             let want_b = vecf((gb.clone() * f.clone()).sum_dim(0).reshape([dout]));
             close(
-                &vecf(sums[l].0.clone()),
+                &vecf(sums.dense[l].0.clone()),
                 &want_w,
                 &format!("layer {l} clipped weight sum"),
             );
             close(
-                &vecf(sums[l].1.clone()),
+                &vecf(sums.dense[l].1.clone()),
                 &want_b,
                 &format!("layer {l} clipped bias sum"),
             );

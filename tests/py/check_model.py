@@ -17,6 +17,22 @@ def rows(path, key):
         return {r[key]: r for r in csv.DictReader(f)}
 
 
+def cnn_front(x, tensors, shape):
+    """relu(conv2d 3x3, padding 1) then 2x2 average pooling, flattened, in numpy."""
+    c, hh, ww = shape
+    img = x.reshape(len(x), c, hh, ww)
+    pad = np.pad(img, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    w, b = tensors["conv.weight"], tensors["conv.bias"]
+    out = np.zeros((len(x), w.shape[0], hh, ww), dtype=np.float64)
+    for i in range(3):
+        for j in range(3):
+            patch = pad[:, :, i:i + hh, j:j + ww]
+            out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
+    out = np.maximum(out + b[None, :, None, None], 0)
+    pooled = out.reshape(len(x), w.shape[0], hh // 2, 2, ww // 2, 2).mean(axis=(3, 5))
+    return pooled.reshape(len(x), -1).astype(np.float32)
+
+
 def main() -> int:
     out, data, scenario = sys.argv[1:4]
     metrics = json.load(open(f"{out}/metrics.json"))
@@ -39,8 +55,10 @@ def main() -> int:
     preds = metrics["test_predictions"]
     x = np.array([[float(table[p["id"]][c]) for c in features] for p in preds], dtype=np.float32)
     x = (x - tensors["scaler.offset"]) / tensors["scaler.scale"]
-    n_layers = len([k for k in tensors if k.endswith(".weight")])
+    n_layers = len([k for k in tensors if k.startswith("layers.") and k.endswith(".weight")])
     h = x
+    if "conv.weight" in tensors:
+        h = cnn_front(h, tensors, json.loads(meta["input_shape"]))
     for i in range(n_layers):
         h = h @ tensors[f"layers.{i}.weight"].T + tensors[f"layers.{i}.bias"]
         if i + 1 < n_layers:
