@@ -217,8 +217,12 @@ pub fn load_inputs(cfg: &JobConfig) -> Result<(VerifiedContract, Pipeline, Value
         },
     })?;
     vc.check_pipeline(&pval).map_err(cerr)?;
-    // This version writes the model as safetensors.
-    vc.check_model_format("Safetensors").map_err(cerr)?;
+    if output_formats(vc.contract()).is_empty() {
+        return Err(cerr(ccr_policy::PolicyError::Contract {
+            field: "allowedModelFormats".into(),
+            reason: "empty: no model could leave the CCR".into(),
+        }));
+    }
     let pipeline = Pipeline::from_value(&pval).map_err(|source| JobError::Pipeline {
         path: cfg.pipeline.clone(),
         source,
@@ -371,8 +375,16 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
         .iter()
         .filter_map(|d| contract.privacy_for(&d.id).and_then(|p| p.noise_multiplier))
         .reduce(f64::max);
-    let (metrics, model_bytes, dp_spent) = info_span!("train")
-        .in_scope(|| train_and_eval(&joined, tc, &identifiers, contract_noise, &cfg.abort))?;
+    let (metrics, model_bytes, dp_spent) = info_span!("train").in_scope(|| {
+        train_and_eval(
+            &joined,
+            tc,
+            &identifiers,
+            contract_noise,
+            &output_formats(&contract),
+            &cfg.abort,
+        )
+    })?;
     drop(joined);
     lap("train", &mut t0)?;
 
@@ -446,8 +458,10 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
         let m = serde_json::to_vec_pretty(&metrics).unwrap_or_default();
         let r = serde_json::to_vec_pretty(&run_report).unwrap_or_default();
         let signed = runtime_key.sign_report(&r);
-        b.add_file("model.safetensors", Path::new("<model>"), &model_bytes[..])
-            .map_err(serr)?;
+        for (name, bytes) in &model_bytes {
+            b.add_file(name, Path::new("<model>"), &bytes[..])
+                .map_err(serr)?;
+        }
         b.add_file("metrics.json", Path::new("<metrics>"), &m[..])
             .map_err(serr)?;
         b.add_file("run.json", Path::new("<run report>"), &r[..])
@@ -761,13 +775,31 @@ fn decrypt(
     Ok(out)
 }
 
+/// The model files the output carries: `model.safetensors` and `model.onnx`, or those of them
+/// the contract's `allowedModelFormats` names.
+pub fn output_formats(contract: &Contract) -> Vec<&'static str> {
+    ccr_policy::contract::MODEL_FORMATS
+        .iter()
+        .copied()
+        .filter(|f| {
+            contract
+                .allowed_model_formats
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|x| x == f))
+        })
+        .collect()
+}
+
+type Trained = (Value, Vec<(String, Vec<u8>)>, Option<train::DpSpent>);
+
 fn train_and_eval(
     joined: &Table,
     tc: &crate::pipeline::TrainConfig,
     identifiers: &[String],
     contract_noise: Option<f64>,
+    formats: &[&str],
     abort: &crate::init::Abort,
-) -> Result<(Value, Vec<u8>, Option<train::DpSpent>), JobError> {
+) -> Result<Trained, JobError> {
     let p = train::prepare(joined, tc, identifiers)?;
     let sp = train::split(&p, tc);
     info!(
@@ -865,6 +897,28 @@ fn train_and_eval(
             .collect();
         metrics["test_predictions"] = Value::Array(rows);
     }
-    let bytes = train::to_safetensors(&trained, &p, tc)?;
-    Ok((metrics, bytes, trained.dp))
+    let mut files = Vec::new();
+    if formats.contains(&"Safetensors") {
+        files.push((
+            "model.safetensors".to_string(),
+            train::to_safetensors(&trained, &p, tc)?,
+        ));
+    }
+    if formats.contains(&"ONNX") {
+        let meta = vec![
+            (
+                "feature_columns".to_string(),
+                serde_json::to_string(&p.features).unwrap_or_default(),
+            ),
+            (
+                "classes".to_string(),
+                serde_json::to_string(&p.classes).unwrap_or_default(),
+            ),
+            ("task".to_string(), tc.task_type.clone()),
+            ("model".to_string(), tc.model_config.name.clone()),
+        ];
+        let w = train::onnx_weights(&trained, tc, meta)?;
+        files.push(("model.onnx".to_string(), crate::onnx::export(&w)));
+    }
+    Ok((metrics, files, trained.dp))
 }

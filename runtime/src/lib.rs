@@ -17,6 +17,7 @@ pub mod init;
 pub mod job;
 pub mod join;
 pub mod logging;
+pub mod onnx;
 pub mod pipeline;
 pub mod train;
 

@@ -887,6 +887,55 @@ pub fn roc_auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
     Some((rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64)
 }
 
+/// The model's parameters for [`crate::onnx::export`] (PyTorch layouts, scaler included).
+///
+/// # Errors
+/// [`TrainError::Backend`].
+pub fn onnx_weights(
+    t: &Trained,
+    cfg: &TrainConfig,
+    metadata: Vec<(String, String)>,
+) -> Result<crate::onnx::Weights, TrainError> {
+    let vec1 = |x: Tensor<1>| x.into_data().try_to_vec::<f32>().map_err(backend_err);
+    let conv = match (&t.net.conv, t.net.image) {
+        (Some(c), Some(image)) => {
+            let w = c.weight.val();
+            let out = w.dims()[0];
+            let wv = w.into_data().try_to_vec::<f32>().map_err(backend_err)?;
+            let bv = match &c.bias {
+                Some(b) => vec1(b.val())?,
+                None => vec![0.0; out],
+            };
+            Some((wv, bv, out, image))
+        }
+        _ => None,
+    };
+    let mut layers = Vec::new();
+    for l in &t.net.layers {
+        let w = l.weight.val();
+        let [din, dout] = w.dims();
+        let wt = w
+            .transpose()
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(backend_err)?;
+        let b = match &l.bias {
+            Some(b) => vec1(b.val())?,
+            None => vec![0.0; dout],
+        };
+        layers.push((wt, b, dout, din));
+    }
+    Ok(crate::onnx::Weights {
+        offset: t.scaler.offset.clone(),
+        scale: t.scaler.scale.clone(),
+        conv,
+        layers,
+        tanh: t.net.tanh,
+        classification: cfg.task_type == "classification",
+        metadata,
+    })
+}
+
 /// Serialises the model to safetensors bytes (layout in the module docs).
 ///
 /// # Errors

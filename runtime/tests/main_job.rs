@@ -624,3 +624,89 @@ fn digits_cnn_with_dp_sgd_stays_within_epsilon() {
     assert!(eps <= 3.0, "{dp}");
     assert!(acc >= 0.85, "accuracy {acc}");
 }
+
+/// The Python with PyTorch (`CCR_TORCH_PYTHON`, default `python3`), if it imports torch.
+fn torch_python() -> Option<String> {
+    let py = std::env::var("CCR_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import torch, safetensors, onnxruntime"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!(
+            "skipped the PyTorch part: {py} cannot import torch, safetensors, onnxruntime (set CCR_TORCH_PYTHON to a Python that can; torch is not in tests/requirements.txt: its wheels are gigabytes)"
+        );
+    }
+    ok.then_some(py)
+}
+
+#[test]
+fn the_models_load_in_pytorch_and_run_in_onnxruntime_with_the_runtime_outputs() {
+    let w = world();
+    // Breast cancer MLP and the digits CNN, both exported as safetensors and ONNX.
+    let mut bc = Setup::breast_cancer();
+    bc.edit_pipeline = &|p: &mut Value| {
+        let c = &mut p["pipeline"][1]["config"];
+        c["export_test_predictions"] = json!(true);
+        c["model_config"] = json!({"name": "MLP", "hidden_layers": [16], "activation": "tanh"});
+    };
+    let mut digits = Setup::digits();
+    digits.edit_pipeline =
+        &|p: &mut Value| p["pipeline"][1]["config"]["export_test_predictions"] = json!(true);
+    for (setup, name) in [(&bc, "bc"), (&digits, "digits")] {
+        let s = setup_scenario(&w, setup);
+        let out = w.work.join(format!("{name}-formats"));
+        let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
+        assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
+        let dir = unseal(&s, &out);
+        assert!(dir.join("model.onnx").is_file() && dir.join("model.safetensors").is_file());
+        if python_ready() {
+            let py = Command::new("python3")
+                .arg(repo_root().join("tests/py/check_model.py"))
+                .args([dir.as_os_str(), examples().join("data").as_os_str()])
+                .arg(name)
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&py.stdout);
+            assert!(
+                py.status.success(),
+                "{out}\n{}",
+                String::from_utf8_lossy(&py.stderr)
+            );
+            assert!(
+                out.contains("model.onnx gives the runtime's outputs"),
+                "{out}"
+            );
+            println!("{name}: {out}");
+        }
+        if let Some(py) = torch_python() {
+            let t = Command::new(py)
+                .arg(repo_root().join("tests/py/torch_load.py"))
+                .args([dir.as_os_str(), examples().join("data").as_os_str()])
+                .arg(name)
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&t.stdout);
+            assert!(
+                t.status.success(),
+                "{out}\n{}",
+                String::from_utf8_lossy(&t.stderr)
+            );
+            println!("{name}: {out}");
+        }
+    }
+}
+
+#[test]
+fn allowed_model_formats_limit_what_the_output_carries() {
+    let w = world();
+    let mut setup = Setup::breast_cancer();
+    setup.edit_contract_early = &|c: &mut Value| c["allowedModelFormats"] = json!(["ONNX"]);
+    let s = setup_scenario(&w, &setup);
+    let out = w.work.join("onnx-only");
+    let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
+    assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
+    let dir = unseal(&s, &out);
+    assert!(dir.join("model.onnx").is_file());
+    assert!(!dir.join("model.safetensors").exists());
+}

@@ -6,6 +6,7 @@ usage: check_model.py UNSEALED_DIR DATA_DIR bc|digits
 """
 import csv
 import json
+import os
 import sys
 
 import numpy as np
@@ -68,6 +69,15 @@ def main() -> int:
     labels = np.array([p["label"] for p in preds])
     assert np.array_equal(got, want), f"{int((got != want).sum())} predictions differ"
     np.testing.assert_allclose(h, np.array([p["output"] for p in preds]), rtol=1e-4, atol=1e-4)
+    if os.path.exists(f"{out}/model.onnx"):
+        import onnxruntime as ort
+        raw = np.array([[float(table[p["id"]][c]) for c in features] for p in preds], dtype=np.float32)
+        sess = ort.InferenceSession(f"{out}/model.onnx", providers=["CPUExecutionProvider"])
+        logits, probs = sess.run(["logits", "probabilities"], {"x": raw})
+        np.testing.assert_allclose(logits, np.array([p["output"] for p in preds]), rtol=1e-4, atol=1e-4)
+        assert np.array_equal(logits.argmax(axis=1), want), "onnxruntime predictions differ"
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+        print(f"onnxruntime {ort.__version__}: model.onnx gives the runtime's outputs on {len(preds)} rows")
     acc = float((got == labels).mean())
     reported = metrics["test"]["accuracy"]
     assert abs(acc - reported) < 1e-12, f"accuracy {acc} != reported {reported}"
