@@ -188,6 +188,33 @@ pub struct Dimension {
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
 
+/// The convolution: weight `[out, in, 3, 3]` (flat, row-major), bias `[out]`, and the input
+/// image `[in, height, width]`.
+#[derive(Debug, Clone)]
+pub struct ConvWeights {
+    /// `[out, in, 3, 3]`, flat.
+    pub weight: Vec<f32>,
+    /// `[out]`.
+    pub bias: Vec<f32>,
+    /// Output channels.
+    pub out: usize,
+    /// `[in, height, width]`.
+    pub image: [usize; 3],
+}
+
+/// A dense layer: weight `[out, in]` (flat, row-major; PyTorch's `nn.Linear`), bias `[out]`.
+#[derive(Debug, Clone)]
+pub struct DenseWeights {
+    /// `[out, in]`, flat.
+    pub weight: Vec<f32>,
+    /// `[out]`.
+    pub bias: Vec<f32>,
+    /// Output width.
+    pub out: usize,
+    /// Input width.
+    pub inp: usize,
+}
+
 /// The model's parameters, as `model.safetensors` holds them (PyTorch layouts).
 #[derive(Debug, Clone)]
 pub struct Weights {
@@ -195,10 +222,10 @@ pub struct Weights {
     pub offset: Vec<f32>,
     /// `scaler.scale` `[d]`.
     pub scale: Vec<f32>,
-    /// The CNN front: `(weight [out, in, 3, 3] flat, bias [out], out, image [in, h, w])`.
-    pub conv: Option<(Vec<f32>, Vec<f32>, usize, [usize; 3])>,
-    /// Dense layers: `(weight [out, in] flat, bias [out], out, in)`.
-    pub layers: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+    /// The CNN front.
+    pub conv: Option<ConvWeights>,
+    /// Dense layers.
+    pub layers: Vec<DenseWeights>,
     /// `tanh` between dense layers (else `relu`).
     pub tanh: bool,
     /// Classification (adds `probabilities`).
@@ -291,7 +318,13 @@ pub fn export(w: &Weights) -> Vec<u8> {
     };
     let h = b.node("Sub", &["x", "scaler.offset"], vec![]);
     let mut h = b.node("Div", &[&h, "scaler.scale"], vec![]);
-    if let Some((cw, cb, out, [c, hh, ww])) = &w.conv {
+    if let Some(ConvWeights {
+        weight: cw,
+        bias: cb,
+        out,
+        image: [c, hh, ww],
+    }) = &w.conv
+    {
         init.push(TensorProto {
             dims: vec![4],
             data_type: INT64,
@@ -319,7 +352,16 @@ pub fn export(w: &Weights) -> Vec<u8> {
     }
     let nl = w.layers.len();
     let mut width = d;
-    for (i, (lw, lb, out, inp)) in w.layers.iter().enumerate() {
+    for (
+        i,
+        DenseWeights {
+            weight: lw,
+            bias: lb,
+            out,
+            inp,
+        },
+    ) in w.layers.iter().enumerate()
+    {
         let wn = format!("layers.{i}.weight");
         let bn = format!("layers.{i}.bias");
         init.push(tensor_f32(&wn, &[*out, *inp], lw));
@@ -380,8 +422,18 @@ mod tests {
         let w = Weights {
             offset: vec![0.0; 4],
             scale: vec![1.0; 4],
-            conv: Some((vec![0.1; 2 * 9], vec![0.0; 2], 2, [1, 2, 2])),
-            layers: vec![(vec![0.5; 3 * 2], vec![0.0; 3], 3, 2)],
+            conv: Some(ConvWeights {
+                weight: vec![0.1; 2 * 9],
+                bias: vec![0.0; 2],
+                out: 2,
+                image: [1, 2, 2],
+            }),
+            layers: vec![DenseWeights {
+                weight: vec![0.5; 3 * 2],
+                bias: vec![0.0; 3],
+                out: 3,
+                inp: 2,
+            }],
             tanh: false,
             classification: true,
             metadata: vec![("task".into(), "classification".into())],

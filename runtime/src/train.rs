@@ -906,7 +906,12 @@ pub fn onnx_weights(
                 Some(b) => vec1(b.val())?,
                 None => vec![0.0; out],
             };
-            Some((wv, bv, out, image))
+            Some(crate::onnx::ConvWeights {
+                weight: wv,
+                bias: bv,
+                out,
+                image,
+            })
         }
         _ => None,
     };
@@ -923,7 +928,12 @@ pub fn onnx_weights(
             Some(b) => vec1(b.val())?,
             None => vec![0.0; dout],
         };
-        layers.push((wt, b, dout, din));
+        layers.push(crate::onnx::DenseWeights {
+            weight: wt,
+            bias: b,
+            out: dout,
+            inp: din,
+        });
     }
     Ok(crate::onnx::Weights {
         offset: t.scaler.offset.clone(),
