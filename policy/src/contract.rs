@@ -65,8 +65,8 @@ pub struct Contract {
     /// absent: any (ccr addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_frameworks: Option<Vec<String>>,
-    /// The model formats the output may carry (`Safetensors`, `ONNX`); absent: any (ccr
-    /// addition). The runtime refuses a run whose output would hold another format.
+    /// The model formats the output may carry (`Safetensors`, `ONNX`, `XGBoostJSON`); absent:
+    /// any (ccr addition). The runtime refuses a run whose output would hold another format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_model_formats: Option<Vec<String>>,
     /// The most runs (attested sessions that get dataset keys) the broker allows under this
@@ -80,8 +80,9 @@ pub struct Contract {
 
 /// The training framework names of DEPA-Training's pipeline steps.
 pub const FRAMEWORKS: &[&str] = &["Train_DL", "Train_ML", "Train_XGB"];
-/// The model formats an output may carry.
-pub const MODEL_FORMATS: &[&str] = &["Safetensors", "ONNX"];
+/// The model formats an output may carry: `model.safetensors`, `model.onnx`, and
+/// `model.xgb.json` (gradient-boosted trees, `Train_XGB`).
+pub const MODEL_FORMATS: &[&str] = &["Safetensors", "ONNX", "XGBoostJSON"];
 
 /// A party to the contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -217,16 +217,28 @@ pub fn load_inputs(cfg: &JobConfig) -> Result<(VerifiedContract, Pipeline, Value
         },
     })?;
     vc.check_pipeline(&pval).map_err(cerr)?;
-    if output_formats(vc.contract()).is_empty() {
-        return Err(cerr(ccr_policy::PolicyError::Contract {
-            field: "allowedModelFormats".into(),
-            reason: "empty: no model could leave the CCR".into(),
-        }));
-    }
     let pipeline = Pipeline::from_value(&pval).map_err(|source| JobError::Pipeline {
         path: cfg.pipeline.clone(),
         source,
     })?;
+    let formats = output_formats(vc.contract());
+    let (fits, wants) = if pipeline.train.model_config.name == "XGBoost" {
+        (formats.contains(&"XGBoostJSON"), "XGBoostJSON")
+    } else {
+        (
+            formats.contains(&"Safetensors") || formats.contains(&"ONNX"),
+            "Safetensors or ONNX",
+        )
+    };
+    if !fits {
+        return Err(cerr(ccr_policy::PolicyError::Contract {
+            field: "allowedModelFormats".into(),
+            reason: format!(
+                "lists {formats:?}; this pipeline's {} model leaves as {wants}",
+                pipeline.train.model_config.name
+            ),
+        }));
+    }
     Ok((vc, pipeline, pval))
 }
 
@@ -792,6 +804,139 @@ pub fn output_formats(contract: &Contract) -> Vec<&'static str> {
 
 type Trained = (Value, Vec<(String, Vec<u8>)>, Option<train::DpSpent>);
 
+/// What a fitted model gives the metrics and the output.
+struct Fitted {
+    /// Held-out outputs, row-major `[n, k]`.
+    out: Vec<f32>,
+    k: usize,
+    epochs: Vec<train::EpochLog>,
+    dp: Option<train::DpSpent>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+fn fit_xgb(
+    p: &train::Prepared,
+    sp: &train::Split,
+    tc: &crate::pipeline::TrainConfig,
+    formats: &[&str],
+) -> Result<Fitted, JobError> {
+    if !formats.contains(&"XGBoostJSON") {
+        return Err(JobError::Config(
+            "Train_XGB writes model.xgb.json, and the contract's allowedModelFormats does not list XGBoostJSON".into(),
+        ));
+    }
+    let t0 = Instant::now();
+    let m = crate::xgb::train(p, sp, tc)?;
+    info!(objective = %m.objective, boosters = m.boosters.len(), seconds = t0.elapsed().as_secs_f64(), "Train_XGB done");
+    Ok(Fitted {
+        out: m.predict(p, &sp.test),
+        k: m.outputs,
+        epochs: Vec::new(),
+        dp: None,
+        files: vec![("model.xgb.json".to_string(), m.to_json(p)?)],
+    })
+}
+
+fn fit_net(
+    p: &train::Prepared,
+    sp: &train::Split,
+    tc: &crate::pipeline::TrainConfig,
+    contract_noise: Option<f64>,
+    formats: &[&str],
+    abort: &crate::init::Abort,
+) -> Result<Fitted, JobError> {
+    let total = tc.total_epochs;
+    let dp = if tc.is_private {
+        let plan = train::plan_dp(tc, sp.train.len(), contract_noise)?;
+        info!(
+            noise_multiplier = plan.noise_multiplier,
+            sampling_rate = plan.sampling_rate,
+            max_grad_norm = plan.max_grad_norm,
+            steps = plan.max_steps,
+            target_epsilon = plan.target_epsilon,
+            delta = plan.delta,
+            "DP-SGD plan"
+        );
+        Some(plan)
+    } else {
+        None
+    };
+    // A progress bar on a terminal; one structured log line per epoch otherwise.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let b = indicatif::ProgressBar::new(total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "train [{bar:30}] epoch {pos}/{len} {msg} ({elapsed}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    });
+    let trained = train::train(p, sp, tc, dp.as_ref(), |e| {
+        match &bar {
+            Some(b) => {
+                let eps = e.epsilon.map(|x| format!(" epsilon {x:.3}")).unwrap_or_default();
+                b.set_message(format!("loss {:.4}{eps}", e.train_loss));
+                b.inc(1);
+            }
+            None => {
+                info!(epoch = e.epoch, epochs = total, train_loss = e.train_loss, epsilon = ?e.epsilon, val_metric = ?e.val_metric, "epoch");
+            }
+        }
+        !abort.requested()
+    })?
+    .ok_or(JobError::Aborted { step: "train" })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(s) = &trained.dp {
+        info!(
+            epsilon = s.epsilon,
+            delta = s.delta,
+            steps = s.steps,
+            "DP-SGD done: privacy spent"
+        );
+    }
+    let device = train::device();
+    let xte = trained.scaler.transform(p, &sp.test);
+    let out = train::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
+    let k = *trained.dims.last().unwrap_or(&1);
+    let mut files = vec![(
+        "loss_curve.svg".to_string(),
+        train::loss_curve_svg(&trained.epochs).into_bytes(),
+    )];
+    if formats.contains(&"Safetensors") {
+        files.push((
+            "model.safetensors".to_string(),
+            train::to_safetensors(&trained, p, tc)?,
+        ));
+    }
+    if formats.contains(&"ONNX") {
+        let meta = vec![
+            (
+                "feature_columns".to_string(),
+                serde_json::to_string(&p.features).unwrap_or_default(),
+            ),
+            (
+                "classes".to_string(),
+                serde_json::to_string(&p.classes).unwrap_or_default(),
+            ),
+            ("task".to_string(), tc.task_type.clone()),
+            ("model".to_string(), tc.model_config.name.clone()),
+        ];
+        let w = train::onnx_weights(&trained, tc, meta)?;
+        files.push(("model.onnx".to_string(), crate::onnx::export(&w)));
+    }
+    Ok(Fitted {
+        out,
+        k,
+        epochs: trained.epochs,
+        dp: trained.dp,
+        files,
+    })
+}
+
 fn train_and_eval(
     joined: &Table,
     tc: &crate::pipeline::TrainConfig,
@@ -810,43 +955,16 @@ fn train_and_eval(
         test = sp.test.len(),
         "data prepared"
     );
-    let total = tc.total_epochs;
-    let dp = if tc.is_private {
-        let plan = train::plan_dp(tc, sp.train.len(), contract_noise)?;
-        info!(
-            noise_multiplier = plan.noise_multiplier,
-            sampling_rate = plan.sampling_rate,
-            max_grad_norm = plan.max_grad_norm,
-            steps = plan.max_steps,
-            target_epsilon = plan.target_epsilon,
-            delta = plan.delta,
-            "DP-SGD plan"
-        );
-        Some(plan)
+    let fitted = if tc.model_config.name == "XGBoost" {
+        fit_xgb(&p, &sp, tc, formats)?
     } else {
-        None
+        fit_net(&p, &sp, tc, contract_noise, formats, abort)?
     };
-    let trained = train::train(&p, &sp, tc, dp.as_ref(), |e| {
-        info!(epoch = e.epoch, epochs = total, train_loss = e.train_loss, epsilon = ?e.epsilon, val_metric = ?e.val_metric, "epoch");
-        !abort.requested()
-    })?
-    .ok_or(JobError::Aborted { step: "train" })?;
-    if let Some(s) = &trained.dp {
-        info!(
-            epsilon = s.epsilon,
-            delta = s.delta,
-            steps = s.steps,
-            "DP-SGD done: privacy spent"
-        );
-    }
-    let device = train::device();
-    let xte = trained.scaler.transform(&p, &sp.test);
-    let out = train::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
     let labels: Vec<f32> = sp.test.iter().map(|&i| p.y[i]).collect();
     let classification = tc.task_type == "classification";
-    let k = *trained.dims.last().unwrap_or(&1);
+    let (out, k) = (&fitted.out, fitted.k);
     let preds = if classification {
-        train::argmax_rows(&out, k)
+        train::argmax_rows(out, k)
     } else {
         out.clone()
     };
@@ -856,7 +974,7 @@ fn train_and_eval(
         let v = match m.as_str() {
             "accuracy" if classification => json!(train::accuracy(&preds, &labels)),
             "roc_auc" if classification && k == 2 => {
-                json!(train::roc_auc(&train::positive_scores(&out), &labels))
+                json!(train::roc_auc(&train::positive_scores(out), &labels))
             }
             "mse" if !classification => json!(train::mse(&preds, &labels)),
             _ => {
@@ -876,9 +994,9 @@ fn train_and_eval(
         "classes": p.classes,
         "rows": {"total": p.n(), "train": sp.train.len(), "val": sp.val.len(), "test": sp.test.len()},
         "test": Value::Object(test),
-        "epochs": trained.epochs,
+        "epochs": fitted.epochs,
     });
-    if let Some(s) = &trained.dp {
+    if let Some(s) = &fitted.dp {
         metrics["dp_sgd"] = serde_json::to_value(s).unwrap_or(Value::Null);
     }
     if tc.export_test_predictions {
@@ -897,28 +1015,5 @@ fn train_and_eval(
             .collect();
         metrics["test_predictions"] = Value::Array(rows);
     }
-    let mut files = Vec::new();
-    if formats.contains(&"Safetensors") {
-        files.push((
-            "model.safetensors".to_string(),
-            train::to_safetensors(&trained, &p, tc)?,
-        ));
-    }
-    if formats.contains(&"ONNX") {
-        let meta = vec![
-            (
-                "feature_columns".to_string(),
-                serde_json::to_string(&p.features).unwrap_or_default(),
-            ),
-            (
-                "classes".to_string(),
-                serde_json::to_string(&p.classes).unwrap_or_default(),
-            ),
-            ("task".to_string(), tc.task_type.clone()),
-            ("model".to_string(), tc.model_config.name.clone()),
-        ];
-        let w = train::onnx_weights(&trained, tc, meta)?;
-        files.push(("model.onnx".to_string(), crate::onnx::export(&w)));
-    }
-    Ok((metrics, files, trained.dp))
+    Ok((metrics, fitted.files, fitted.dp))
 }

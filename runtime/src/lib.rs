@@ -20,6 +20,7 @@ pub mod logging;
 pub mod onnx;
 pub mod pipeline;
 pub mod train;
+pub mod xgb;
 
 /// The pipeline digest as the contract writes it (`sha256:<hex>` of the config's JCS form).
 pub fn pipeline_digest_of(v: &serde_json::Value) -> String {

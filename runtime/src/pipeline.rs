@@ -40,6 +40,10 @@ pub enum Step {
     /// Classical models (logistic/linear regression) with Burn.
     #[serde(rename = "Train_ML")]
     TrainMl(TrainConfig),
+    /// Gradient-boosted trees (`forust-ml`, XGBoost's algorithm); `model_config.name`
+    /// `XGBoost` with the XGBoost fields of [`ModelConfig`]. No DP.
+    #[serde(rename = "Train_XGB")]
+    TrainXgb(TrainConfig),
 }
 
 /// A join step's config.
@@ -257,7 +261,44 @@ pub struct ModelConfig {
     /// `CNN`: output channels of the convolution (one convolution layer).
     #[serde(default)]
     pub conv_channels: Option<usize>,
+    /// `XGBoost`: the number of boosting rounds (trees per class).
+    #[serde(default)]
+    pub n_estimators: Option<usize>,
+    /// `XGBoost`: the maximum tree depth (default 6).
+    #[serde(default)]
+    pub max_depth: Option<usize>,
+    /// `XGBoost`: the learning rate (`eta`, default 0.3).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    /// `XGBoost`: L2 regularisation of the leaf weights (`lambda`, default 1).
+    #[serde(default)]
+    pub l2_regularization: Option<f64>,
+    /// `XGBoost`: the minimum hessian sum in a child (default 1).
+    #[serde(default)]
+    pub min_child_weight: Option<f64>,
+    /// `XGBoost`: `binary:logistic`, `multi:softprob` (one-vs-rest logistic boosters, their
+    /// margins through a softmax), or `reg:squarederror`.
+    #[serde(default)]
+    pub objective: Option<String>,
+    /// `XGBoost`: the row subsampling rate per tree, in (0, 1] (default 1).
+    #[serde(default)]
+    pub subsample: Option<f64>,
+    /// `XGBoost`: the seed of the subsampling (default 0).
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
+
+/// The `model_config` fields of an `XGBoost` model.
+pub const XGB_FIELDS: &[&str] = &[
+    "n_estimators",
+    "max_depth",
+    "learning_rate",
+    "l2_regularization",
+    "min_child_weight",
+    "objective",
+    "subsample",
+    "seed",
+];
 
 fn default_activation() -> String {
     "relu".into()
@@ -419,10 +460,11 @@ impl Pipeline {
         let (train, train_kind) = match it.next() {
             Some(Step::TrainDl(c)) => (c, "Train_DL"),
             Some(Step::TrainMl(c)) => (c, "Train_ML"),
+            Some(Step::TrainXgb(c)) => (c, "Train_XGB"),
             _ => {
                 return Err(field(
                     "pipeline[1].name",
-                    "the second step must be Train_DL or Train_ML",
+                    "the second step must be Train_DL, Train_ML or Train_XGB",
                 ));
             }
         };
@@ -470,17 +512,97 @@ impl Pipeline {
             ("LogisticRegression", "classification")
             | ("MLP", _)
             | ("CNN", _)
+            | ("XGBoost", _)
             | ("LinearRegression", "regression") => {}
             (n, t) => {
                 return Err(field(
                     &format!("{p}.model_config.name"),
                     &format!(
-                        "`{n}` cannot do {t} (LogisticRegression: classification, LinearRegression: regression, MLP and CNN: both)"
+                        "`{n}` cannot do {t} (LogisticRegression: classification, LinearRegression: regression, MLP, CNN and XGBoost: both)"
                     ),
                 ));
             }
         }
         let mc = &train.model_config;
+        let xgb_set = mc.n_estimators.is_some()
+            || mc.max_depth.is_some()
+            || mc.learning_rate.is_some()
+            || mc.l2_regularization.is_some()
+            || mc.min_child_weight.is_some()
+            || mc.objective.is_some()
+            || mc.subsample.is_some()
+            || mc.seed.is_some();
+        if (train_kind == "Train_XGB") != (mc.name == "XGBoost") {
+            return Err(field(
+                &format!("{p}.model_config.name"),
+                "Train_XGB trains model XGBoost, and XGBoost only in Train_XGB",
+            ));
+        }
+        if mc.name == "XGBoost" {
+            if train.is_private {
+                return Err(field(
+                    &format!("{p}.is_private"),
+                    "Train_XGB has no DP training; a dataset that requires DP cannot be used with it",
+                ));
+            }
+            let obj = mc
+                .objective
+                .as_deref()
+                .unwrap_or(if train.task_type == "regression" {
+                    "reg:squarederror"
+                } else {
+                    "binary:logistic"
+                });
+            let fits = match obj {
+                "binary:logistic" | "multi:softprob" | "multi:softmax" => {
+                    train.task_type == "classification"
+                }
+                "reg:squarederror" => train.task_type == "regression",
+                _ => false,
+            };
+            if !fits {
+                return Err(field(
+                    &format!("{p}.model_config.objective"),
+                    &format!(
+                        "`{obj}` with task_type {}: binary:logistic or multi:softprob for classification, reg:squarederror for regression",
+                        train.task_type
+                    ),
+                ));
+            }
+            for (k, ok) in [
+                ("n_estimators", mc.n_estimators.is_none_or(|n| n > 0)),
+                (
+                    "learning_rate",
+                    mc.learning_rate.is_none_or(|x| x > 0.0 && x.is_finite()),
+                ),
+                (
+                    "l2_regularization",
+                    mc.l2_regularization
+                        .is_none_or(|x| x >= 0.0 && x.is_finite()),
+                ),
+                (
+                    "min_child_weight",
+                    mc.min_child_weight
+                        .is_none_or(|x| x >= 0.0 && x.is_finite()),
+                ),
+                (
+                    "subsample",
+                    mc.subsample.is_none_or(|x| x > 0.0 && x <= 1.0),
+                ),
+            ] {
+                if !ok {
+                    return Err(field(
+                        &format!("{p}.model_config.{k}"),
+                        "out of range (n_estimators > 0, learning_rate > 0, l2_regularization and min_child_weight >= 0, subsample in (0, 1])",
+                    ));
+                }
+            }
+        } else if xgb_set {
+            return Err(field(
+                &format!("{p}.model_config"),
+                &format!("{} are for XGBoost only", XGB_FIELDS.join(", ")),
+            ));
+        }
         if mc.name == "CNN" {
             match mc.input_shape {
                 Some([c, h, w]) if c > 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 => {}

@@ -710,3 +710,53 @@ fn allowed_model_formats_limit_what_the_output_carries() {
     assert!(dir.join("model.onnx").is_file());
     assert!(!dir.join("model.safetensors").exists());
 }
+
+fn xgb(p: &mut Value, objective: &str) {
+    p["pipeline"][1]["name"] = json!("Train_XGB");
+    let c = &mut p["pipeline"][1]["config"];
+    c["model_config"] = json!({"name": "XGBoost", "n_estimators": 60, "max_depth": 4,
+        "learning_rate": 0.3, "l2_regularization": 1.0, "min_child_weight": 1.0,
+        "objective": objective, "subsample": 1.0, "seed": 0});
+    c["metrics"] = json!(["accuracy"]);
+}
+
+#[test]
+fn train_xgb_boosts_trees_for_binary_and_multiclass_labels() {
+    let w = world();
+    let mut bc = Setup::breast_cancer();
+    bc.edit_pipeline = &|p: &mut Value| xgb(p, "binary:logistic");
+    let mut digits = Setup::digits();
+    digits.edit_pipeline = &|p: &mut Value| xgb(p, "multi:softprob");
+    for (setup, name, floor) in [(&bc, "bc", 0.93), (&digits, "digits", 0.90)] {
+        let s = setup_scenario(&w, setup);
+        let out = w.work.join(format!("{name}-xgb"));
+        let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
+        assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
+        let dir = unseal(&s, &out);
+        let m = metrics(&dir);
+        let acc = m["test"]["accuracy"].as_f64().unwrap();
+        println!("{name} Train_XGB: held-out accuracy {acc:.4}");
+        assert!(acc >= floor, "{name}: accuracy {acc}");
+        let model: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("model.xgb.json")).unwrap()).unwrap();
+        assert_eq!(model["format"], "ccr-xgb/1");
+        let boosters = model["boosters"].as_array().unwrap().len();
+        assert_eq!(boosters, if name == "bc" { 1 } else { 10 });
+        assert!(!dir.join("model.safetensors").exists());
+    }
+}
+
+#[test]
+fn train_xgb_is_refused_when_a_dataset_requires_dp() {
+    let w = world();
+    let mut setup = Setup::breast_cancer();
+    setup.edit_pipeline = &|p: &mut Value| xgb(p, "binary:logistic");
+    setup.edit_contract_early =
+        &|c: &mut Value| c["constraints"][0]["privacy"][0]["dp_required"] = json!(true);
+    let s = setup_scenario(&w, &setup);
+    let out = w.work.join("xgb-dp");
+    let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("requires DP"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
