@@ -65,6 +65,8 @@ pub struct JobConfig {
     pub datasets: Option<PathBuf>,
     /// Where the sealed output image goes (must not exist).
     pub out: PathBuf,
+    /// The base model file (overrides the pipeline's `model_config.model_path`).
+    pub base_model: Option<PathBuf>,
     /// Broker URL for every `ccr` key (overrides the contract's `endpoint`).
     pub broker: Option<String>,
     /// SHA-256 of the broker's TLS certificate, hex.
@@ -327,6 +329,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     }
     info!(contract = %contract.id, contract_digest = %hex::encode(vc.digest()), pipeline_digest = %contract.pipeline_digest, "contract verified");
     check_privacy_plan(&contract, &pipeline)?;
+    let base_model = load_base_model(cfg, &pipeline.train)?;
     lap("start", &mut t0)?;
 
     // 2. attest
@@ -394,6 +397,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
             &identifiers,
             contract_noise,
             &output_formats(&contract),
+            base_model.as_deref(),
             &cfg.abort,
         )
     })?;
@@ -550,6 +554,40 @@ pub fn planned_privacy(train: &crate::pipeline::TrainConfig) -> Option<(f64, f64
         })
     };
     num("epsilon").zip(num("delta"))
+}
+
+/// Reads the consumer's base model when the pipeline names `model_format` `Safetensors`
+/// (from `--base-model`, else `model_config.model_path`) and checks its SHA-256 against
+/// `model_config.model_sha256` (which the signed pipeline digest fixes).
+///
+/// # Errors
+/// [`JobError::Input`] naming the file (unreadable, or another digest).
+fn load_base_model(
+    cfg: &JobConfig,
+    tc: &crate::pipeline::TrainConfig,
+) -> Result<Option<Vec<u8>>, JobError> {
+    let mc = &tc.model_config;
+    if mc.model_format.as_deref() != Some("Safetensors") {
+        return Ok(None);
+    }
+    let path = cfg
+        .base_model
+        .clone()
+        .or_else(|| mc.model_path.as_ref().map(PathBuf::from))
+        .unwrap_or_default();
+    let bytes = read(&path)?;
+    let got = hex::encode(sha2::Sha256::digest(&bytes));
+    if Some(got.as_str()) != mc.model_sha256.as_deref() {
+        return Err(JobError::Input {
+            path,
+            reason: format!(
+                "SHA-256 {got} is not the pipeline's model_config.model_sha256 {}",
+                mc.model_sha256.as_deref().unwrap_or("")
+            ),
+        });
+    }
+    info!(path = %path.display(), sha256 = %got, "base model read");
+    Ok(Some(bytes))
 }
 
 /// Refuses, before attesting, a private pipeline whose epsilon or delta exceeds a joined
@@ -843,6 +881,7 @@ fn fit_net(
     tc: &crate::pipeline::TrainConfig,
     contract_noise: Option<f64>,
     formats: &[&str],
+    base_model: Option<&[u8]>,
     abort: &crate::init::Abort,
 ) -> Result<Fitted, JobError> {
     let total = tc.total_epochs;
@@ -873,7 +912,7 @@ fn fit_net(
         );
         b
     });
-    let trained = train::train(p, sp, tc, dp.as_ref(), |e| {
+    let trained = train::train(p, sp, tc, dp.as_ref(), base_model, |e| {
         match &bar {
             Some(b) => {
                 let eps = e.epsilon.map(|x| format!(" epsilon {x:.3}")).unwrap_or_default();
@@ -943,6 +982,7 @@ fn train_and_eval(
     identifiers: &[String],
     contract_noise: Option<f64>,
     formats: &[&str],
+    base_model: Option<&[u8]>,
     abort: &crate::init::Abort,
 ) -> Result<Trained, JobError> {
     let p = train::prepare(joined, tc, identifiers)?;
@@ -958,7 +998,7 @@ fn train_and_eval(
     let fitted = if tc.model_config.name == "XGBoost" {
         fit_xgb(&p, &sp, tc, formats)?
     } else {
-        fit_net(&p, &sp, tc, contract_noise, formats, abort)?
+        fit_net(&p, &sp, tc, contract_noise, formats, base_model, abort)?
     };
     let labels: Vec<f32> = sp.test.iter().map(|&i| p.y[i]).collect();
     let classification = tc.task_type == "classification";

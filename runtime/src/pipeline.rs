@@ -261,6 +261,18 @@ pub struct ModelConfig {
     /// `CNN`: output channels of the convolution (one convolution layer).
     #[serde(default)]
     pub conv_channels: Option<usize>,
+    /// Where the model comes from: `ccr_instantiate` (default: made from this config) or
+    /// `Safetensors` (the consumer's base model, in ccr's `model.safetensors` layout, whose
+    /// shapes must match this config; training continues from it).
+    #[serde(default)]
+    pub model_format: Option<String>,
+    /// `Safetensors`: the base model's path in the CCR (`ccr-init --base-model` overrides it).
+    #[serde(default)]
+    pub model_path: Option<String>,
+    /// `Safetensors`: the base model's SHA-256 (64 hex): the pipeline digest, and so every
+    /// party's signature, fixes which model is trained.
+    #[serde(default)]
+    pub model_sha256: Option<String>,
     /// `XGBoost`: the number of boosting rounds (trees per class).
     #[serde(default)]
     pub n_estimators: Option<usize>,
@@ -602,6 +614,38 @@ impl Pipeline {
                 &format!("{p}.model_config"),
                 &format!("{} are for XGBoost only", XGB_FIELDS.join(", ")),
             ));
+        }
+        match mc.model_format.as_deref() {
+            None | Some("ccr_instantiate") => {
+                if mc.model_path.is_some() || mc.model_sha256.is_some() {
+                    return Err(field(
+                        &format!("{p}.model_config.model_format"),
+                        "model_path and model_sha256 go with model_format Safetensors",
+                    ));
+                }
+            }
+            Some("Safetensors") => {
+                if mc.name == "XGBoost" {
+                    return Err(field(
+                        &format!("{p}.model_config.model_format"),
+                        "an XGBoost model is not read from safetensors",
+                    ));
+                }
+                if !mc.model_sha256.as_ref().is_some_and(|h| {
+                    h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                }) {
+                    return Err(field(
+                        &format!("{p}.model_config.model_sha256"),
+                        "64 lowercase hex characters (SHA-256 of the base model) are required with model_format Safetensors",
+                    ));
+                }
+            }
+            Some(_) => {
+                return Err(field(
+                    &format!("{p}.model_config.model_format"),
+                    "ccr_instantiate or Safetensors",
+                ));
+            }
         }
         if mc.name == "CNN" {
             match mc.input_shape {

@@ -376,6 +376,65 @@ impl Net {
         n
     }
 
+    /// The same network with its parameters read from a `model.safetensors` in ccr's layout
+    /// (module docs): `conv.weight`/`conv.bias` for a CNN and `layers.{i}.weight` `[out, in]`
+    /// and `layers.{i}.bias` for each layer, f32, with this network's shapes. The scaler in
+    /// the file is not used (it is fitted on this run's training split).
+    ///
+    /// # Errors
+    /// [`TrainError::Data`] naming the tensor that is missing, not f32, or of another shape.
+    pub fn with_weights_from(mut self, bytes: &[u8], device: &Device) -> Result<Self, TrainError> {
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| TrainError::Data(format!("base model: not safetensors: {e}")))?;
+        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, TrainError> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| TrainError::Data(format!("base model: no tensor `{name}`")))?;
+            if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
+                return Err(TrainError::Data(format!(
+                    "base model: `{name}` is {:?} {:?}, this pipeline's model needs F32 {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        if let Some(c) = &mut self.conv {
+            let dims = c.weight.dims();
+            let w = get("conv.weight", &dims)?;
+            c.weight = burn::module::Param::from_tensor(Tensor::<4>::from_data(
+                TensorData::new(w, dims),
+                device,
+            ));
+            let b = get("conv.bias", &[dims[0]])?;
+            c.bias = Some(burn::module::Param::from_tensor(Tensor::<1>::from_data(
+                TensorData::new(b, [dims[0]]),
+                device,
+            )));
+        }
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let [din, dout] = l.weight.dims();
+            let w = get(&format!("layers.{i}.weight"), &[dout, din])?;
+            let wt = Tensor::<2>::from_data(TensorData::new(w, [dout, din]), device).transpose();
+            l.weight = burn::module::Param::from_tensor(wt);
+            let b = get(&format!("layers.{i}.bias"), &[dout])?;
+            l.bias = Some(burn::module::Param::from_tensor(Tensor::<1>::from_data(
+                TensorData::new(b, [dout]),
+                device,
+            )));
+        }
+        let n = self.layers.len();
+        if st.tensor(&format!("layers.{n}.weight")).is_ok() {
+            return Err(TrainError::Data(format!(
+                "base model: it has more than the {n} layers this pipeline's model has"
+            )));
+        }
+        Ok(self)
+    }
+
     /// The convolution's parameters without autodiff: weight `[out, in, 3, 3]`, bias `[out]`,
     /// and the image shape.
     pub fn dp_conv(&self) -> Option<crate::dpsgd::ConvLayer> {
@@ -598,6 +657,7 @@ pub fn train(
     sp: &Split,
     cfg: &TrainConfig,
     dp: Option<&DpPlan>,
+    base_model: Option<&[u8]>,
     mut on_epoch: impl FnMut(&EpochLog) -> bool,
 ) -> Result<Option<Trained>, TrainError> {
     let seed = cfg.dataset_config.splits.random_state;
@@ -635,6 +695,9 @@ pub fn train(
         Some((image, channels)) => Net::cnn(&device, image, channels, &dims, tanh),
         None => Net::new(&device, &dims, tanh),
     };
+    if let Some(bytes) = base_model {
+        net = net.with_weights_from(bytes, &device)?;
+    }
     let prm = &cfg.optimizer.params;
     let wd = (prm.weight_decay > 0.0).then(|| WeightDecayConfig::new(prm.weight_decay as f32));
     let mut optim = match cfg.optimizer.name.as_str() {
@@ -1350,6 +1413,39 @@ mod tests {
         let svg = loss_curve_svg(&[log(1, 1.0, Some(0.5)), log(2, 0.8, Some(1.0))]);
         assert!(svg.contains("epsilon (dashed), 0 to 1.000"), "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn a_base_model_of_another_shape_is_refused_naming_the_tensor() {
+        let device = device();
+        let st = |shape: Vec<usize>| {
+            let n: usize = shape.iter().product();
+            let data: Vec<u8> = vec![0u8; n * 4];
+            let views = vec![(
+                "layers.0.weight".to_string(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &data)
+                    .unwrap(),
+            )];
+            safetensors::serialize(views, None).unwrap()
+        };
+        let e = Net::new(&device, &[5, 3], false)
+            .with_weights_from(&st(vec![3, 4]), &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`layers.0.weight` is F32 [3, 4]") && e.contains("[3, 5]"),
+            "{e}"
+        );
+        let e = Net::new(&device, &[5, 3], false)
+            .with_weights_from(&st(vec![3, 5]), &device)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no tensor `layers.0.bias`"), "{e}");
+        let e = Net::new(&device, &[5, 3], false)
+            .with_weights_from(b"garbage", &device)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not safetensors"), "{e}");
     }
 
     #[test]

@@ -760,3 +760,59 @@ fn train_xgb_is_refused_when_a_dataset_requires_dp() {
     assert!(stderr(&o).contains("requires DP"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn a_base_model_in_safetensors_is_where_training_starts() {
+    let w = world();
+    let mlp = |p: &mut Value| {
+        let c = &mut p["pipeline"][1]["config"];
+        c["model_config"] = json!({"name": "MLP", "hidden_layers": [16]});
+        c["total_epochs"] = json!(1);
+    };
+    // Round 1: a fresh MLP, one epoch.
+    let mut fresh = Setup::breast_cancer();
+    fresh.edit_pipeline = &mlp;
+    let s = setup_scenario(&w, &fresh);
+    let out = w.work.join("round1");
+    let o = run_init(&s, &w.broker.url, &w.broker.pin, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let round1 = unseal(&s, &out);
+    let first_loss = |dir: &Path| metrics(dir)["epochs"][0]["train_loss"].as_f64().unwrap();
+    // Train it further: round 1's model is round 2's base.
+    let base = w.work.join("base.safetensors");
+    std::fs::copy(round1.join("model.safetensors"), &base).unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&base).unwrap()))
+    };
+    let edit = |p: &mut Value| {
+        let c = &mut p["pipeline"][1]["config"];
+        c["model_config"] = json!({"name": "MLP", "hidden_layers": [16], "model_format": "Safetensors",
+            "model_path": base, "model_sha256": digest});
+        c["total_epochs"] = json!(1);
+    };
+    let mut cont = Setup::breast_cancer();
+    cont.edit_pipeline = &edit;
+    let second = w.work.join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let s2 = common::setup(&second, &w.sim, &w.broker, &cont);
+    let out2 = second.join("round2");
+    let o = run_init(&s2, &w.broker.url, &w.broker.pin, &out2);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let round2 = unseal(&s2, &out2);
+    let (l1, l2) = (first_loss(&round1), first_loss(&round2));
+    println!("first-epoch training loss: fresh {l1:.4}, from the base model {l2:.4}");
+    assert!(l2 < l1 * 0.6, "fresh {l1}, continued {l2}");
+    // Another file than the one the pipeline pins is refused before anything runs.
+    std::fs::write(&base, b"not the model").unwrap();
+    let out3 = second.join("round3");
+    let mut c = init_command(&s2, &w.broker.url, &w.broker.pin, &out3);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not the pipeline's model_config.model_sha256"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out3.exists());
+}

@@ -43,6 +43,10 @@ struct Args {
     /// Path of the sealed output image to write (must not exist).
     #[arg(long, env = "CCR_OUT")]
     out: PathBuf,
+    /// The consumer's base model (safetensors) when the pipeline's model_config names
+    /// model_format Safetensors (default: its model_path); its SHA-256 must be model_sha256.
+    #[arg(long, env = "CCR_BASE_MODEL")]
+    base_model: Option<PathBuf>,
     /// Key broker URL for keys of type `ccr` (default: each key's `endpoint`).
     #[arg(long, env = "CCR_BROKER")]
     broker: Option<String>,
@@ -134,6 +138,7 @@ fn main() {
         pipeline: args.pipeline,
         datasets: args.datasets,
         out: args.out,
+        base_model: args.base_model,
         broker: args.broker,
         broker_pin: args.broker_pin,
         platform: match args.platform {
