@@ -795,7 +795,7 @@ fn a_base_model_in_safetensors_is_where_training_starts() {
     cont.edit_pipeline = &edit;
     let second = w.work.join("second");
     std::fs::create_dir_all(&second).unwrap();
-    let s2 = common::setup(&second, &w.sim, &w.broker, &cont);
+    let s2 = setup(&second, &w.sim, &w.broker, &cont);
     let out2 = second.join("round2");
     let o = run_init(&s2, &w.broker.url, &w.broker.pin, &out2);
     assert!(o.status.success(), "{}", stderr(&o));
