@@ -356,6 +356,20 @@ pub fn per_sample_gradients(bp: &Backprop) -> Vec<(Tensor<3>, Tensor<2>)> {
         .collect()
 }
 
+/// `sums` times `factor` (the mean over a batch of `1 / factor` rows).
+pub fn scale_sums(sums: Sums, factor: f64) -> Sums {
+    Sums {
+        dense: sums
+            .dense
+            .into_iter()
+            .map(|(w, b)| (w.mul_scalar(factor), b.mul_scalar(factor)))
+            .collect(),
+        conv: sums
+            .conv
+            .map(|(w, b)| (w.mul_scalar(factor), b.mul_scalar(factor))),
+    }
+}
+
 /// The randomness of a DP run: ChaCha20 seeded from the operating system.
 pub struct DpRng(ChaCha20Rng);
 

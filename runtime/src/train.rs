@@ -41,12 +41,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, SgdConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -712,7 +711,6 @@ pub fn train(
             .init(),
         _ => AdamConfig::new().with_weight_decay(wd).init(),
     };
-    let ce = CrossEntropyLossConfig::new().init(&device);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0fb_a7c4);
     let mut order: Vec<usize> = (0..sp.train.len()).collect();
     let mut epochs = Vec::new();
@@ -755,25 +753,18 @@ pub fn train(
                     break;
                 }
                 let rows = dprng.poisson(&order, plan.sampling_rate);
-                let layers = net.dp_layers();
-                let conv = net.dp_conv();
                 let sums = if rows.is_empty() {
-                    crate::dpsgd::zero_sums(&layers, conv.as_ref())
+                    crate::dpsgd::zero_sums(&net.dp_layers(), net.dp_conv().as_ref())
                 } else {
-                    let bp = crate::dpsgd::backprop_net(
-                        conv.as_ref(),
-                        &layers,
-                        net.tanh,
+                    let (sums, loss) = batch_sums(
+                        &net,
                         batch_x(&rows, &inner),
                         &target(&rows),
+                        Some(plan.max_grad_norm),
                     );
-                    loss_sum += bp.loss_sum / rows.len() as f64;
+                    loss_sum += loss / rows.len() as f64;
                     batches += 1;
-                    let f = crate::dpsgd::clip_factors(
-                        crate::dpsgd::per_sample_norms(&bp, true),
-                        plan.max_grad_norm,
-                    );
-                    crate::dpsgd::clipped_sums(&bp, &f)
+                    sums
                 };
                 let noisy = crate::dpsgd::noisy_step(
                     sums,
@@ -782,45 +773,21 @@ pub fn train(
                     expected,
                     dprng,
                 );
-                let mut grads = GradientsParams::new();
-                for (l, (gw, gb)) in net.layers.iter().zip(noisy.dense) {
-                    grads.register(l.weight.id, gw);
-                    if let Some(b) = &l.bias {
-                        grads.register(b.id, gb);
-                    }
-                }
-                if let (Some(c), Some((gw, gb))) = (&net.conv, noisy.conv) {
-                    grads.register(c.weight.id, gw);
-                    if let Some(b) = &c.bias {
-                        grads.register(b.id, gb);
-                    }
-                }
+                let grads = gradients_of(&net, noisy);
                 net = optim.step(prm.lr, net, grads);
                 steps += 1;
             }
         } else {
+            // Plain mini-batch SGD through the same backward pass (no clipping, no noise): the
+            // mean loss's gradient is the summed gradient over the batch size.
             order.shuffle(&mut rng);
+            let inner = device.clone().inner();
             for chunk in order.chunks(cfg.batch_size) {
-                let b = chunk.len();
-                let x = batch_x(chunk, &device);
-                let out = net.forward(x);
-                let loss = if classification {
-                    let yb: Vec<i64> = chunk.iter().map(|&k| p.y[sp.train[k]] as i64).collect();
-                    let y = Tensor::<1, Int>::from_data(TensorData::new(yb, [b]), &device);
-                    ce.forward(out, y)
-                } else {
-                    let yb: Vec<f32> = chunk.iter().map(|&k| p.y[sp.train[k]]).collect();
-                    let y = Tensor::<2>::from_data(TensorData::new(yb, [b, 1]), &device);
-                    MseLoss::new().forward(out, y, Reduction::Mean)
-                };
-                let lv: f32 = loss
-                    .clone()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .map_err(backend_err)?[0];
-                loss_sum += f64::from(lv);
+                let (sums, loss) = batch_sums(&net, batch_x(chunk, &inner), &target(chunk), None);
+                loss_sum += loss / chunk.len() as f64;
                 batches += 1;
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                let mean = crate::dpsgd::scale_sums(sums, 1.0 / chunk.len() as f64);
+                let grads = gradients_of(&net, mean);
                 net = optim.step(prm.lr, net, grads);
             }
         }
@@ -882,6 +849,47 @@ pub fn train(
         epochs,
         dp,
     }))
+}
+
+/// The summed (clipped to `clip` per sample, when given) gradients of a batch, and its summed
+/// loss.
+fn batch_sums(
+    net: &Net,
+    x: Tensor<2>,
+    target: &crate::dpsgd::Target,
+    clip: Option<f64>,
+) -> (crate::dpsgd::Sums, f64) {
+    let bp = crate::dpsgd::backprop_net(
+        net.dp_conv().as_ref(),
+        &net.dp_layers(),
+        net.tanh,
+        x,
+        target,
+    );
+    let norms = crate::dpsgd::per_sample_norms(&bp, true);
+    let factors = match clip {
+        Some(c) => crate::dpsgd::clip_factors(norms, c),
+        None => norms.zeros_like().add_scalar(1.0),
+    };
+    (crate::dpsgd::clipped_sums(&bp, &factors), bp.loss_sum)
+}
+
+/// Gradients of the network's parameters for the optimizer.
+fn gradients_of(net: &Net, g: crate::dpsgd::Sums) -> GradientsParams {
+    let mut grads = GradientsParams::new();
+    for (l, (gw, gb)) in net.layers.iter().zip(g.dense) {
+        grads.register(l.weight.id, gw);
+        if let Some(b) = &l.bias {
+            grads.register(b.id, gb);
+        }
+    }
+    if let (Some(c), Some((gw, gb))) = (&net.conv, g.conv) {
+        grads.register(c.weight.id, gw);
+        if let Some(b) = &c.bias {
+            grads.register(b.id, gb);
+        }
+    }
+    grads
 }
 
 /// Row-wise argmax of `[n, k]` outputs.
@@ -1165,6 +1173,8 @@ pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
+    use burn::tensor::Int;
 
     fn vecf<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
