@@ -610,9 +610,17 @@ fn backend_err(e: impl std::fmt::Debug) -> TrainError {
     TrainError::Backend(format!("{e:?}"))
 }
 
-/// The CPU device with autodiff (ndarray backend).
+/// The training device with autodiff: the ndarray backend on the CPU, or with the `gpu` cargo
+/// feature and `CCR_DEVICE=cuda` (or `cuda:N`), Burn's CUDA backend on GPU N.
 #[allow(deprecated)]
 pub fn device() -> Device {
+    #[cfg(feature = "gpu")]
+    if let Ok(d) = std::env::var("CCR_DEVICE")
+        && let Some(rest) = d.strip_prefix("cuda")
+    {
+        let index: usize = rest.trim_start_matches(':').parse().unwrap_or(0);
+        return Device::cuda(index).autodiff();
+    }
     Device::ndarray().autodiff()
 }
 
