@@ -1016,6 +1016,7 @@ fn train_and_eval(
             "roc_auc" if classification && k == 2 => {
                 json!(train::roc_auc(&train::positive_scores(out), &labels))
             }
+            "f1" if classification => json!(train::f1(&preds, &labels, p.classes.len())),
             "mse" if !classification => json!(train::mse(&preds, &labels)),
             _ => {
                 warn!(metric = %m, "metric does not apply to this task; skipped");

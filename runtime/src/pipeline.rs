@@ -135,7 +135,12 @@ pub struct TrainConfig {
     /// `classification` or `regression`.
     #[serde(default = "default_task")]
     pub task_type: String,
-    /// Metrics on the held-out split: `accuracy`, `roc_auc` (binary labels), `mse`.
+    /// The loss: `cross_entropy` (softmax cross-entropy, classification; also PyTorch's name
+    /// `CrossEntropyLoss`) or `mse` (`MSELoss`, regression); default: by `task_type`.
+    #[serde(default)]
+    pub loss: Option<String>,
+    /// Metrics on the held-out split: `accuracy`, `roc_auc` (binary labels), `f1` (binary: of
+    /// the higher class; more classes: macro average), `mse`.
     #[serde(default = "default_metrics")]
     pub metrics: Vec<String>,
     /// Write the held-out split's identifiers, labels and predictions into `metrics.json`
@@ -514,6 +519,27 @@ impl Pipeline {
                 "one of standard, minmax, maxabs, none",
             ));
         }
+        if let Some(l) = &train.loss {
+            let want = match l.as_str() {
+                "cross_entropy" | "CrossEntropyLoss" => "classification",
+                "mse" | "MSELoss" => "regression",
+                _ => {
+                    return Err(field(
+                        &format!("{p}.loss"),
+                        "cross_entropy (CrossEntropyLoss) or mse (MSELoss)",
+                    ));
+                }
+            };
+            if train.task_type != want {
+                return Err(field(
+                    &format!("{p}.loss"),
+                    &format!(
+                        "`{l}` is the loss of {want}, the task_type is {}",
+                        train.task_type
+                    ),
+                ));
+            }
+        }
         if !["classification", "regression"].contains(&train.task_type.as_str()) {
             return Err(field(
                 &format!("{p}.task_type"),
@@ -691,10 +717,10 @@ impl Pipeline {
             return Err(field(p, "total_epochs and batch_size must be > 0"));
         }
         for (i, m) in train.metrics.iter().enumerate() {
-            if !["accuracy", "roc_auc", "mse"].contains(&m.as_str()) {
+            if !["accuracy", "roc_auc", "f1", "mse"].contains(&m.as_str()) {
                 return Err(field(
                     &format!("{p}.metrics[{i}]"),
-                    "accuracy, roc_auc or mse",
+                    "accuracy, roc_auc, f1 or mse",
                 ));
             }
         }

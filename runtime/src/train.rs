@@ -924,6 +924,34 @@ pub fn positive_scores(out: &[f32]) -> Vec<f64> {
         .collect()
 }
 
+/// F1 score of class indices: for two classes, of class 1; for more, the mean over classes
+/// (macro F1). A class never predicted nor present adds nothing to the mean.
+pub fn f1(pred: &[f32], labels: &[f32], classes: usize) -> f64 {
+    let f1_of = |c: f32| {
+        let tp = pred
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| **p == c && **l == c)
+            .count() as f64;
+        let fp = pred
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| **p == c && **l != c)
+            .count() as f64;
+        let fn_ = pred
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| **p != c && **l == c)
+            .count() as f64;
+        (tp + fp + fn_ > 0.0).then(|| 2.0 * tp / (2.0 * tp + fp + fn_))
+    };
+    if classes == 2 {
+        return f1_of(1.0).unwrap_or(0.0);
+    }
+    let per: Vec<f64> = (0..classes).filter_map(|c| f1_of(c as f32)).collect();
+    per.iter().sum::<f64>() / per.len().max(1) as f64
+}
+
 /// Fraction of equal entries.
 pub fn accuracy(pred: &[f32], labels: &[f32]) -> f64 {
     let ok = pred.iter().zip(labels).filter(|(a, b)| a == b).count();
@@ -1464,6 +1492,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not safetensors"), "{e}");
+    }
+
+    #[test]
+    fn f1_matches_hand_computed_values() {
+        // Binary: tp 2, fp 1, fn 1 -> 4 / 6.
+        let f = f1(&[1.0, 1.0, 1.0, 0.0, 0.0], &[1.0, 1.0, 0.0, 1.0, 0.0], 2);
+        assert!((f - 4.0 / 6.0).abs() < 1e-12, "{f}");
+        // Three classes: per-class F1 1, 1/2, 0 -> macro 1/2.
+        let f = f1(&[0.0, 1.0, 1.0, 2.0], &[0.0, 1.0, 2.0, 1.0], 3);
+        assert!((f - (1.0 + 0.5 + 0.0) / 3.0).abs() < 1e-12, "{f}");
     }
 
     #[test]

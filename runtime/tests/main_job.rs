@@ -65,6 +65,8 @@ fn breast_cancer_keyed_join_trains_and_python_reproduces_the_predictions() {
         .unwrap_or_else(|| panic!("no roc_auc: {}", m["test"]));
     assert!(acc >= 0.93, "accuracy {acc}");
     assert!(auc >= 0.97, "ROC AUC {auc}");
+    let f1 = m["test"]["f1"].as_f64().unwrap();
+    assert!((0.93..=1.0).contains(&f1), "F1 {f1}");
     let run: Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["platform"], "sim");
     assert_eq!(run["evidence_digest"].as_str().unwrap().len(), 96);
