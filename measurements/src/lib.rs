@@ -17,6 +17,7 @@
 
 pub mod aci;
 pub mod ccel;
+pub mod oci;
 
 pub mod snp;
 

@@ -52,6 +52,13 @@ enum Cmd {
     /// Gaussian), as the runtime uses it.
     #[command(subcommand)]
     Dp(DpCmd),
+    /// Recompute what a release policy pins (auditors): SNP launch digest, TDX RTMR replay,
+    /// ACI host_data, image digests.
+    #[command(subcommand)]
+    Measure(MeasureCmd),
+    /// Build the ccr-init container image (OCI image layout, deterministic).
+    #[command(subcommand)]
+    Image(ImageCmd),
     /// Verify attestation evidence offline and print its claims (auditors). Exit status 0 only
     /// when every signature and chain holds (and the policy, when given, allows).
     Verify(VerifyArgs),
@@ -518,6 +525,69 @@ enum DpCmd {
 }
 
 #[derive(Subcommand)]
+enum MeasureCmd {
+    /// The SEV-SNP launch digest (MEASUREMENT) for a firmware, vCPUs and guest features (and a
+    /// kernel, initrd and command line for direct boot), as sev-snp-measure --mode snp computes it.
+    Snp {
+        /// OVMF with SEV metadata.
+        #[arg(long)]
+        ovmf: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// QEMU's vCPU model: EPYC-v4, EPYC-Milan, EPYC-Genoa, ...
+        #[arg(long, default_value = "EPYC-v4")]
+        vcpu_type: String,
+        /// The VMSA's SEV_FEATURES, hex (0x1 SNPActive; 0x21 adds DebugSwap).
+        #[arg(long, default_value = "0x1")]
+        guest_features: String,
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        #[arg(long)]
+        initrd: Option<PathBuf>,
+        #[arg(long)]
+        append: Option<String>,
+        /// qemu or ec2.
+        #[arg(long)]
+        vmm_type: Option<String>,
+    },
+    /// Parse a TDX event log (the CCEL log area), print its events and the replayed RTMRs; with
+    /// --quote, compare them with the quote's RTMRs (exit 1 naming each that differs).
+    TdxRtmr {
+        #[arg(long)]
+        ccel: PathBuf,
+        /// A TD quote (v4/v5) whose RTMRs to compare (its signature: check with ccr verify).
+        #[arg(long)]
+        quote: Option<PathBuf>,
+    },
+    /// The host_data an ACI confidential container group's SNP report carries for a CCE policy
+    /// (SHA-256 of the base64-decoded policy).
+    AciHostData {
+        /// The base64 CCE policy (ccePolicy of the ARM template, security-policy-base64).
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// The digests of an OCI image layout made by ccr image build (manifest, config, layer,
+    /// and the ccr-init binary's SHA-256 and SHA-384), each blob checked against its name.
+    Image { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Write an OCI image layout holding ccr-init (/usr/local/bin/ccr-init, the entrypoint);
+    /// the same binary and SOURCE_DATE_EPOCH (default 0) give the same manifest digest.
+    Build {
+        /// The ccr-init binary.
+        #[arg(long)]
+        binary: PathBuf,
+        /// The new image layout folder (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "latest")]
+        tag: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SimCmd {
     /// Make (or load) the sim chain in a state folder and print where its roots are.
     Init {
@@ -657,6 +727,76 @@ fn claims_object(path: &Path) -> Result<Value> {
         }
     }
     Ok(v)
+}
+
+fn measure(m: MeasureCmd) -> Result<()> {
+    match m {
+        MeasureCmd::Snp {
+            ovmf,
+            vcpus,
+            vcpu_type,
+            guest_features,
+            kernel,
+            initrd,
+            append,
+            vmm_type,
+        } => {
+            let gf = u64::from_str_radix(guest_features.trim_start_matches("0x"), 16)
+                .with_context(|| format!("--guest-features `{guest_features}` is not hex"))?;
+            let d = ccr_measurements::snp::launch_digest(&ccr_measurements::snp::SnpInputs {
+                ovmf,
+                vcpus,
+                vcpu_type,
+                guest_features: gf,
+                kernel,
+                initrd,
+                append,
+                vmm_type,
+            })?;
+            println!("{}", hex::encode(d));
+        }
+        MeasureCmd::TdxRtmr { ccel, quote } => {
+            let b = std::fs::read(&ccel).with_context(|| format!("reading {}", ccel.display()))?;
+            let log =
+                ccr_measurements::ccel::parse(&b).with_context(|| format!("{}", ccel.display()))?;
+            let replayed = ccr_measurements::ccel::replay(&log.events);
+            let rtmr: Vec<String> = replayed.iter().map(hex::encode).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"algorithms": log.algorithms, "events": log.events, "rtmr": rtmr})
+                )?
+            );
+            if let Some(q) = quote {
+                let qb = std::fs::read(&q).with_context(|| format!("reading {}", q.display()))?;
+                let c = ccr_attest::tdx::TdQuote::parse(&qb)
+                    .with_context(|| format!("quote {}", q.display()))?
+                    .claims(ccr_attest::Platform::Tdx, None, Vec::new());
+                let tdx = c.tdx.context("not a TD quote")?;
+                let mut from_quote = [[0u8; 48]; 4];
+                for (i, r) in tdx.rtmr.iter().enumerate() {
+                    hex::decode_to_slice(r, &mut from_quote[i])?;
+                }
+                match ccr_measurements::ccel::check_against(&replayed, &from_quote) {
+                    Ok(()) => eprintln!("the replayed RTMRs equal the quote's"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+        }
+        MeasureCmd::AciHostData { policy } => {
+            let p = std::fs::read_to_string(&policy)
+                .with_context(|| format!("reading {}", policy.display()))?;
+            println!("{}", hex::encode(ccr_measurements::aci::host_data(&p)?));
+        }
+        MeasureCmd::Image { dir } => {
+            let d = ccr_measurements::oci::inspect(&dir)?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        }
+    }
+    Ok(())
 }
 
 /// Signs and sends a party request about `run`.
@@ -1282,6 +1422,18 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Verify(args) => verify(args)?,
+        Cmd::Measure(m) => measure(m)?,
+        Cmd::Image(ImageCmd::Build { binary, out, tag }) => {
+            let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+                Ok(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("SOURCE_DATE_EPOCH `{v}` is not Unix seconds"))?,
+                Err(_) => 0,
+            };
+            let d = ccr_measurements::oci::build(&binary, &out, &tag, mtime)?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        }
         Cmd::Dp(DpCmd::Epsilon {
             sampling_rate,
             noise_multiplier,
