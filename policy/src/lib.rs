@@ -12,6 +12,7 @@
 
 pub mod contract;
 pub mod error;
+pub mod reference;
 pub mod rego;
 pub mod release;
 pub mod schema;

@@ -327,3 +327,79 @@ fn azure_vtpm_evidence() {
     assert_eq!(out["claims"]["tdx"]["rtmr"][0], hex_at(&q, 48 + 328, 48));
     assert!(out["claims"]["tcb_status"].is_null());
 }
+
+#[test]
+fn reference_values_check_real_evidence_and_derive_the_policy() {
+    let Some(d) = vectors() else { return };
+    let raw = std::fs::read(d.join("snp/report-1.bin")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = |measurements: Vec<String>, min_snp: u64| {
+        let p = tmp.path().join("reference.json");
+        std::fs::write(
+            &p,
+            serde_json::json!({"format": "ccr-reference/1", "platform": "snp", "values": {
+                "measurement": measurements, "host_data": hex_at(&raw, 0xC0, 32),
+                "debug": false, "vmpl": 0, "tcb.snp": {"atLeast": min_snp}}})
+            .to_string(),
+        )
+        .unwrap();
+        p
+    };
+    let vcek = d.join("snp/report-1.vcek.der");
+    let args = |r: &Path| {
+        vec![
+            "--collateral".to_string(),
+            vcek.to_str().unwrap().to_string(),
+            "--at".into(),
+            AT.into(),
+            "--reference".into(),
+            r.to_str().unwrap().to_string(),
+        ]
+    };
+    let run = |r: &Path| {
+        let a = args(r);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        verify(&[&d.join("snp/report-1.bin")], &a)
+    };
+    // A rollout list holding the report's measurement, its TCB as the minimum: matches.
+    let good = reference(
+        vec!["00".repeat(48), hex_at(&raw, 0x90, 48)],
+        u64::from(raw[0x186]),
+    );
+    let (code, out) = run(&good);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["reference"]["matches"], true);
+    // The policy derived from the same file allows this evidence.
+    let o = Command::new(env!("CARGO_BIN_EXE_ccr"))
+        .args(["policy", "derive", "--reference", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pol = tmp.path().join("policy.json");
+    std::fs::write(&pol, &o.stdout).unwrap();
+    let (code, out) = verify(
+        &[&d.join("snp/report-1.bin")],
+        &[
+            "--collateral",
+            vcek.to_str().unwrap(),
+            "--at",
+            AT,
+            "--policy",
+            pol.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    // Another build and a higher minimum: both named, exit 3.
+    let bad = reference(vec!["00".repeat(48)], u64::from(raw[0x186]) + 1);
+    let (code, out) = run(&bad);
+    assert_eq!(code, 3, "{out}");
+    let diffs: Vec<String> = out["reference"]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(diffs.len(), 2, "{diffs:?}");
+    assert!(diffs[0].starts_with("measurement: evidence"), "{diffs:?}");
+    assert!(diffs[1].starts_with("tcb.snp: evidence"), "{diffs:?}");
+}

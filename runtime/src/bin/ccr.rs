@@ -95,6 +95,10 @@ struct VerifyArgs {
     /// Also evaluate this release policy over the claims (exit status 3 when it denies).
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Also check the claims against a reference-values file (ccr-reference/1), naming each
+    /// value that differs (exit status 3 when one does).
+    #[arg(long)]
+    reference: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -390,8 +394,12 @@ enum PolicyCmd {
         /// `sim`, `snp`, `tdx`, `az-snp-vtpm`, `az-tdx-vtpm`, `gcp-cs` (the local broker's
         /// policies), `azure` (a Key Vault release policy) or `gcp` (the workload identity
         /// provider's attribute condition).
-        #[arg(long = "for")]
-        target: String,
+        #[arg(long = "for", required_unless_present = "reference")]
+        target: Option<String>,
+        /// Derive the local broker's policy from a reference-values file (ccr-reference/1):
+        /// the platform and every value it lists.
+        #[arg(long, conflicts_with = "target")]
+        reference: Option<PathBuf>,
         /// sim: the contract (its launch digest is part of the sim measurement).
         #[arg(long)]
         contract: Option<PathBuf>,
@@ -1252,7 +1260,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", hex::encode(load_contract(&contract)?.digest()))
         }
         Cmd::Policy(PolicyCmd::Derive {
+            target: None,
+            reference: Some(r),
+            ..
+        }) => {
+            let refv = ccr_policy::reference::ReferenceValues::from_json(
+                &std::fs::read(&r).with_context(|| format!("reading {}", r.display()))?,
+            )
+            .with_context(|| r.display().to_string())?;
+            println!("{}", serde_json::to_string_pretty(&refv.to_policy()?)?);
+        }
+        Cmd::Policy(PolicyCmd::Derive {
             target,
+            reference: _,
             contract,
             init,
             measurement,
@@ -1261,6 +1281,7 @@ fn run(cli: Cli) -> Result<()> {
             host_data,
             image_digest,
         }) => {
+            let target = target.unwrap_or_default();
             if target == "gcp" {
                 let d = image_digest.context("--for gcp needs --image-digest")?;
                 println!("{}", ccr_keybroker::gcp::attribute_condition(&d));
@@ -1598,6 +1619,19 @@ fn verify(a: VerifyArgs) -> Result<()> {
                 json!({"allow": false, "reasons": r})
             }
         };
+    }
+    if let Some(r) = &a.reference {
+        let refv = ccr_policy::reference::ReferenceValues::from_json(
+            &std::fs::read(r).with_context(|| format!("reading {}", r.display()))?,
+        )?;
+        let diffs = refv.differences(&v.claims().to_policy_input());
+        if !diffs.is_empty() {
+            denied = true;
+            for d in &diffs {
+                eprintln!("differs from the reference: {d}");
+            }
+        }
+        out["reference"] = json!({"matches": diffs.is_empty(), "differences": diffs});
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     if denied {
