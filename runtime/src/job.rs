@@ -840,7 +840,8 @@ pub fn output_formats(contract: &Contract) -> Vec<&'static str> {
         .collect()
 }
 
-type Trained = (Value, Vec<(String, Vec<u8>)>, Option<train::DpSpent>);
+/// What training gives the seal step: metrics.json, the model files, what DP spent.
+type TrainOutput = (Value, Vec<(String, Vec<u8>)>, Option<train::DpSpent>);
 
 /// What a fitted model gives the metrics and the output.
 struct Fitted {
@@ -984,7 +985,7 @@ fn train_and_eval(
     formats: &[&str],
     base_model: Option<&[u8]>,
     abort: &crate::init::Abort,
-) -> Result<Trained, JobError> {
+) -> Result<TrainOutput, JobError> {
     let p = train::prepare(joined, tc, identifiers)?;
     let sp = train::split(&p, tc);
     info!(
