@@ -17,9 +17,11 @@
 
 pub mod aci;
 pub mod ccel;
+pub mod idblock;
 pub mod oci;
 
 pub mod snp;
+pub mod tdvf;
 
 /// A measurement error: the input and the field at fault, or which value differs.
 #[derive(Debug, thiserror::Error)]
