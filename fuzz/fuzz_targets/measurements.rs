@@ -1,4 +1,4 @@
-//! The TDX event log parser, RTMR replay, reference-values files and OCI layers from untrusted
+//! The TDX event log parser, RTMR replay, TDVF metadata, ID blocks, reference-values files from untrusted
 //! bytes: errors, never panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -14,4 +14,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = r.differences(&serde_json::json!({"platform": "snp", "measurement": "00"}));
     }
     let _ = ccr_measurements::aci::host_data(&String::from_utf8_lossy(data));
+    if ccr_measurements::tdvf::sections(data).is_ok() {
+        let _ = ccr_measurements::tdvf::mrtd(data, ccr_measurements::tdvf::PageAddOrder::SinglePass);
+    }
+    let _ = ccr_measurements::idblock::verify(data.get(..0x60).unwrap_or(data), data.get(0x60..).unwrap_or(&[]));
 });

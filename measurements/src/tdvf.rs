@@ -142,6 +142,9 @@ pub fn sections(image: &[u8]) -> Result<Vec<Section>, MeasureError> {
         .collect()
 }
 
+/// The largest section [`mrtd`] accepts (256 MiB).
+pub const MAX_SECTION: u64 = 256 << 20;
+
 fn block(tag: &[u8], gpa: u64) -> [u8; 128] {
     let mut b = [0u8; 128];
     b[..tag.len()].copy_from_slice(tag);
@@ -164,6 +167,17 @@ pub fn mrtd(image: &[u8], order: PageAddOrder) -> Result<[u8; 48], MeasureError>
         }
         if s.memory_address % 0x1000 != 0 || s.memory_data_size % 0x1000 != 0 {
             return Err(bad("TDVF section", format!("{k} is not 4 KiB aligned")));
+        }
+        // Firmware sections are megabytes; a larger one is a malformed (or hostile) image, not
+        // something to allocate or loop over.
+        if s.memory_data_size > MAX_SECTION {
+            return Err(bad(
+                "TDVF section",
+                format!(
+                    "{k}: MemoryDataSize {:#x} is more than {MAX_SECTION:#x}",
+                    s.memory_data_size
+                ),
+            ));
         }
         let data = if s.attributes & 0x1 != 0 {
             let (o, r) = (s.data_offset as usize, s.raw_data_size as usize);

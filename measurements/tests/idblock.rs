@@ -1,7 +1,7 @@
 //! ID block and ID authentication information against the `sev` crate's own test vectors
 //! (tests/id-block.rs and tests/measurement/ in the crate's sources in the cargo registry).
 
-use std::path::PathBuf;
+mod common;
 
 use base64::Engine;
 use ccr_measurements::idblock::{
@@ -9,20 +9,6 @@ use ccr_measurements::idblock::{
 };
 use p384::ecdsa::SigningKey;
 use p384::pkcs8::DecodePrivateKey;
-
-fn sev_source() -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    for r in std::fs::read_dir(home.join("registry/src")).ok()?.flatten() {
-        let p = r.path().join("sev-8.0.0");
-        if p.join("tests/id-block.rs").is_file() {
-            return Some(p);
-        }
-    }
-    println!("skipped: the sev 8.0.0 sources are not in the cargo registry");
-    None
-}
 
 /// The string literal assigned to `name` in the sev crate's tests/id-block.rs (backslash line
 /// continuations removed).
@@ -47,7 +33,9 @@ fn key(dir: &std::path::Path, name: &str) -> SigningKey {
 
 #[test]
 fn id_block_key_digests_and_auth_info_equal_the_sev_crates_vectors() {
-    let Some(dir) = sev_source() else { return };
+    let Some(dir) = common::sev_source("tests/id-block.rs") else {
+        return;
+    };
     let src = std::fs::read_to_string(dir.join("tests/id-block.rs")).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     let ld: [u8; 48] = hex::decode("a14d638341e5674628fe1e02fbedebe5e5ab4faf1dd72d8966068e615bb99efd13d214b35c231715b38e263dc6059745")
@@ -87,7 +75,9 @@ fn id_block_key_digests_and_auth_info_equal_the_sev_crates_vectors() {
 
 #[test]
 fn signed_blocks_verify_and_a_changed_byte_does_not() {
-    let Some(dir) = sev_source() else { return };
+    let Some(dir) = common::sev_source("tests/id-block.rs") else {
+        return;
+    };
     let idk = key(&dir, "test_id_key.pem");
     let ak = key(&dir, "test_auth_key.pem");
     let s = sign(&IdBlock::new([7u8; 48]), &idk, &ak);

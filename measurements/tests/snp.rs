@@ -1,7 +1,9 @@
 //! The SNP launch digest against `sev-snp-measure` (pip) on Debian's `ovmf` package, and the
 //! kernel-hashes path against the `sev` crate's own test expectations.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use ccr_measurements::snp::{SnpInputs, launch_digest};
@@ -104,21 +106,6 @@ fn a_kernel_on_a_firmware_without_kernel_hashes_is_refused_as_sev_snp_measure_do
     );
 }
 
-/// The `sev` crate's source folder in the cargo registry.
-fn sev_source() -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let reg = std::fs::read_dir(home.join("registry/src")).ok()?;
-    for r in reg.flatten() {
-        let p = r.path().join("sev-8.0.0");
-        if p.join("tests/measurement.rs").is_file() {
-            return Some(p);
-        }
-    }
-    None
-}
-
 /// The `exp_result` of test function `name` in the sev crate's tests/measurement.rs.
 fn expected(src: &str, name: &str) -> String {
     let at = src
@@ -131,12 +118,11 @@ fn expected(src: &str, name: &str) -> String {
 
 #[test]
 fn kernel_initrd_and_command_line_hashing_matches_the_sev_crates_tests() {
-    let Some(dir) = sev_source() else {
+    let Some(dir) = common::sev_source("tests/measurement.rs") else {
         assert!(
             !required(),
             "the sev 8.0.0 sources are not in the cargo registry"
         );
-        println!("skipped: the sev 8.0.0 sources are not in the cargo registry");
         return;
     };
     let src = std::fs::read_to_string(dir.join("tests/measurement.rs")).unwrap();

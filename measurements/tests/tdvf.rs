@@ -58,9 +58,17 @@ fn debian_ovmf_has_the_tdvf_sections_and_an_mrtd() {
     let mut bfv = img.clone();
     bfv[0x2_0000 + 0x1234] ^= 1;
     assert_ne!(mrtd(&bfv, PageAddOrder::SinglePass).unwrap(), one);
-    let mut cfv = img;
+    let mut cfv = img.clone();
     cfv[0x100] ^= 1;
     assert_eq!(mrtd(&cfv, PageAddOrder::SinglePass).unwrap(), one);
+    // A hostile MemoryDataSize is refused, not allocated.
+    let meta = img.windows(4).position(|w| w == b"TDVF").unwrap();
+    let mut huge = img;
+    huge[meta + 16 + 16..meta + 16 + 24].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let e = mrtd(&huge, PageAddOrder::SinglePass)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("MemoryDataSize"), "{e}");
 }
 
 #[test]
