@@ -450,7 +450,8 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
             "max_grad_norm": s.plan.max_grad_norm,
             "target_epsilon": s.plan.target_epsilon,
             // Released without DP: the scaler's per-feature offset and scale (fitted on the
-            // training split, inside the model) and the held-out metrics.
+            // training split, inside the model) and the held-out metrics. The training loss and
+            // validation metric are not reported for DP runs.
             "not_covered": ["scaler.offset and scaler.scale in the model", "held-out metrics"],
         })),
         "metrics": metrics_summary(&metrics),
@@ -917,11 +918,15 @@ fn fit_net(
         match &bar {
             Some(b) => {
                 let eps = e.epsilon.map(|x| format!(" epsilon {x:.3}")).unwrap_or_default();
-                b.set_message(format!("loss {:.4}{eps}", e.train_loss));
+                let loss = e
+                    .train_loss
+                    .map(|l| format!("loss {l:.4}"))
+                    .unwrap_or_default();
+                b.set_message(format!("{loss}{eps}"));
                 b.inc(1);
             }
             None => {
-                info!(epoch = e.epoch, epochs = total, train_loss = e.train_loss, epsilon = ?e.epsilon, val_metric = ?e.val_metric, "epoch");
+                info!(epoch = e.epoch, epochs = total, train_loss = ?e.train_loss, epsilon = ?e.epsilon, val_metric = ?e.val_metric, "epoch");
             }
         }
         !abort.requested()

@@ -582,12 +582,15 @@ pub fn plan_dp(
 pub struct EpochLog {
     /// 1-based epoch.
     pub epoch: usize,
-    /// Mean training loss.
-    pub train_loss: f64,
+    /// Mean training loss; `None` for DP runs (a loss over private batches, without noise, is
+    /// not covered by the DP guarantee, so it is not reported, logged or drawn).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
     /// DP runs: epsilon spent so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epsilon: Option<f64>,
-    /// Validation accuracy (classification) or MSE (regression), when there is a validation split.
+    /// Validation accuracy (classification) or MSE (regression), when there is a validation
+    /// split and the run is not DP (for the same reason as the loss).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_metric: Option<f64>,
 }
@@ -807,7 +810,7 @@ pub fn train(
             ),
             None => None,
         };
-        let val_metric = if sp.val.is_empty() {
+        let val_metric = if sp.val.is_empty() || dp_state.is_some() {
             None
         } else {
             let out = predict(&net, &device, &xval, sp.val.len(), d)?;
@@ -820,7 +823,7 @@ pub fn train(
         };
         let log = EpochLog {
             epoch,
-            train_loss: loss_sum / batches.max(1) as f64,
+            train_loss: dp_state.is_none().then(|| loss_sum / batches.max(1) as f64),
             epsilon,
             val_metric,
         };
@@ -1017,7 +1020,12 @@ pub fn loss_curve_svg(epochs: &[EpochLog]) -> String {
             top,
         )
     };
-    let (loss, top) = line(epochs.iter().map(|e| e.train_loss).collect(), "#1f77b4", "");
+    let losses: Vec<f64> = epochs.iter().filter_map(|e| e.train_loss).collect();
+    let (loss, top) = if losses.is_empty() {
+        (String::new(), 0.0)
+    } else {
+        line(losses, "#1f77b4", "")
+    };
     let eps: Vec<f64> = epochs.iter().filter_map(|e| e.epsilon).collect();
     let (eps_line, eps_top) = if eps.len() == epochs.len() && !eps.is_empty() {
         let (l, t) = line(eps, "#d62728", r#" stroke-dasharray="6 4""#);
@@ -1040,7 +1048,7 @@ pub fn loss_curve_svg(epochs: &[EpochLog]) -> String {
 <line x1="{m}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/>
 <line x1="{m}" y1="{m}" x2="{m}" y2="{b}" stroke="black"/>
 <text x="{cx}" y="{tb}" font-size="12" text-anchor="middle">epoch (1 to {ne})</text>
-<text x="{m}" y="{ty}" font-size="12">training loss, 0 to {top:.4}</text>
+<text x="{m}" y="{ty}" font-size="12">{loss_label}</text>
 {eps_label}
 {loss}
 {eps_line}
@@ -1052,6 +1060,11 @@ pub fn loss_curve_svg(epochs: &[EpochLog]) -> String {
         tb = h - 12.0,
         ne = epochs.len(),
         ty = m - 8.0,
+        loss_label = if loss.is_empty() {
+            "training loss not shown: DP run".to_string()
+        } else {
+            format!("training loss, 0 to {top:.4}")
+        },
     )
 }
 
@@ -1443,9 +1456,9 @@ mod tests {
 
     #[test]
     fn the_loss_curve_is_svg_with_one_point_per_epoch() {
-        let log = |epoch, train_loss, epsilon| EpochLog {
+        let log = |epoch, train_loss: f64, epsilon: Option<f64>| EpochLog {
             epoch,
-            train_loss,
+            train_loss: epsilon.is_none().then_some(train_loss),
             epsilon,
             val_metric: None,
         };
@@ -1458,7 +1471,8 @@ mod tests {
         assert!(!svg.contains("epsilon"));
         let svg = loss_curve_svg(&[log(1, 1.0, Some(0.5)), log(2, 0.8, Some(1.0))]);
         assert!(svg.contains("epsilon (dashed), 0 to 1.000"), "{svg}");
-        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("training loss not shown: DP run"), "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 1);
     }
 
     #[test]

@@ -577,6 +577,15 @@ fn breast_cancer_with_dp_sgd_stays_within_epsilon_and_reports_it() {
     );
     assert_eq!(run["privacy"]["bc-hospital-a"]["epsilon_planned"], 3.0);
     assert!(acc >= 0.90, "accuracy {acc}");
+    // No statistic of the private data outside DP: no training loss per epoch, only epsilon.
+    let epochs = m["epochs"].as_array().unwrap();
+    assert!(
+        epochs
+            .iter()
+            .all(|e| e.get("train_loss").is_none() && e["epsilon"].is_number()),
+        "{}",
+        m["epochs"]
+    );
     // The broker's ledger took the run's report: 3.0 planned, eps spent.
     let budget: Value = serde_json::from_str(&ccr_ok(
         &[],
