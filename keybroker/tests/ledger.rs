@@ -260,39 +260,17 @@ fn signed_reports_update_the_ledger_and_the_output_key_waits_for_the_approvers()
     assert!(e.contains("waiting for approval from tdp"), "{e}");
     // A non-party, a party key signing as another, a non-approver, a stale digest: refused.
     let mallory = PrivateKey::generate("ed25519").unwrap();
-    let e = party(
-        &mut cl,
-        &plan.id,
-        "mallory",
-        &mallory,
-        "approve",
-        json!({"report_digest": digest}),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("`mallory` is not a party"), "{e}");
-    let e = party(
-        &mut cl,
-        &plan.id,
-        "tdp",
-        &mallory,
-        "approve",
-        json!({"report_digest": digest}),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("signed as tdp"), "{e}");
-    let e = party(
-        &mut cl,
-        &plan.id,
-        "tdc",
-        &c.tdc,
-        "approve",
-        json!({"report_digest": digest}),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("not an output approver"), "{e}");
+    for (who, key, needle) in [
+        ("mallory", &mallory, "`mallory` is not a party"),
+        ("tdp", &mallory, "signed as tdp"),
+        ("tdc", &c.tdc, "not an output approver"),
+    ] {
+        let approve = json!({"report_digest": digest});
+        let e = party(&mut cl, &plan.id, who, key, "approve", approve)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{who}: {e}");
+    }
     let e = party(
         &mut cl,
         &plan.id,

@@ -751,13 +751,16 @@ mod tests {
     #[test]
     fn frameworks_formats_dp_required_runs_and_approvers_are_checked() {
         let (mut c, _) = signed();
+        let refused = |c: &Value, p: &Value| {
+            checked(c)
+                .unwrap()
+                .check_pipeline(p)
+                .unwrap_err()
+                .to_string()
+        };
         c["allowedFrameworks"] = json!(["Train_DL"]);
         let p = pipeline(&mut c, "Train_ML", false);
-        let e = checked(&c)
-            .unwrap()
-            .check_pipeline(&p)
-            .unwrap_err()
-            .to_string();
+        let e = refused(&c, &p);
         assert!(
             e.contains("pipeline[1].name") && e.contains("allowedFrameworks"),
             "{e}"
@@ -767,11 +770,7 @@ mod tests {
 
         c["constraints"][0]["privacy"][0]["dp_required"] = json!(true);
         let p = pipeline(&mut c, "Train_DL", false);
-        let e = checked(&c)
-            .unwrap()
-            .check_pipeline(&p)
-            .unwrap_err()
-            .to_string();
+        let e = refused(&c, &p);
         assert!(
             e.contains("pipeline[1].config.is_private") && e.contains("`d` requires DP"),
             "{e}"
