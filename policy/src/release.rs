@@ -438,6 +438,9 @@ impl ReleasePolicy {
                                 c.claim
                             ));
                         }
+                        if let Some(why) = value_never_matches(c) {
+                            out.push(format!("{p}: can never hold: {why}"));
+                        }
                         if all && let Some(v) = &c.equals {
                             if let Some((_, other)) = seen
                                 .iter()
@@ -514,6 +517,63 @@ impl ReleasePolicy {
         }))
         .unwrap_or_else(|_| unreachable!("static policy parses"))
     }
+}
+
+/// The platforms ccr's verifiers name in the `platform` claim.
+pub const PLATFORMS: &[&str] = &["sim", "snp", "tdx", "az-snp-vtpm", "az-tdx-vtpm", "gcp-cs"];
+
+/// Why a condition can never hold whatever the evidence, from the fixed shapes of ccr's claims:
+/// `platform` is one of [`PLATFORMS`]; `debug` a boolean; `vmpl` an integer 0–3; hex claims
+/// (`measurement`, `host_data`, `report_data`, `mrtd`, `rtmr*`) lowercase hex; string claims
+/// never compare `atLeast` a number.
+fn value_never_matches(c: &Condition) -> Option<String> {
+    let hex_claim = matches!(
+        c.claim.as_str(),
+        "measurement"
+            | "host_data"
+            | "report_data"
+            | "mrtd"
+            | "rtmr0"
+            | "rtmr1"
+            | "rtmr2"
+            | "rtmr3"
+    );
+    if let Some(v) = &c.equals {
+        match c.claim.as_str() {
+            "platform" if !v.as_str().is_some_and(|p| PLATFORMS.contains(&p)) => {
+                return Some(format!(
+                    "`platform` is one of {}, never {}",
+                    PLATFORMS.join(", "),
+                    short(v)
+                ));
+            }
+            "debug" if !v.is_boolean() => {
+                return Some(format!("`debug` is true or false, never {}", short(v)));
+            }
+            "vmpl" if v.as_u64().is_none_or(|n| n > 3) => {
+                return Some(format!("`vmpl` is 0 to 3, never {}", short(v)));
+            }
+            _ if hex_claim
+                && !v
+                    .as_str()
+                    .is_some_and(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))) =>
+            {
+                return Some(format!(
+                    "`{}` is lowercase hex, never {} (write hex in lowercase)",
+                    c.claim,
+                    short(v)
+                ));
+            }
+            _ => {}
+        }
+    }
+    if c.at_least.is_some() && (hex_claim || matches!(c.claim.as_str(), "platform" | "debug")) {
+        return Some(format!(
+            "`{}` is not a number: atLeast never holds",
+            c.claim
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -647,5 +707,44 @@ mod tests {
         let ok =
             pol(json!({"version": "1.0.0", "allOf": [{"claim": "platform", "equals": "snp"}]}));
         assert!(ok.lint(&|n| names.contains(&n), &names).is_empty());
+    }
+
+    #[test]
+    fn lint_names_values_no_evidence_can_carry() {
+        let p = pol(
+            json!({"version": "1.0.0", "anyOf": [{"authority": "local", "allOf": [
+            {"claim": "platform", "equals": "sev-snp"},
+            {"claim": "measurement", "equals": "ABCDEF"},
+            {"claim": "debug", "equals": "false"},
+            {"claim": "vmpl", "equals": 4},
+            {"claim": "measurement", "atLeast": 1},
+            {"claim": "vmpl", "equals": 0},
+            {"claim": "host_data", "equals": "0a1b"}]}]}),
+        );
+        let names = ["platform", "measurement", "debug", "vmpl", "host_data"];
+        let w = p.lint(&|n| names.contains(&n), &names);
+        let at = |i: usize| format!("anyOf[0].allOf[{i}]: can never hold");
+        assert_eq!(w.len(), 6, "{w:?}");
+        assert!(
+            w[0].starts_with(&at(0)) && w[0].contains("never \"sev-snp\""),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with(&at(1)) && w[1].contains("lowercase"),
+            "{w:?}"
+        );
+        assert!(
+            w[2].starts_with(&at(2)) && w[2].contains("true or false"),
+            "{w:?}"
+        );
+        assert!(w[3].starts_with(&at(3)) && w[3].contains("0 to 3"), "{w:?}");
+        assert!(
+            w[4].starts_with(&at(4)) && w[4].contains("atLeast"),
+            "{w:?}"
+        );
+        assert!(
+            w[5].starts_with(&at(5)) && w[5].contains("must also equal 4"),
+            "{w:?}"
+        );
     }
 }
