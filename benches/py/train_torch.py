@@ -21,6 +21,17 @@ def model(hidden):
     return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
 
+def train(m, opt, dl, loss_fn, epochs):
+    """Trains for `epochs` epochs and returns the seconds it took."""
+    t = time.perf_counter()
+    for _ in range(epochs):
+        for xb, yb in dl:
+            opt.zero_grad()
+            loss_fn(m(xb), yb).backward()
+            opt.step()
+    return time.perf_counter() - t
+
+
 def main():
     target, epochs, batch, hidden = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     x = torch.from_numpy(np.fromfile(f"{target}/bench-train-x.f32", dtype="<f4").reshape(-1, 64).copy())
@@ -32,13 +43,7 @@ def main():
     m = model(hidden)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True)
-    t = time.perf_counter()
-    for _ in range(epochs):
-        for xb, yb in dl:
-            opt.zero_grad()
-            loss_fn(m(xb), yb).backward()
-            opt.step()
-    s = time.perf_counter() - t
+    s = train(m, opt, dl, loss_fn, epochs)
     print(f"| PyTorch {torch.__version__} no DP ({torch.get_num_threads()} threads) | {n} | {epochs} | {batch} | {hidden} | {s:.2f} | {epochs * n / s:.0f} |")
 
     import opacus
@@ -50,13 +55,7 @@ def main():
     pe = PrivacyEngine(accountant="rdp")
     m, opt, dl = pe.make_private(module=m, optimizer=opt, data_loader=dl, noise_multiplier=1.0,
                                  max_grad_norm=1.0, poisson_sampling=True)
-    t = time.perf_counter()
-    for _ in range(epochs):
-        for xb, yb in dl:
-            opt.zero_grad()
-            loss_fn(m(xb), yb).backward()
-            opt.step()
-    s = time.perf_counter() - t
+    s = train(m, opt, dl, loss_fn, epochs)
     print(f"| Opacus {opacus.__version__} DP-SGD ({torch.get_num_threads()} threads) | {n} | {epochs} | {batch} | {hidden} | {s:.2f} | {epochs * n / s:.0f} |")
 
 

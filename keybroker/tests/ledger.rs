@@ -50,6 +50,19 @@ fn attested(cl: &mut KbsClient, att: &SimAttester, plan: &RunPlan) -> RuntimeKey
     rk
 }
 
+/// A broker on a fresh store (`<tmp>/store`) trusting a fresh sim chain, a contract made with
+/// `edit`, and a client.
+fn setup(
+    edit: impl FnOnce(&mut Value),
+) -> (tempfile::TempDir, SimAuthority, Running, Signed, KbsClient) {
+    let d = tempfile::tempdir().unwrap();
+    let sim = SimAuthority::load_or_create(&d.path().join("sim")).unwrap();
+    let r = start(&d.path().join("store"), &sim);
+    let c = signed(edit);
+    let cl = KbsClient::new(&r.url, r.pin);
+    (d, sim, r, c, cl)
+}
+
 fn budget_of(store: &Path) -> (f64, f64, u64) {
     let s = Store::open(store).unwrap();
     let l = s
@@ -139,15 +152,11 @@ fn twenty_runs_racing_for_a_budget_that_fits_three_get_exactly_three_keys() {
 
 #[test]
 fn dp_required_max_runs_and_malformed_plans_are_refused() {
-    let d = tempfile::tempdir().unwrap();
-    let sim = SimAuthority::load_or_create(&d.path().join("sim")).unwrap();
-    let r = start(&d.path().join("store"), &sim);
-    let c = signed(|c| {
+    let (_d, sim, r, c, mut cl) = setup(|c| {
         c["maxRuns"] = json!(2);
         c["constraints"] = json!([{"privacy": [
             {"dataset": "d1", "epsilon_threshold": 10.0, "delta": 1e-5, "dp_required": true}]}]);
     });
-    let mut cl = KbsClient::new(&r.url, r.pin);
     cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c.value, None)
         .unwrap();
     let att = SimAttester::new(sim, M, c.digest);
@@ -202,16 +211,12 @@ fn party(
 
 #[test]
 fn signed_reports_update_the_ledger_and_the_output_key_waits_for_the_approvers() {
-    let d = tempfile::tempdir().unwrap();
-    let store = d.path().join("store");
-    let sim = SimAuthority::load_or_create(&d.path().join("sim")).unwrap();
-    let r = start(&store, &sim);
-    let c = signed(|c| {
+    let (d, sim, r, c, mut cl) = setup(|c| {
         c["output"]["approvers"] = json!(["tdp"]);
         c["constraints"] = json!([{"privacy": [
             {"dataset": "d1", "epsilon_threshold": 2.0, "delta": 1e-5}]}]);
     });
-    let mut cl = KbsClient::new(&r.url, r.pin);
+    let store = d.path().join("store");
     cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c.value, None)
         .unwrap();
     cl.put_resource(&r.token, "r/k/o", &[6u8; 32], &c.value, None)
@@ -341,11 +346,7 @@ fn signed_reports_update_the_ledger_and_the_output_key_waits_for_the_approvers()
 
 #[test]
 fn a_denial_blocks_the_output_key_and_is_recorded() {
-    let d = tempfile::tempdir().unwrap();
-    let sim = SimAuthority::load_or_create(&d.path().join("sim")).unwrap();
-    let r = start(&d.path().join("store"), &sim);
-    let c = signed(|c| c["output"]["approvers"] = json!(["tdp"]));
-    let mut cl = KbsClient::new(&r.url, r.pin);
+    let (_d, sim, r, c, mut cl) = setup(|c| c["output"]["approvers"] = json!(["tdp"]));
     cl.put_resource(&r.token, "r/k/d1", &[5u8; 32], &c.value, None)
         .unwrap();
     let att = SimAttester::new(sim, M, c.digest);
@@ -391,10 +392,7 @@ fn a_denial_blocks_the_output_key_and_is_recorded() {
 
 #[test]
 fn a_rego_release_policy_reads_claims_contract_and_request() {
-    let d = tempfile::tempdir().unwrap();
-    let sim = SimAuthority::load_or_create(&d.path().join("sim")).unwrap();
-    let r = start(&d.path().join("store"), &sim);
-    let c = signed(|_| {});
+    let (_d, sim, r, c, mut cl) = setup(|_| {});
     let rego = format!(
         r#"package ccr
 import rego.v1
@@ -412,7 +410,6 @@ reasons contains "runs without DP are not allowed" if input.request.run.epsilon 
 "#,
         m = hex::encode(M)
     );
-    let mut cl = KbsClient::new(&r.url, r.pin);
     let e = cl
         .put_resource(
             &r.token,

@@ -1132,56 +1132,30 @@ pub fn onnx_weights(
 /// # Errors
 /// [`TrainError::Backend`].
 pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Vec<u8>, TrainError> {
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    // The same PyTorch-layout parameters the ONNX export writes.
+    let w = onnx_weights(t, cfg, Vec::new())?;
     let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    if let Some(c) = &t.net.conv {
-        let w = c.weight.val();
-        let dims = w.dims();
-        let wv = w.into_data().try_to_vec::<f32>().map_err(backend_err)?;
-        tensors.push(("conv.weight".into(), dims.to_vec(), f32_bytes(&wv)));
-        let b = match &c.bias {
-            Some(b) => b
-                .val()
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(backend_err)?,
-            None => vec![0.0; dims[0]],
-        };
-        tensors.push(("conv.bias".into(), vec![dims[0]], f32_bytes(&b)));
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    if let Some(c) = &w.conv {
+        let [cin, _, _] = c.image;
+        let k = KERNEL;
+        tensors.push((
+            "conv.weight".into(),
+            vec![c.out, cin, k, k],
+            f32_bytes(&c.weight),
+        ));
+        tensors.push(("conv.bias".into(), vec![c.out], f32_bytes(&c.bias)));
     }
-    for (i, l) in t.net.layers.iter().enumerate() {
-        let w = l.weight.val();
-        let [din, dout] = w.dims();
-        let wt = w
-            .transpose()
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(backend_err)?;
+    for (i, l) in w.layers.iter().enumerate() {
         tensors.push((
             format!("layers.{i}.weight"),
-            vec![dout, din],
-            f32_bytes(&wt),
+            vec![l.out, l.inp],
+            f32_bytes(&l.weight),
         ));
-        let b = match &l.bias {
-            Some(b) => b
-                .val()
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(backend_err)?,
-            None => vec![0.0; dout],
-        };
-        tensors.push((format!("layers.{i}.bias"), vec![dout], f32_bytes(&b)));
+        tensors.push((format!("layers.{i}.bias"), vec![l.out], f32_bytes(&l.bias)));
     }
-    tensors.push((
-        "scaler.offset".into(),
-        vec![p.d()],
-        f32_bytes(&t.scaler.offset),
-    ));
-    tensors.push((
-        "scaler.scale".into(),
-        vec![p.d()],
-        f32_bytes(&t.scaler.scale),
-    ));
+    tensors.push(("scaler.offset".into(), vec![p.d()], f32_bytes(&w.offset)));
+    tensors.push(("scaler.scale".into(), vec![p.d()], f32_bytes(&w.scale)));
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(n, s, b)| {
