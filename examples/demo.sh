@@ -17,7 +17,7 @@ scenarios=("$@")
 
 # The dev profile shares its build with `cargo test` and compiles every dependency (Burn, ring,
 # SQLite) with opt-level 3 (see Cargo.toml), so training runs at full speed.
-cargo build --locked -p ccr-runtime --bins
+cargo build --locked -p ccr-runtime -p ccr-cli --bins
 BIN=$ROOT/target/debug
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ccr-demo.XXXXXX")
 BROKER_PID=

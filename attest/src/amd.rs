@@ -21,7 +21,7 @@ use x509_cert::Certificate as X509;
 use x509_cert::der::asn1::{Ia5String, OctetString};
 
 use crate::error::AttestError;
-use crate::snp::Tcb;
+use crate::tcb::Tcb;
 
 /// OID arc of AMD's VCEK/VLEK extensions.
 pub const OID_ARC: &str = "1.3.6.1.4.1.3704.1";

@@ -64,11 +64,12 @@ pub enum AttestError {
         reason: String,
     },
     /// The sim authority's state folder could not be read or written.
-    #[error("sim state {path}: {reason}")]
+    #[error("sim state {}: {source}", path.display())]
     State {
         /// The path concerned.
         path: std::path::PathBuf,
-        /// What failed.
-        reason: String,
+        /// What failed (an I/O, DER, PEM, key or certificate-builder error, or a reason).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }

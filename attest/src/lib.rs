@@ -36,6 +36,7 @@ pub mod evidence;
 pub mod report_data;
 pub mod sim;
 pub mod snp;
+pub mod tcb;
 pub mod tdx;
 pub mod unix_http;
 pub mod vtpm;

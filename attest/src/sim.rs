@@ -117,10 +117,11 @@ impl std::fmt::Debug for SimAuthority {
     }
 }
 
-fn state_err(path: &Path) -> impl Fn(String) -> AttestError + '_ {
-    move |reason| AttestError::State {
+/// [`AttestError::State`] for `path`, keeping the cause.
+fn state(path: &Path, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> AttestError {
+    AttestError::State {
         path: path.to_path_buf(),
-        reason,
+        source: source.into(),
     }
 }
 
@@ -140,30 +141,28 @@ impl SimAuthority {
     fn load(dir: &Path) -> Result<Self, AttestError> {
         let read = |name: &str| {
             let p = dir.join(name);
-            fs::read(&p).map_err(|e| state_err(&p)(e.to_string()))
+            fs::read(&p).map_err(|e| state(&p, e))
         };
         let ark_pem = read("ark.pem")?;
         let ask_pem = read("ask.pem")?;
         let vcek_pem = read("vcek.pem")?;
         let key_pem = read("vcek.key")?;
         let vcek = x509_cert::Certificate::from_pem(&vcek_pem)
-            .map_err(|e| state_err(&dir.join("vcek.pem"))(e.to_string()))?;
-        let vcek_der = vcek
-            .to_der()
-            .map_err(|e| state_err(&dir.join("vcek.pem"))(e.to_string()))?;
+            .map_err(|e| state(&dir.join("vcek.pem"), e))?;
+        let vcek_der = vcek.to_der().map_err(|e| state(&dir.join("vcek.pem"), e))?;
         let key_str = String::from_utf8(key_pem)
-            .map_err(|_| state_err(&dir.join("vcek.key"))("not UTF-8 PEM".into()))?;
+            .map_err(|_| state(&dir.join("vcek.key"), "not UTF-8 PEM"))?;
         let vcek_key = p384::ecdsa::SigningKey::from_pkcs8_pem(&key_str)
-            .map_err(|e| state_err(&dir.join("vcek.key"))(e.to_string()))?;
+            .map_err(|e| state(&dir.join("vcek.key"), e))?;
         let cert = crate::amd::AmdCert::from_der(&vcek_der, "sim VCEK")?;
         let chip_id: [u8; 64] = crate::amd::VekExtensions::read(&cert)
             .ok()
             .and_then(|e| e.hw_id)
             .and_then(|h| h.try_into().ok())
             .ok_or_else(|| {
-                state_err(&dir.join("vcek.pem"))(
-                    "the sim VCEK has no 64-byte hwID (made by an older ccr: remove the folder to make a new chain)"
-                        .into(),
+                state(
+                    &dir.join("vcek.pem"),
+                    "the sim VCEK has no 64-byte hwID (made by an older ccr: remove the folder to make a new chain)",
                 )
             })?;
         Ok(Self {
@@ -177,26 +176,24 @@ impl SimAuthority {
     }
 
     fn create(dir: &Path, revoke_ask: bool) -> Result<(), AttestError> {
-        let err = state_err(dir);
-        fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| state(dir, e);
+        fs::create_dir_all(dir).map_err(|e| err(e.into()))?;
         let mut rng = rand::rngs::OsRng;
-        let ark_key =
-            rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.to_string()))?;
-        let ask_key =
-            rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.to_string()))?;
+        let ark_key = rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.into()))?;
+        let ask_key = rsa::RsaPrivateKey::new(&mut rng, SIM_RSA_BITS).map_err(|e| err(e.into()))?;
         let vcek_key = p384::ecdsa::SigningKey::random(&mut rng);
 
         let ark_name = Name::from_str("CN=ccr-sim ARK,O=ccr sim platform (not AMD)")
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
         let ask_name = Name::from_str("CN=ccr-sim ASK,O=ccr sim platform (not AMD)")
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
         let vcek_name = Name::from_str("CN=ccr-sim VCEK,O=ccr sim platform (not AMD)")
-            .map_err(|e| err(e.to_string()))?;
-        let validity = Validity::from_now(Duration::from_secs(20 * 365 * 86400))
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
+        let validity =
+            Validity::from_now(Duration::from_secs(20 * 365 * 86400)).map_err(|e| err(e.into()))?;
 
         let spki_rsa = |k: &rsa::RsaPrivateKey| {
-            SubjectPublicKeyInfoOwned::from_key(k.to_public_key()).map_err(|e| err(e.to_string()))
+            SubjectPublicKeyInfoOwned::from_key(k.to_public_key()).map_err(|e| err(e.into()))
         };
         let ark_signer = rsa::pss::SigningKey::<Sha384>::new(ark_key.clone());
         let ark = CertificateBuilder::new(
@@ -207,9 +204,9 @@ impl SimAuthority {
             spki_rsa(&ark_key)?,
             &ark_signer,
         )
-        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.into()))?
         .build_with_rng::<rsa::pss::Signature>(&mut rng)
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(e.into()))?;
         let ask = CertificateBuilder::new(
             Profile::SubCA {
                 issuer: ark_name,
@@ -221,12 +218,12 @@ impl SimAuthority {
             spki_rsa(&ask_key)?,
             &ark_signer,
         )
-        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.into()))?
         .build_with_rng::<rsa::pss::Signature>(&mut rng)
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(e.into()))?;
         let ask_signer = rsa::pss::SigningKey::<Sha384>::new(ask_key);
         let vcek_spki = SubjectPublicKeyInfoOwned::from_key(*vcek_key.verifying_key())
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
         let mut vcek = CertificateBuilder::new(
             Profile::Leaf {
                 issuer: ask_name,
@@ -239,31 +236,30 @@ impl SimAuthority {
             vcek_spki,
             &ask_signer,
         )
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(e.into()))?;
         // AMD's VCEK extensions: the TCB the key is for, and the chip's hwID (random here).
         let mut chip_id = [0u8; 64];
         rng.fill_bytes(&mut chip_id);
-        let e = |r: Result<(), x509_cert::builder::Error>| r.map_err(|e| err(e.to_string()));
+        let e = |r: Result<(), x509_cert::builder::Error>| r.map_err(|e| err(e.into()));
         e(vcek.add_extension(&BlSpl(SIM_TCB.bootloader)))?;
         e(vcek.add_extension(&TeeSpl(SIM_TCB.tee)))?;
         e(vcek.add_extension(&SnpSpl(SIM_TCB.snp)))?;
         e(vcek.add_extension(&UcodeSpl(SIM_TCB.microcode)))?;
         e(vcek.add_extension(&HwId(
-            der::asn1::OctetString::new(chip_id.to_vec()).map_err(|x| err(x.to_string()))?,
+            der::asn1::OctetString::new(chip_id.to_vec()).map_err(|x| err(x.into()))?,
         )))?;
         e(vcek.add_extension(&ProductName(
-            der::asn1::Ia5String::new("ccr-sim").map_err(|x| err(x.to_string()))?,
+            der::asn1::Ia5String::new("ccr-sim").map_err(|x| err(x.into()))?,
         )))?;
         let vcek = vcek
             .build_with_rng::<rsa::pss::Signature>(&mut rng)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
 
-        let pem =
-            |c: &x509_cert::Certificate| c.to_pem(LineEnding::LF).map_err(|e| err(e.to_string()));
+        let pem = |c: &x509_cert::Certificate| c.to_pem(LineEnding::LF).map_err(|e| err(e.into()));
         let write = |name: &str, data: &[u8]| {
             let tmp = dir.join(format!(".{name}.tmp"));
-            fs::write(&tmp, data).map_err(|e| err(e.to_string()))?;
-            fs::rename(&tmp, dir.join(name)).map_err(|e| err(e.to_string()))
+            fs::write(&tmp, data).map_err(|e| err(e.into()))?;
+            fs::rename(&tmp, dir.join(name)).map_err(|e| err(e.into()))
         };
         write("ark.pem", pem(&ark)?.as_bytes())?;
         write("ask.pem", pem(&ask)?.as_bytes())?;
@@ -274,12 +270,12 @@ impl SimAuthority {
             use x509_cert::der::asn1::BitString;
             use x509_cert::spki::DynSignatureAlgorithmIdentifier;
             let now = x509_cert::time::Time::try_from(std::time::SystemTime::now())
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| err(e.into()))?;
             let tbs = x509_cert::crl::TbsCertList {
                 version: x509_cert::Version::V2,
                 signature: ark_signer
                     .signature_algorithm_identifier()
-                    .map_err(|e| err(e.to_string()))?,
+                    .map_err(|e| err(e.into()))?,
                 issuer: ark.tbs_certificate.subject,
                 this_update: now,
                 next_update: None,
@@ -292,32 +288,31 @@ impl SimAuthority {
                 }),
                 crl_extensions: None,
             };
-            let tbs_der = tbs.to_der().map_err(|e| err(e.to_string()))?;
+            let tbs_der = tbs.to_der().map_err(|e| err(e.into()))?;
             use rsa::signature::{RandomizedSigner, SignatureEncoding};
             let sig = ark_signer.sign_with_rng(&mut rng, &tbs_der);
             x509_cert::crl::CertificateList {
                 signature_algorithm: tbs.signature.clone(),
                 tbs_cert_list: tbs,
-                signature: BitString::from_bytes(&sig.to_bytes())
-                    .map_err(|e| err(e.to_string()))?,
+                signature: BitString::from_bytes(&sig.to_bytes()).map_err(|e| err(e.into()))?,
             }
             .to_der()
-            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.into()))?
         };
         write("ark.crl", &crl)?;
         let key_pem = vcek_key
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
         // The key file is written last: its presence marks a complete state folder.
         let tmp = dir.join(".vcek.key.tmp");
-        fs::write(&tmp, key_pem.as_bytes()).map_err(|e| err(e.to_string()))?;
+        fs::write(&tmp, key_pem.as_bytes()).map_err(|e| err(e.into()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| err(e.into()))?;
         }
-        fs::rename(&tmp, dir.join("vcek.key")).map_err(|e| err(e.to_string()))?;
+        fs::rename(&tmp, dir.join("vcek.key")).map_err(|e| err(e.into()))?;
         Ok(())
     }
 
@@ -416,7 +411,7 @@ impl SimAuthority {
 pub fn load_roots(dir: &Path) -> Result<SnpRoots, AttestError> {
     let read = |name: &str| {
         let p = dir.join(name);
-        fs::read(&p).map_err(|e| state_err(&p)(e.to_string()))
+        fs::read(&p).map_err(|e| state(&p, e))
     };
     let mut roots = SnpRoots::from_pem(&read("ark.pem")?, &read("ask.pem")?)?;
     if dir.join("ark.crl").exists() {

@@ -15,8 +15,9 @@
 
 use std::time::Instant;
 
+use ccr_runtime::learn::{self as train, dp::DpPlan};
 use ccr_runtime::pipeline::Pipeline;
-use ccr_runtime::train;
+use ccr_runtime::pipeline::ScalerKind;
 use serde_json::json;
 
 // The trainer fits the same standard scaler on the same rows, so both sides see these numbers.
@@ -47,16 +48,16 @@ fn main() {
             let bytes = std::fs::read(root.join("examples/data").join(&d.file)).expect("csv");
             (
                 d.name.clone(),
-                ccr_runtime::join::parse_csv(&d.name, &d.file, &bytes).expect("csv"),
+                ccr_runtime::tabular::parse_csv(&d.name, &d.file, &bytes).expect("csv"),
             )
         })
         .collect();
-    let table = ccr_runtime::join::run(false, jc, tables).expect("union");
+    let table = ccr_runtime::tabular::run(&pipeline.join, tables).expect("union");
     let tc = &pipeline.train;
     let p = train::prepare(&table, tc, &["sample_id".to_string()]).expect("prepare");
     let sp = train::split(&p, tc);
     let n = sp.train.len();
-    let scaler = train::Scaler::fit("standard", &p, &sp.train);
+    let scaler = train::Scaler::fit(ScalerKind::Standard, &p, &sp.train);
     let xs = scaler.transform(&p, &sp.train);
     let target = root.join("target");
     std::fs::write(
@@ -75,7 +76,7 @@ fn main() {
     println!("| mode | rows | epochs | batch | hidden | seconds | samples/s |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for dp in [false, true] {
-        let plan = dp.then(|| train::DpPlan {
+        let plan = dp.then(|| DpPlan {
             max_grad_norm: 1.0,
             noise_multiplier: 1.0,
             sampling_rate: batch as f64 / n as f64,

@@ -25,6 +25,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The KBS protocol version this client speaks.
 pub const PROTOCOL_VERSION: &str = "0.4.0";
+/// The session cookie's name (as Trustee's KBS names it); the broker sets it in its `auth`
+/// answer and reads it on every later call.
+pub const SESSION_COOKIE: &str = "kbs-session-id";
 
 /// Accepts exactly one server certificate, by the SHA-256 of its DER.
 #[derive(Debug)]
@@ -177,7 +180,7 @@ impl KbsClient {
             }
             let mut req = self.agent.request(method, &url);
             if let Some(s) = &self.session {
-                req = req.set("Cookie", &format!("{}={s}", crate::server::SESSION_COOKIE));
+                req = req.set("Cookie", &format!("{}={s}", SESSION_COOKIE));
             }
             if let Some(t) = bearer {
                 req = req.set("Authorization", &format!("Bearer {t}"));
@@ -189,10 +192,10 @@ impl KbsClient {
             match res {
                 Ok(r) => {
                     if let Some(c) = r.header("set-cookie")
-                        && let Some(v) = c.split(';').next().and_then(|kv| {
-                            kv.trim()
-                                .strip_prefix(&format!("{}=", crate::server::SESSION_COOKIE))
-                        })
+                        && let Some(v) = c
+                            .split(';')
+                            .next()
+                            .and_then(|kv| kv.trim().strip_prefix(&format!("{}=", SESSION_COOKIE)))
                     {
                         self.session = Some(v.to_string());
                     }

@@ -52,7 +52,7 @@ pub enum BrokerError {
     /// A nonce is unknown, already used, or expired.
     #[error("nonce unknown, already used or expired")]
     Nonce,
-    /// The store failed.
+    /// The broker's database failed (its SQLite error kept as the source).
     #[error("store: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

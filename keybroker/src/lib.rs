@@ -1,10 +1,10 @@
-//! # ccr-keybroker: key release to attested runtimes
+//! # ccr-keybroker: key release to attested runtimes, the runtime's side
 //!
-//! - [`server`]: the local broker, `ccr keybroker serve`: the KBS protocol (request,
-//!   challenge, attestation, response) over HTTPS with rustls, keys, nonces and an audit log in
-//!   SQLite ([`store`]).
-//! - [`client`]: the runtime's side of the same protocol, with a pinned certificate, bounded
-//!   retries and timeouts.
+//! - [`release`]: the one entry point the runtime calls: the contract's key references, the
+//!   platform's attester and the runtime key in, every released key out, whatever the source
+//!   (the ccr broker over KBS, Azure Key Vault SKR, GCP Cloud KMS).
+//! - [`client`]: the KBS protocol (request, challenge, attestation, response) against the local
+//!   broker, with a pinned certificate, bounded retries and timeouts.
 //! - [`akv`]: Azure Key Vault Secure Key Release: unwrapping the released key
 //!   (`CKM_RSA_AES_KEY_WRAP`, RFC 5649) and deriving the DEK from an `RSA-HSM` key.
 //! - [`azure`]: MAA attestation, Key Vault release (with the release JWS verified against its
@@ -16,7 +16,13 @@
 //! - [`jwe`]: the runtime key and the wrapping of released keys to it (flattened JWE,
 //!   `ECDH-ES+A256KW` + `A256GCM`, or `RSA-OAEP-256`).
 //!
-//! Policy evaluation is delegated to `ccr-policy`, evidence verification to `ccr-attest`.
+//! - [`runs`]: the run plan a runtime names, the signed run report and the parties' signed
+//!   requests about a run (shared with the broker).
+//!
+//! The broker server (`ccr keybroker serve`: HTTP handlers, SQLite store, TLS setup, admin
+//! token) is the separate crate `ccr-keybroker-server` under `keybroker/server/`, so that
+//! `ccr-init` never links it. Policy evaluation is delegated to `ccr-policy`, evidence
+//! verification to `ccr-attest`.
 
 #![forbid(unsafe_code)]
 
@@ -27,10 +33,10 @@ pub mod cloud_http;
 pub mod error;
 pub mod gcp;
 pub mod jwe;
+pub mod release;
 pub mod runs;
-pub mod server;
-pub mod store;
 
 pub use client::KbsClient;
 pub use error::BrokerError;
 pub use jwe::RuntimeKey;
+pub use release::{ReleaseError, Released, release};

@@ -1,7 +1,6 @@
 //! Test servers shared by the keybroker tests.
 #![allow(unreachable_pub)]
 pub mod azure;
-pub mod broker;
 pub mod gcp;
 pub mod google;
 pub mod launcher;

@@ -122,7 +122,7 @@ fn main() {
             }
         },
     };
-    let cloud = ccr_runtime::cloud::CloudOptions {
+    let cloud = ccr_keybroker::release::CloudOptions {
         roots,
         imds: args.azure_imds,
         azure_client_id: args.azure_client_id,

@@ -7,18 +7,41 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The `ccr` binary (package ccr-cli).
 pub fn ccr() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ccr"))
+    binary(option_env!("CARGO_BIN_EXE_ccr"), "ccr")
 }
 
+/// The `ccr-init` binary (package ccr-runtime).
 pub fn ccr_init() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ccr-init"))
+    binary(option_env!("CARGO_BIN_EXE_ccr-init"), "ccr-init")
 }
 
+/// This package's binary, or the other package's beside it in the target folder: the system
+/// tests use both binaries, which live in two packages (so that ccr-init links no broker
+/// server code); `cargo test --workspace` builds both before any test runs.
+fn binary(own: Option<&str>, name: &str) -> PathBuf {
+    if let Some(p) = own {
+        return PathBuf::from(p);
+    }
+    let this = option_env!("CARGO_BIN_EXE_ccr")
+        .or(option_env!("CARGO_BIN_EXE_ccr-init"))
+        .expect("a test package with a binary");
+    let p = Path::new(this).with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "{} is not built: run the tests with `cargo test --workspace`, which builds ccr and ccr-init",
+        p.display()
+    );
+    p
+}
+
+/// The workspace root (the folder of Cargo.lock).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
+        .ancestors()
+        .find(|p| p.join("Cargo.lock").is_file())
+        .expect("the workspace root")
         .to_path_buf()
 }
 
@@ -427,4 +450,42 @@ pub fn python_ready() -> bool {
         );
     }
     ok
+}
+
+/// A temporary work folder, the sim chain and a broker accepting it.
+pub struct World {
+    pub _tmp: tempfile::TempDir,
+    pub work: PathBuf,
+    pub sim: PathBuf,
+    pub broker: Broker,
+}
+
+/// A fresh [`World`].
+pub fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().to_path_buf();
+    let sim = work.join("sim");
+    ccr_ok(&[], &["sim", "init", "--state", sim.to_str().unwrap()]);
+    let broker = Broker::start(&work.join("broker"), Some(&sim));
+    World {
+        _tmp: tmp,
+        work,
+        sim,
+        broker,
+    }
+}
+
+/// `metrics.json` of an opened output folder.
+pub fn metrics(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// A process's stderr, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scenario set up in a [`World`]: sealed datasets, keys at its broker, a signed contract.
+pub fn setup_scenario(w: &World, s: &Setup<'_>) -> Scenario {
+    setup(&w.work, &w.sim, &w.broker, s)
 }

@@ -1,0 +1,242 @@
+//! Step 6, train: features and labels from the joined table, the split, the model fitted (Burn,
+//! plain or DP-SGD within the plan; or gradient-boosted trees), the held-out metrics, and the
+//! model files the contract allows. The learning itself is [`crate::learn`]'s.
+
+use std::time::Instant;
+
+use ccr_policy::contract::OutputFormat;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::JobError;
+use super::progress::Progress;
+use crate::init::Abort;
+use crate::learn::dp::{DpSpent, plan_dp};
+use crate::learn::export::{chart, onnx, safetensors};
+use crate::learn::metrics::{accuracy, argmax_rows, f1, mse, positive_scores, roc_auc};
+use crate::learn::{self, Prepared, Split, xgb};
+use crate::pipeline::{Metric, ModelName, TaskType, TrainConfig};
+use crate::tabular::Table;
+
+/// What training gives the seal step.
+#[derive(Debug)]
+pub struct TrainOutput {
+    /// `metrics.json`.
+    pub metrics: Value,
+    /// The model files, by name (`model.safetensors`, `model.onnx`, `model.xgb.json`,
+    /// `loss_curve.svg`).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// DP runs: what was spent.
+    pub dp: Option<DpSpent>,
+}
+
+/// What the training step reads besides the joined table.
+pub struct TrainInputs<'a> {
+    /// The train step's config.
+    pub config: &'a TrainConfig,
+    /// The join's identifier columns (never features).
+    pub identifiers: &'a [String],
+    /// A noise multiplier the contract fixes for a joined dataset (a floor).
+    pub contract_noise: Option<f64>,
+    /// The model files the output may carry.
+    pub formats: &'a [OutputFormat],
+    /// The consumer's base model (safetensors).
+    pub base_model: Option<&'a [u8]>,
+    /// Set by SIGTERM: training stops after the current epoch.
+    pub abort: &'a Abort,
+}
+
+/// What a fitted model gives the metrics and the output.
+struct Fitted {
+    /// Held-out outputs, row-major `[n, k]`.
+    out: Vec<f32>,
+    k: usize,
+    epochs: Vec<learn::EpochLog>,
+    dp: Option<DpSpent>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// Trains and evaluates on the joined table.
+///
+/// # Errors
+/// [`JobError::Train`], [`JobError::Config`] (a format the contract does not allow),
+/// [`JobError::Aborted`].
+pub fn train(joined: &Table, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobError> {
+    let tc = inp.config;
+    let p = learn::prepare(joined, tc, inp.identifiers)?;
+    let sp = learn::split(&p, tc);
+    info!(
+        rows = p.n(),
+        features = p.d(),
+        train = sp.train.len(),
+        val = sp.val.len(),
+        test = sp.test.len(),
+        "data prepared"
+    );
+    let fitted = match tc.model_config.name {
+        ModelName::XgBoost => fit_xgb(&p, &sp, tc, inp.formats)?,
+        _ => fit_net(&p, &sp, inp)?,
+    };
+    let metrics = metrics(&p, &sp, tc, &fitted);
+    Ok(TrainOutput {
+        metrics,
+        files: fitted.files,
+        dp: fitted.dp,
+    })
+}
+
+fn fit_xgb(
+    p: &Prepared,
+    sp: &Split,
+    tc: &TrainConfig,
+    formats: &[OutputFormat],
+) -> Result<Fitted, JobError> {
+    if !formats.contains(&OutputFormat::XgboostJson) {
+        return Err(JobError::Config(
+            "Train_XGB writes model.xgb.json, and the contract's allowedModelFormats does not list XGBoostJSON".into(),
+        ));
+    }
+    let t0 = Instant::now();
+    let m = xgb::train(p, sp, tc)?;
+    info!(objective = %m.objective.as_str(), boosters = m.boosters.len(), seconds = t0.elapsed().as_secs_f64(), "Train_XGB done");
+    Ok(Fitted {
+        out: m.predict(p, &sp.test),
+        k: m.outputs,
+        epochs: Vec::new(),
+        dp: None,
+        files: vec![("model.xgb.json".to_string(), m.to_json(p)?)],
+    })
+}
+
+fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, JobError> {
+    let tc = inp.config;
+    let dp = if tc.is_private {
+        let plan = plan_dp(tc, sp.train.len(), inp.contract_noise)?;
+        info!(
+            noise_multiplier = plan.noise_multiplier,
+            sampling_rate = plan.sampling_rate,
+            max_grad_norm = plan.max_grad_norm,
+            steps = plan.max_steps,
+            target_epsilon = plan.target_epsilon,
+            delta = plan.delta,
+            "DP-SGD plan"
+        );
+        Some(plan)
+    } else {
+        None
+    };
+    let progress = Progress::new(tc.total_epochs);
+    let trained = learn::train(p, sp, tc, dp.as_ref(), inp.base_model, |e| {
+        progress.epoch(e);
+        !inp.abort.requested()
+    })?
+    .ok_or(JobError::Aborted { step: "train" })?;
+    progress.finish();
+    if let Some(s) = &trained.dp {
+        info!(
+            epsilon = s.epsilon,
+            delta = s.delta,
+            steps = s.steps,
+            "DP-SGD done: privacy spent"
+        );
+    }
+    let device = learn::device();
+    let xte = trained.scaler.transform(p, &sp.test);
+    let out = learn::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
+    let k = *trained.dims.last().unwrap_or(&1);
+    let mut files = vec![(
+        "loss_curve.svg".to_string(),
+        chart::loss_curve_svg(&trained.epochs).into_bytes(),
+    )];
+    if inp.formats.contains(&OutputFormat::Safetensors) {
+        files.push((
+            "model.safetensors".to_string(),
+            safetensors::to_safetensors(&trained, p, tc)?,
+        ));
+    }
+    if inp.formats.contains(&OutputFormat::Onnx) {
+        let meta = vec![
+            (
+                "feature_columns".to_string(),
+                serde_json::to_string(&p.features).unwrap_or_default(),
+            ),
+            (
+                "classes".to_string(),
+                serde_json::to_string(&p.classes).unwrap_or_default(),
+            ),
+            ("task".to_string(), tc.task_type.to_string()),
+            ("model".to_string(), tc.model_config.name.to_string()),
+        ];
+        let w = onnx::onnx_weights(&trained, tc, meta)?;
+        files.push(("model.onnx".to_string(), onnx::export(&w)));
+    }
+    Ok(Fitted {
+        out,
+        k,
+        epochs: trained.epochs,
+        dp: trained.dp,
+        files,
+    })
+}
+
+/// `metrics.json`: the held-out metrics the pipeline asks for, the data's shape, the epochs,
+/// what DP spent, and (when the pipeline asks) the held-out predictions.
+fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value {
+    let labels: Vec<f32> = sp.test.iter().map(|&i| p.y[i]).collect();
+    let classification = tc.task_type == TaskType::Classification;
+    let (out, k) = (&fitted.out, fitted.k);
+    let preds = if classification {
+        argmax_rows(out, k)
+    } else {
+        out.clone()
+    };
+    let mut test = serde_json::Map::new();
+    test.insert("n".into(), json!(sp.test.len()));
+    for &m in &tc.metrics {
+        let v = match m {
+            Metric::Accuracy if classification => json!(accuracy(&preds, &labels)),
+            Metric::RocAuc if classification && k == 2 => {
+                json!(roc_auc(&positive_scores(out), &labels))
+            }
+            Metric::F1 if classification => json!(f1(&preds, &labels, p.classes.len())),
+            Metric::Mse if !classification => json!(mse(&preds, &labels)),
+            _ => {
+                warn!(metric = %m.as_str(), "metric does not apply to this task; skipped");
+                continue;
+            }
+        };
+        test.insert(m.as_str().into(), v);
+    }
+    let test_metrics = Value::Object(test.clone());
+    info!(metrics = %test_metrics, "held-out metrics");
+    let mut metrics = json!({
+        "format": "ccr-metrics/1",
+        "task": tc.task_type,
+        "model": tc.model_config.name,
+        "features": p.features,
+        "classes": p.classes,
+        "rows": {"total": p.n(), "train": sp.train.len(), "val": sp.val.len(), "test": sp.test.len()},
+        "test": Value::Object(test),
+        "epochs": fitted.epochs,
+    });
+    if let Some(s) = &fitted.dp {
+        metrics["dp_sgd"] = serde_json::to_value(s).unwrap_or(Value::Null);
+    }
+    if tc.export_test_predictions {
+        let rows: Vec<Value> = sp
+            .test
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                json!({
+                    "id": p.ids[i],
+                    "label": p.y[i],
+                    "prediction": preds[j],
+                    "output": out[j * k..(j + 1) * k],
+                })
+            })
+            .collect();
+        metrics["test_predictions"] = Value::Array(rows);
+    }
+    metrics
+}

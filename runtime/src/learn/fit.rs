@@ -1,0 +1,389 @@
+//! The training loop: mini-batches (plain) or Poisson-sampled batches with clipped, noised
+//! gradients (DP-SGD, [`super::dp`]), through one per-layer backward pass; the optimizer; the
+//! per-epoch log; stopping at the privacy budget.
+
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, SgdConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::TrainError;
+use super::data::{Prepared, Scaler, Split};
+use super::dp::plan::{DpPlan, DpSpent};
+use super::dp::{accountant, sgd};
+use super::metrics::{accuracy, argmax_rows, mse};
+use super::model::{Net, device, predict};
+use crate::pipeline::{Activation, ModelName, OptimizerName, TaskType, TrainConfig};
+
+/// Per-epoch record.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss; `None` for DP runs (a loss over private batches, without noise, is
+    /// not covered by the DP guarantee, so it is not reported, logged or drawn).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+    /// DP runs: epsilon spent so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// Validation accuracy (classification) or MSE (regression), when there is a validation
+    /// split and the run is not DP (for the same reason as the loss).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_metric: Option<f64>,
+}
+
+/// The trained model and what to report.
+pub struct Trained {
+    /// The network.
+    pub net: Net,
+    /// Layer widths, input first.
+    pub dims: Vec<usize>,
+    /// The scaler.
+    pub scaler: Scaler,
+    /// Per-epoch log.
+    pub epochs: Vec<EpochLog>,
+    /// DP runs: what was spent.
+    pub dp: Option<DpSpent>,
+}
+
+/// Trains on the split's training rows.
+///
+/// `on_epoch` is called after each epoch (for progress logs); when it returns `false`
+/// training stops and `Ok(None)` is returned.
+///
+/// # Errors
+/// [`TrainError`].
+pub fn train(
+    p: &Prepared,
+    sp: &Split,
+    cfg: &TrainConfig,
+    dp: Option<&DpPlan>,
+    base_model: Option<&[u8]>,
+    mut on_epoch: impl FnMut(&EpochLog) -> bool,
+) -> Result<Option<Trained>, TrainError> {
+    let seed = cfg.dataset_config.splits.random_state;
+    let device = device();
+    device.seed(seed);
+    let (mut net, dims) = build_net(p, cfg, &device, base_model)?;
+    let scaler = Scaler::fit(cfg.dataset_config.preprocessing.scaler, p, &sp.train);
+    let rows = Rows::new(p, sp, &scaler, cfg.task_type, *dims.last().unwrap_or(&1));
+    let xval = scaler.transform(p, &sp.val);
+    let prm = &cfg.optimizer.params;
+    let wd = (prm.weight_decay > 0.0).then(|| WeightDecayConfig::new(prm.weight_decay as f32));
+    let mut optim = match cfg.optimizer.name {
+        OptimizerName::Sgd => SgdConfig::new()
+            .with_weight_decay(wd)
+            .with_momentum(
+                (prm.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(prm.momentum)),
+            )
+            .init(),
+        OptimizerName::AdamW => AdamWConfig::new()
+            .with_weight_decay(prm.weight_decay as f32)
+            .init(),
+        OptimizerName::Adam => AdamConfig::new().with_weight_decay(wd).init(),
+    };
+    let mut step = |net: Net, grads: GradientsParams| optim.step(prm.lr, net, grads);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0fb_a7c4);
+    let mut order: Vec<usize> = (0..sp.train.len()).collect();
+    let mut epochs = Vec::new();
+    let mut dp_state = match dp {
+        Some(plan) => Some(DpState {
+            plan,
+            rng: sgd::DpRng::from_os(),
+            accountant: accountant::Accountant::new(plan.sampling_rate, plan.noise_multiplier)
+                .map_err(|e| TrainError::Data(format!("privacy_params: {e}")))?,
+            steps: 0,
+        }),
+        None => None,
+    };
+    let inner = device.clone().inner();
+    for epoch in 1..=cfg.total_epochs {
+        let (next, loss_sum, batches) = match &mut dp_state {
+            Some(state) => state.epoch(net, &rows, &order, &inner, &mut step),
+            None => {
+                order.shuffle(&mut rng);
+                plain_epoch(net, &rows, &order, cfg.batch_size, &inner, &mut step)
+            }
+        };
+        net = next;
+        let epsilon = match &dp_state {
+            Some(s) => Some(
+                s.accountant
+                    .epsilon(s.steps, s.plan.delta)
+                    .map_err(|e| TrainError::Data(e.to_string()))?
+                    .0,
+            ),
+            None => None,
+        };
+        let val_metric = if sp.val.is_empty() || dp_state.is_some() {
+            None
+        } else {
+            let out = predict(&net, &device, &xval, sp.val.len(), p.d())?;
+            let labels: Vec<f32> = sp.val.iter().map(|&i| p.y[i]).collect();
+            Some(match cfg.task_type {
+                TaskType::Classification => accuracy(&argmax_rows(&out, rows.out_dim), &labels),
+                TaskType::Regression => mse(&out, &labels),
+            })
+        };
+        let log = EpochLog {
+            epoch,
+            train_loss: dp_state.is_none().then(|| loss_sum / batches.max(1) as f64),
+            epsilon,
+            val_metric,
+        };
+        let go_on = on_epoch(&log);
+        epochs.push(log);
+        if !go_on {
+            return Ok(None);
+        }
+        if dp_state
+            .as_ref()
+            .is_some_and(|s| s.steps >= s.plan.max_steps)
+        {
+            break; // the budget is spent
+        }
+    }
+    let dp = match dp_state {
+        Some(s) => {
+            let (epsilon, order) = s
+                .accountant
+                .epsilon(s.steps, s.plan.delta)
+                .map_err(|e| TrainError::Data(e.to_string()))?;
+            Some(DpSpent {
+                epsilon,
+                delta: s.plan.delta,
+                order,
+                steps: s.steps,
+                plan: s.plan.clone(),
+            })
+        }
+        None => None,
+    };
+    Ok(Some(Trained {
+        net,
+        dims,
+        scaler,
+        epochs,
+        dp,
+    }))
+}
+
+/// The network the config describes (its layer widths, input first), with the base model's
+/// weights when one is given.
+fn build_net(
+    p: &Prepared,
+    cfg: &TrainConfig,
+    device: &Device,
+    base_model: Option<&[u8]>,
+) -> Result<(Net, Vec<usize>), TrainError> {
+    let d = p.d();
+    let out_dim = match cfg.task_type {
+        TaskType::Classification => p.classes.len(),
+        TaskType::Regression => 1,
+    };
+    let mc = &cfg.model_config;
+    let cnn = match (mc.name, mc.input_shape, mc.conv_channels) {
+        (ModelName::Cnn, Some(image), Some(channels)) => {
+            if image.iter().product::<usize>() != d {
+                return Err(TrainError::Data(format!(
+                    "model_config.input_shape {image:?} has {} pixels, the data {d} features",
+                    image.iter().product::<usize>()
+                )));
+            }
+            Some((image, channels))
+        }
+        _ => None,
+    };
+    let mut dims = vec![match cnn {
+        Some((image, channels)) => channels * (image[1] / 2) * (image[2] / 2),
+        None => d,
+    }];
+    if matches!(mc.name, ModelName::Mlp | ModelName::Cnn) {
+        dims.extend(&mc.hidden_layers);
+    }
+    dims.push(out_dim);
+    let tanh = mc.activation == Activation::Tanh;
+    let mut net = match cnn {
+        Some((image, channels)) => Net::cnn(device, image, channels, &dims, tanh),
+        None => Net::new(device, &dims, tanh),
+    };
+    if let Some(bytes) = base_model {
+        net = net.with_weights_from(bytes, device)?;
+    }
+    Ok((net, dims))
+}
+
+/// The scaled training rows and their targets, batch by batch.
+struct Rows<'a> {
+    p: &'a Prepared,
+    sp: &'a Split,
+    /// Scaled training features, `[train rows, d]` row-major.
+    x: Vec<f32>,
+    task: TaskType,
+    out_dim: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn new(
+        p: &'a Prepared,
+        sp: &'a Split,
+        scaler: &Scaler,
+        task: TaskType,
+        out_dim: usize,
+    ) -> Self {
+        Self {
+            p,
+            sp,
+            x: scaler.transform(p, &sp.train),
+            task,
+            out_dim,
+        }
+    }
+
+    /// The targets of training rows `rows` (indices into the training split).
+    fn target(&self, rows: &[usize]) -> sgd::Target {
+        let y = |k: usize| self.p.y[self.sp.train[k]];
+        match self.task {
+            TaskType::Classification => sgd::Target::Classes {
+                labels: rows.iter().map(|&k| y(k) as usize).collect(),
+                classes: self.out_dim,
+            },
+            TaskType::Regression => sgd::Target::Values(rows.iter().map(|&k| y(k)).collect()),
+        }
+    }
+
+    /// The features of training rows `rows`, `[rows, d]`.
+    fn x(&self, rows: &[usize], device: &Device) -> Tensor<2> {
+        let d = self.p.d();
+        let mut xb = Vec::with_capacity(rows.len() * d);
+        for &k in rows {
+            xb.extend_from_slice(&self.x[k * d..(k + 1) * d]);
+        }
+        Tensor::<2>::from_data(TensorData::new(xb, [rows.len(), d]), device)
+    }
+}
+
+/// Plain mini-batch training through the same backward pass (no clipping, no noise): the mean
+/// loss's gradient is the summed gradient over the batch size. Returns the network, the summed
+/// batch-mean loss and the number of batches.
+fn plain_epoch(
+    mut net: Net,
+    rows: &Rows<'_>,
+    order: &[usize],
+    batch_size: usize,
+    device: &Device,
+    step: &mut impl FnMut(Net, GradientsParams) -> Net,
+) -> (Net, f64, usize) {
+    let (mut loss_sum, mut batches) = (0.0, 0usize);
+    for chunk in order.chunks(batch_size) {
+        let (sums, loss) = batch_sums(&net, rows.x(chunk, device), &rows.target(chunk), None);
+        loss_sum += loss / chunk.len() as f64;
+        batches += 1;
+        let mean = sgd::scale_sums(sums, 1.0 / chunk.len() as f64);
+        let grads = gradients_of(&net, mean);
+        net = step(net, grads);
+    }
+    (net, loss_sum, batches)
+}
+
+/// A DP-SGD run's state: the plan, the noise and sampling randomness, the accountant, the
+/// steps taken.
+struct DpState<'a> {
+    plan: &'a DpPlan,
+    rng: sgd::DpRng,
+    accountant: accountant::Accountant,
+    steps: u64,
+}
+
+impl DpState<'_> {
+    /// One epoch of DP-SGD: Poisson-sampled batches, clipped per-sample gradients, Gaussian
+    /// noise; stops at the plan's last step.
+    fn epoch(
+        &mut self,
+        mut net: Net,
+        rows: &Rows<'_>,
+        order: &[usize],
+        device: &Device,
+        step: &mut impl FnMut(Net, GradientsParams) -> Net,
+    ) -> (Net, f64, usize) {
+        let plan = self.plan;
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        let expected = plan.sampling_rate * order.len() as f64;
+        for _ in 0..plan.steps_per_epoch {
+            if self.steps >= plan.max_steps {
+                break;
+            }
+            let sample = self.rng.poisson(order, plan.sampling_rate);
+            let sums = if sample.is_empty() {
+                sgd::zero_sums(&sgd::layers_of(&net), sgd::conv_of(&net).as_ref())
+            } else {
+                let (sums, loss) = batch_sums(
+                    &net,
+                    rows.x(&sample, device),
+                    &rows.target(&sample),
+                    Some(plan.max_grad_norm),
+                );
+                loss_sum += loss / sample.len() as f64;
+                batches += 1;
+                sums
+            };
+            let noisy = sgd::noisy_step(
+                sums,
+                plan.noise_multiplier,
+                plan.max_grad_norm,
+                expected,
+                &mut self.rng,
+            );
+            let grads = gradients_of(&net, noisy);
+            net = step(net, grads);
+            self.steps += 1;
+        }
+        (net, loss_sum, batches)
+    }
+}
+
+/// The summed (clipped to `clip` per sample, when given) gradients of a batch, and its summed
+/// loss.
+fn batch_sums(
+    net: &Net,
+    x: Tensor<2>,
+    target: &sgd::Target,
+    clip: Option<f64>,
+) -> (sgd::Sums, f64) {
+    let bp = sgd::backprop_net(
+        sgd::conv_of(net).as_ref(),
+        &sgd::layers_of(net),
+        net.tanh,
+        x,
+        target,
+    );
+    let norms = sgd::per_sample_norms(&bp, true);
+    let factors = match clip {
+        Some(c) => sgd::clip_factors(norms, c),
+        None => norms.zeros_like().add_scalar(1.0),
+    };
+    (sgd::clipped_sums(&bp, &factors), bp.loss_sum)
+}
+
+/// Gradients of the network's parameters for the optimizer.
+fn gradients_of(net: &Net, g: sgd::Sums) -> GradientsParams {
+    let mut grads = GradientsParams::new();
+    for (l, (gw, gb)) in net.layers.iter().zip(g.dense) {
+        grads.register(l.weight.id, gw);
+        if let Some(b) = &l.bias {
+            grads.register(b.id, gb);
+        }
+    }
+    if let (Some(c), Some((gw, gb))) = (&net.conv, g.conv) {
+        grads.register(c.weight.id, gw);
+        if let Some(b) = &c.bias {
+            grads.register(b.id, gb);
+        }
+    }
+    grads
+}

@@ -1,0 +1,55 @@
+//! Everything that learns: from the joined table to a fitted model, its metrics and its files.
+//!
+//! One module per concern, in the order a run uses them:
+//! - [`data`]: features and labels from the joined table, the split, the scaler;
+//! - [`model`]: the network (Burn), its forward pass and the device;
+//! - [`fit`]: the training loop, plain or DP-SGD;
+//! - [`dp`]: DP-SGD's per-sample clipping and noise ([`dp::sgd`]), the RDP accountant
+//!   ([`dp::accountant`]) and the run's privacy plan ([`dp::plan`]);
+//! - [`xgb`]: gradient-boosted trees (`Train_XGB`);
+//! - [`metrics`]: accuracy, ROC AUC, F1, MSE on the held-out split;
+//! - [`export`]: what leaves the CCR: `model.safetensors`, `model.onnx`, the loss chart.
+//!
+//! Nothing here knows about contracts, keys or the job's steps: `job::train` calls it.
+
+pub mod data;
+pub mod dp;
+pub mod export;
+pub mod fit;
+pub mod metrics;
+pub mod model;
+pub mod xgb;
+
+pub use data::{Prepared, Scaler, Split, prepare, split};
+pub use fit::{EpochLog, Trained, train};
+pub use model::{Net, device, predict};
+
+/// A training error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// A configured column is missing from the joined table.
+    #[error("{field}: column `{column}` is not in the joined table (columns: {available})")]
+    Column {
+        /// The config field.
+        field: &'static str,
+        /// The column.
+        column: String,
+        /// Available columns.
+        available: String,
+    },
+    /// A feature column holds text.
+    #[error("feature column `{column}` holds non-numeric values (for example row {row})")]
+    NotNumeric {
+        /// The column.
+        column: String,
+        /// A row index with text.
+        row: usize,
+    },
+    /// Too few rows or classes.
+    #[error("data: {0}")]
+    Data(String),
+    /// The tensor backend failed.
+    #[error("training backend: {0}")]
+    Backend(String),
+}

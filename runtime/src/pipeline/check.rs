@@ -1,0 +1,376 @@
+//! The checks serde cannot make: each names the JSON path of the field it refuses.
+
+use serde_json::Value;
+
+use super::{
+    Framework, Join, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError, Step, TrainConfig,
+    XGB_FIELDS, XgbObjective, privacy_param,
+};
+
+/// The train step's path.
+const P: &str = "pipeline[1].config";
+
+pub(super) fn field(path: &str, reason: &str) -> PipelineError {
+    PipelineError::Field {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+fn at(suffix: &str, reason: &str) -> PipelineError {
+    field(&format!("{P}.{suffix}"), reason)
+}
+
+/// The first step: a keyed join with its query, or a union; at least one dataset.
+pub(super) fn join(step: Option<Step>) -> Result<Join, PipelineError> {
+    let join = match step {
+        Some(Step::SparkJoin(c)) => {
+            let q = c
+                .joined_dataset
+                .as_ref()
+                .and_then(|j| j.joining_query.as_deref());
+            if q.is_none_or(|q| q.trim().is_empty()) {
+                return Err(field(
+                    "pipeline[0].config.joined_dataset.joining_query",
+                    "required for SparkJoin",
+                ));
+            }
+            Join::Keyed(c)
+        }
+        Some(Step::DirectoryJoin(c)) => Join::Union(c),
+        _ => {
+            return Err(field(
+                "pipeline[0].name",
+                "the first step must be SparkJoin or DirectoryJoin",
+            ));
+        }
+    };
+    if join.config().datasets.is_empty() {
+        return Err(field("pipeline[0].config.datasets", "empty"));
+    }
+    Ok(join)
+}
+
+/// The train step: data, task, model, optimizer, metrics and DP parameters.
+pub(super) fn train(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
+    data(t)?;
+    task(t)?;
+    model(t, framework)?;
+    if t.optimizer.params.lr.is_nan() || t.optimizer.params.lr <= 0.0 {
+        return Err(at("optimizer.params.lr", "must be > 0"));
+    }
+    if t.total_epochs == 0 || t.batch_size == 0 {
+        return Err(field(P, "total_epochs and batch_size must be > 0"));
+    }
+    if t.is_private {
+        privacy(t)?;
+    }
+    Ok(())
+}
+
+fn data(t: &TrainConfig) -> Result<(), PipelineError> {
+    let s = &t.dataset_config.splits;
+    if !(s.train > 0.0
+        && s.test > 0.0
+        && s.val >= 0.0
+        && ((s.train + s.val + s.test) - 1.0).abs() < 1e-6)
+    {
+        return Err(at(
+            "dataset_config.splits",
+            "train > 0, test > 0, val >= 0, summing to 1",
+        ));
+    }
+    Ok(())
+}
+
+fn task(t: &TrainConfig) -> Result<(), PipelineError> {
+    if let Some(l) = t.loss
+        && l.task() != t.task_type
+    {
+        return Err(at(
+            "loss",
+            &format!(
+                "`{}` is the loss of {}, the task_type is {}",
+                serde_json::to_value(l)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                l.task(),
+                t.task_type
+            ),
+        ));
+    }
+    let name = t.model_config.name;
+    if !name.does(t.task_type) {
+        return Err(at(
+            "model_config.name",
+            &format!(
+                "`{name}` cannot do {} (LogisticRegression: classification, LinearRegression: regression, MLP, CNN and XGBoost: both)",
+                t.task_type
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn model(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
+    let mc = &t.model_config;
+    if (framework == Framework::TrainXgb) != (mc.name == ModelName::XgBoost) {
+        return Err(at(
+            "model_config.name",
+            "Train_XGB trains model XGBoost, and XGBoost only in Train_XGB",
+        ));
+    }
+    if mc.name == ModelName::XgBoost {
+        xgboost(t)?;
+    } else if mc.n_estimators.is_some()
+        || mc.max_depth.is_some()
+        || mc.learning_rate.is_some()
+        || mc.l2_regularization.is_some()
+        || mc.min_child_weight.is_some()
+        || mc.objective.is_some()
+        || mc.subsample.is_some()
+        || mc.seed.is_some()
+    {
+        return Err(at(
+            "model_config",
+            &format!("{} are for XGBoost only", XGB_FIELDS.join(", ")),
+        ));
+    }
+    match mc.model_format {
+        None | Some(ModelFormat::Instantiate) => {
+            if mc.model_path.is_some() || mc.model_sha256.is_some() {
+                return Err(at(
+                    "model_config.model_format",
+                    "model_path and model_sha256 go with model_format Safetensors",
+                ));
+            }
+        }
+        Some(ModelFormat::Safetensors) => {
+            if mc.name == ModelName::XgBoost {
+                return Err(at(
+                    "model_config.model_format",
+                    "an XGBoost model is not read from safetensors",
+                ));
+            }
+            if !mc.model_sha256.as_ref().is_some_and(|h| {
+                h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }) {
+                return Err(at(
+                    "model_config.model_sha256",
+                    "64 lowercase hex characters (SHA-256 of the base model) are required with model_format Safetensors",
+                ));
+            }
+        }
+    }
+    if mc.name == ModelName::Cnn {
+        match mc.input_shape {
+            Some([c, h, w]) if c > 0 && h >= 2 && w >= 2 && h % 2 == 0 && w % 2 == 0 => {}
+            _ => {
+                return Err(at(
+                    "model_config.input_shape",
+                    "a CNN needs [channels, height, width] with even height and width >= 2",
+                ));
+            }
+        }
+        if mc.conv_channels.is_none_or(|c| c == 0) {
+            return Err(at(
+                "model_config.conv_channels",
+                "a CNN needs the convolution's output channels (> 0)",
+            ));
+        }
+    } else if mc.input_shape.is_some() || mc.conv_channels.is_some() {
+        return Err(at(
+            "model_config",
+            "input_shape and conv_channels are for a CNN only",
+        ));
+    }
+    if mc.name == ModelName::Mlp && mc.hidden_layers.is_empty() {
+        return Err(at(
+            "model_config.hidden_layers",
+            "an MLP needs at least one hidden layer",
+        ));
+    }
+    Ok(())
+}
+
+fn xgboost(t: &TrainConfig) -> Result<(), PipelineError> {
+    let mc = &t.model_config;
+    if t.is_private {
+        return Err(at(
+            "is_private",
+            "Train_XGB has no DP training; a dataset that requires DP cannot be used with it",
+        ));
+    }
+    let obj = mc
+        .objective
+        .unwrap_or_else(|| XgbObjective::default_for(t.task_type));
+    if obj.task() != t.task_type {
+        return Err(at(
+            "model_config.objective",
+            &format!(
+                "`{}` with task_type {}: binary:logistic or multi:softprob for classification, reg:squarederror for regression",
+                obj.as_str(),
+                t.task_type
+            ),
+        ));
+    }
+    for (k, ok) in [
+        ("n_estimators", mc.n_estimators.is_none_or(|n| n > 0)),
+        (
+            "learning_rate",
+            mc.learning_rate.is_none_or(|x| x > 0.0 && x.is_finite()),
+        ),
+        (
+            "l2_regularization",
+            mc.l2_regularization
+                .is_none_or(|x| x >= 0.0 && x.is_finite()),
+        ),
+        (
+            "min_child_weight",
+            mc.min_child_weight
+                .is_none_or(|x| x >= 0.0 && x.is_finite()),
+        ),
+        (
+            "subsample",
+            mc.subsample.is_none_or(|x| x > 0.0 && x <= 1.0),
+        ),
+    ] {
+        if !ok {
+            return Err(at(
+                &format!("model_config.{k}"),
+                "out of range (n_estimators > 0, learning_rate > 0, l2_regularization and min_child_weight >= 0, subsample in (0, 1])",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn privacy(t: &TrainConfig) -> Result<(), PipelineError> {
+    let pp = t.privacy_params.as_ref();
+    let num = |k: &str| privacy_param(t, k);
+    if !pp.is_some_and(Value::is_object) {
+        return Err(at(
+            "privacy_params",
+            "an object {\"epsilon\", \"delta\", \"max_grad_norm\"[, \"noise_multiplier\"]} is required with is_private",
+        ));
+    }
+    if let Some(k) = pp
+        .and_then(Value::as_object)
+        .and_then(|m| m.keys().find(|k| !PRIVACY_PARAMS.contains(&k.as_str())))
+    {
+        return Err(at(
+            &format!("privacy_params.{k}"),
+            "unknown (known: epsilon, delta, max_grad_norm, noise_multiplier)",
+        ));
+    }
+    for (k, ok, want) in [
+        (
+            "epsilon",
+            num("epsilon").is_some_and(|e| e > 0.0 && e.is_finite()),
+            "a number > 0",
+        ),
+        (
+            "delta",
+            num("delta").is_some_and(|d| d > 0.0 && d < 1.0),
+            "a number in (0, 1)",
+        ),
+        (
+            "max_grad_norm",
+            num("max_grad_norm").is_some_and(|c| c > 0.0 && c.is_finite()),
+            "a number > 0",
+        ),
+    ] {
+        if !ok {
+            return Err(at(&format!("privacy_params.{k}"), want));
+        }
+    }
+    if pp.and_then(|v| v.get("noise_multiplier")).is_some()
+        && !num("noise_multiplier").is_some_and(|s| s > 0.0 && s.is_finite())
+    {
+        return Err(at("privacy_params.noise_multiplier", "a number > 0"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::{Pipeline, PipelineError};
+
+    fn pipeline(train: serde_json::Value) -> serde_json::Value {
+        json!({"pipeline": [
+            {"name": "DirectoryJoin", "config": {"datasets": [{"id": "d", "name": "d", "file": "d.csv"}]}},
+            {"name": "Train_DL", "config": train},
+        ]})
+    }
+
+    fn refusal(train: serde_json::Value) -> String {
+        match Pipeline::from_value(&pipeline(train)) {
+            Err(e @ (PipelineError::Json { .. } | PipelineError::Field { .. })) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn unknown_values_are_refused_naming_their_json_path() {
+        let base = json!({"dataset_config": {"target_variable": "y"}, "model_config": {"name": "MLP", "hidden_layers": [4]}});
+        assert!(Pipeline::from_value(&pipeline(base.clone())).is_ok());
+        for (path, value, names) in [
+            (
+                "/model_config/activation",
+                json!("sigmoid"),
+                "model_config.activation",
+            ),
+            (
+                "/model_config/name",
+                json!("Transformer"),
+                "model_config.name",
+            ),
+            ("/task_type", json!("ranking"), "task_type"),
+            ("/loss", json!("hinge"), "loss"),
+            ("/metrics", json!(["accuracy", "bleu"]), "metrics[1]"),
+            ("/optimizer", json!({"name": "RMSprop"}), "optimizer.name"),
+            (
+                "/dataset_config/preprocessing",
+                json!({"scaler": "robust"}),
+                "preprocessing.scaler",
+            ),
+            (
+                "/dataset_config/type",
+                json!("image"),
+                "dataset_config.type",
+            ),
+        ] {
+            let mut t = base.clone();
+            let (parent, key) = path.rsplit_once('/').unwrap();
+            t.pointer_mut(if parent.is_empty() { "" } else { parent })
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .insert(key.to_string(), value);
+            let e = refusal(t);
+            assert!(
+                e.contains(names) && e.contains("unknown variant"),
+                "{path}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_loss_of_the_other_task_and_a_model_that_cannot_do_the_task_are_refused() {
+        let e = refusal(json!({"dataset_config": {"target_variable": "y"},
+            "model_config": {"name": "LogisticRegression"}, "loss": "MSELoss"}));
+        assert!(
+            e.contains("pipeline[1].config.loss") && e.contains("regression"),
+            "{e}"
+        );
+        let e = refusal(json!({"dataset_config": {"target_variable": "y"},
+            "model_config": {"name": "LinearRegression"}}));
+        assert!(
+            e.contains("model_config.name") && e.contains("cannot do classification"),
+            "{e}"
+        );
+    }
+}

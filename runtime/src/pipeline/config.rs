@@ -1,0 +1,587 @@
+//! The pipeline config's fields, as serde reads them: every value ccr reads is typed here
+//! (an unknown value is an error naming its JSON path, such as
+//! `pipeline[1].config.model_config.activation: unknown variant ...`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The whole config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The steps: one join step, then one train step.
+    pub pipeline: Vec<Step>,
+}
+
+/// A step, tagged by `name`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "name", content = "config", deny_unknown_fields)]
+pub enum Step {
+    /// Keyed join through SQL (DEPA's Spark join; ccr runs the query in an in-memory SQLite).
+    SparkJoin(JoinConfig),
+    /// Union of like-shaped tables (same columns, in any order).
+    DirectoryJoin(JoinConfig),
+    /// Neural network training with Burn.
+    #[serde(rename = "Train_DL")]
+    TrainDl(TrainConfig),
+    /// Classical models (logistic/linear regression) with Burn.
+    #[serde(rename = "Train_ML")]
+    TrainMl(TrainConfig),
+    /// Gradient-boosted trees (`forust-ml`, XGBoost's algorithm); `model_config.name`
+    /// `XGBoost` with the XGBoost fields of [`ModelConfig`]. No DP.
+    #[serde(rename = "Train_XGB")]
+    TrainXgb(TrainConfig),
+}
+
+/// A join step's config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// The input datasets.
+    pub datasets: Vec<DatasetInput>,
+    /// How to join them (required for `SparkJoin`; for `DirectoryJoin` only the column lists
+    /// are read).
+    #[serde(default)]
+    pub joined_dataset: Option<JoinedDataset>,
+}
+
+/// One input dataset of the join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInput {
+    /// The contract's dataset id; its key and sealed image are looked up by it.
+    pub id: String,
+    /// The providing party (informative; the contract's `owner`/`provider` is authoritative).
+    #[serde(default)]
+    pub provider: String,
+    /// The table name in the SQL query.
+    pub name: String,
+    /// The CSV file inside the sealed image (its relative path).
+    pub file: String,
+    /// Columns to keep (all when absent).
+    #[serde(default)]
+    pub select_variables: Option<Vec<String>>,
+    /// Where the sealed image is mounted (overridden by `--datasets DIR`: `DIR/<name>`).
+    #[serde(default)]
+    pub mount_path: String,
+}
+
+/// The join's query and column handling.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinedDataset {
+    /// DEPA's output path of the joined file (ignored: ccr keeps it in memory).
+    #[serde(default)]
+    pub joined_dataset: Option<String>,
+    /// A single read-only `SELECT` over the dataset tables.
+    #[serde(default)]
+    pub joining_query: Option<String>,
+    /// The join key column (informative; must be in the result).
+    #[serde(default)]
+    pub joining_key: Option<String>,
+    /// Columns removed from the joined table.
+    #[serde(default)]
+    pub drop_columns: Vec<String>,
+    /// Identifier columns: removed from the features (they are never trained on).
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    /// DEPA field, ignored.
+    #[serde(default)]
+    pub model_output_folder: Option<String>,
+    /// DEPA field, ignored.
+    #[serde(default)]
+    pub joined_result_columns: Option<Vec<String>>,
+}
+
+/// A train step's config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// DEPA's paths (ignored).
+    #[serde(default)]
+    pub paths: Option<Value>,
+    /// How to read the joined table.
+    pub dataset_config: DatasetConfig,
+    /// The model.
+    pub model_config: ModelConfig,
+    /// The optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Epochs (full passes over the training split).
+    #[serde(default = "default_epochs")]
+    pub total_epochs: usize,
+    /// Mini-batch size.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Train with DP-SGD ([`crate::learn::dp::sgd`]), within `privacy_params`.
+    #[serde(default)]
+    pub is_private: bool,
+    /// DP parameters, read with `is_private`: see [`PRIVACY_PARAMS`].
+    #[serde(default)]
+    pub privacy_params: Option<Value>,
+    /// `classification` (default) or `regression`.
+    #[serde(default)]
+    pub task_type: TaskType,
+    /// The loss; default: by `task_type`.
+    #[serde(default)]
+    pub loss: Option<Loss>,
+    /// Metrics on the held-out split.
+    #[serde(default = "default_metrics")]
+    pub metrics: Vec<Metric>,
+    /// Write the held-out split's identifiers, labels and predictions into `metrics.json`
+    /// (off by default; the parties agree to it by signing the pipeline digest).
+    #[serde(default)]
+    pub export_test_predictions: bool,
+}
+
+fn default_epochs() -> usize {
+    20
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_metrics() -> Vec<Metric> {
+    vec![Metric::Accuracy]
+}
+
+/// The task (`task_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskType {
+    /// Labels are classes (numbers; class indices in ascending order of value).
+    #[default]
+    Classification,
+    /// Labels are values.
+    Regression,
+}
+
+impl TaskType {
+    /// `classification` or `regression`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classification => "classification",
+            Self::Regression => "regression",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The loss (`loss`), by ccr's or PyTorch's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Loss {
+    /// Softmax cross-entropy (classification); also `CrossEntropyLoss`.
+    #[serde(rename = "cross_entropy", alias = "CrossEntropyLoss")]
+    CrossEntropy,
+    /// Mean squared error (regression); also `MSELoss`.
+    #[serde(rename = "mse", alias = "MSELoss")]
+    Mse,
+}
+
+impl Loss {
+    /// The task this loss trains.
+    pub fn task(self) -> TaskType {
+        match self {
+            Self::CrossEntropy => TaskType::Classification,
+            Self::Mse => TaskType::Regression,
+        }
+    }
+}
+
+/// A held-out metric (`metrics[]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Fraction of correct classes.
+    Accuracy,
+    /// ROC AUC (binary labels).
+    RocAuc,
+    /// F1: binary, of the higher class; more classes, the macro average.
+    F1,
+    /// Mean squared error (regression).
+    Mse,
+}
+
+impl Metric {
+    /// The name in the config and in `metrics.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accuracy => "accuracy",
+            Self::RocAuc => "roc_auc",
+            Self::F1 => "f1",
+            Self::Mse => "mse",
+        }
+    }
+}
+
+/// How the joined table becomes features and labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Only `tabular`.
+    #[serde(rename = "type", default)]
+    pub kind: DatasetKind,
+    /// The label column.
+    pub target_variable: String,
+    /// Feature columns (default: every column but the target, identifiers and dropped ones).
+    #[serde(default)]
+    pub feature_columns: Option<Vec<String>>,
+    /// Train/val/test split.
+    #[serde(default)]
+    pub splits: Splits,
+    /// Preprocessing.
+    #[serde(default)]
+    pub preprocessing: Preprocessing,
+    /// DEPA field, ignored.
+    #[serde(default)]
+    pub data_type: Option<String>,
+    /// DEPA field: only `drop` (rows with a missing value are dropped) is supported.
+    #[serde(default)]
+    pub missing_strategy: Option<MissingStrategy>,
+}
+
+/// The dataset's kind (`dataset_config.type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// Rows and columns.
+    #[default]
+    Tabular,
+}
+
+/// What to do with a missing value (`dataset_config.missing_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingStrategy {
+    /// Drop the row.
+    Drop,
+}
+
+/// Split fractions (summing to 1), the seed, and whether to stratify by label.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Splits {
+    /// Training fraction.
+    pub train: f64,
+    /// Validation fraction (may be 0).
+    #[serde(default)]
+    pub val: f64,
+    /// Held-out test fraction.
+    pub test: f64,
+    /// Seed of the split, the initialisation and the batch order.
+    #[serde(default)]
+    pub random_state: u64,
+    /// Stratify the split by label (classification only).
+    #[serde(default)]
+    pub stratify: bool,
+}
+
+impl Default for Splits {
+    fn default() -> Self {
+        Self {
+            train: 0.8,
+            val: 0.0,
+            test: 0.2,
+            random_state: 0,
+            stratify: true,
+        }
+    }
+}
+
+/// Preprocessing of the features.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// The feature scaler, fitted on the training split only.
+    #[serde(default)]
+    pub scaler: ScalerKind,
+}
+
+impl Default for Preprocessing {
+    fn default() -> Self {
+        Self {
+            scaler: ScalerKind::Standard,
+        }
+    }
+}
+
+/// The feature scaler (`preprocessing.scaler`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScalerKind {
+    /// Zero mean, unit variance.
+    #[default]
+    Standard,
+    /// To [0, 1].
+    MinMax,
+    /// Divided by the largest absolute value.
+    MaxAbs,
+    /// Unscaled.
+    #[serde(rename = "none")]
+    Identity,
+}
+
+/// The model, instantiated from config (ccr's model config; DEPA scenarios rewrite theirs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `LogisticRegression` (one linear layer, softmax over the classes), `LinearRegression`
+    /// (one linear layer, one output), `MLP`, or `CNN` (a 3×3 convolution with `relu` and 2×2
+    /// average pooling in front of an MLP; the features are the pixels of `input_shape`).
+    pub name: ModelName,
+    /// Hidden layer widths of an `MLP` (and of a `CNN`'s dense part; may be empty there).
+    #[serde(default)]
+    pub hidden_layers: Vec<usize>,
+    /// Activation between dense layers.
+    #[serde(default)]
+    pub activation: Activation,
+    /// `CNN`: the image shape `[channels, height, width]` (height and width even); the feature
+    /// columns, in order, are the pixels channel by channel, row by row.
+    #[serde(default)]
+    pub input_shape: Option<[usize; 3]>,
+    /// `CNN`: output channels of the convolution (one convolution layer).
+    #[serde(default)]
+    pub conv_channels: Option<usize>,
+    /// Where the model comes from: `ccr_instantiate` (default: made from this config) or
+    /// `Safetensors` (the consumer's base model, in ccr's `model.safetensors` layout, whose
+    /// shapes must match this config; training continues from it).
+    #[serde(default)]
+    pub model_format: Option<ModelFormat>,
+    /// `Safetensors`: the base model's path in the CCR (`ccr-init --base-model` overrides it).
+    #[serde(default)]
+    pub model_path: Option<String>,
+    /// `Safetensors`: the base model's SHA-256 (64 hex): the pipeline digest, and so every
+    /// party's signature, fixes which model is trained.
+    #[serde(default)]
+    pub model_sha256: Option<String>,
+    /// `XGBoost`: the number of boosting rounds (trees per class).
+    #[serde(default)]
+    pub n_estimators: Option<usize>,
+    /// `XGBoost`: the maximum tree depth (default 6).
+    #[serde(default)]
+    pub max_depth: Option<usize>,
+    /// `XGBoost`: the learning rate (`eta`, default 0.3).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    /// `XGBoost`: L2 regularisation of the leaf weights (`lambda`, default 1).
+    #[serde(default)]
+    pub l2_regularization: Option<f64>,
+    /// `XGBoost`: the minimum hessian sum in a child (default 1).
+    #[serde(default)]
+    pub min_child_weight: Option<f64>,
+    /// `XGBoost`: `binary:logistic`, `multi:softprob` (one-vs-rest logistic boosters, their
+    /// margins through a softmax), or `reg:squarederror`.
+    #[serde(default)]
+    pub objective: Option<XgbObjective>,
+    /// `XGBoost`: the row subsampling rate per tree, in (0, 1] (default 1).
+    #[serde(default)]
+    pub subsample: Option<f64>,
+    /// `XGBoost`: the seed of the subsampling (default 0).
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// The `model_config` fields of an `XGBoost` model.
+pub const XGB_FIELDS: &[&str] = &[
+    "n_estimators",
+    "max_depth",
+    "learning_rate",
+    "l2_regularization",
+    "min_child_weight",
+    "objective",
+    "subsample",
+    "seed",
+];
+
+/// The model (`model_config.name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelName {
+    /// One linear layer, softmax over the classes (classification).
+    LogisticRegression,
+    /// One linear layer, one output (regression).
+    LinearRegression,
+    /// Linear layers with an activation between them.
+    #[serde(rename = "MLP")]
+    Mlp,
+    /// A 3×3 convolution with `relu` and 2×2 average pooling in front of an MLP.
+    #[serde(rename = "CNN")]
+    Cnn,
+    /// Gradient-boosted trees (`Train_XGB` only).
+    #[serde(rename = "XGBoost")]
+    XgBoost,
+}
+
+impl ModelName {
+    /// The config's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LogisticRegression => "LogisticRegression",
+            Self::LinearRegression => "LinearRegression",
+            Self::Mlp => "MLP",
+            Self::Cnn => "CNN",
+            Self::XgBoost => "XGBoost",
+        }
+    }
+
+    /// Whether this model can do `task`.
+    pub fn does(self, task: TaskType) -> bool {
+        !matches!(
+            (self, task),
+            (Self::LogisticRegression, TaskType::Regression)
+                | (Self::LinearRegression, TaskType::Classification)
+        )
+    }
+}
+
+impl std::fmt::Display for ModelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The activation between dense layers (`model_config.activation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `max(0, x)`.
+    #[default]
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+}
+
+impl Activation {
+    /// `relu` or `tanh`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Relu => "relu",
+            Self::Tanh => "tanh",
+        }
+    }
+}
+
+/// Where the model comes from (`model_config.model_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelFormat {
+    /// Made from this config (the default).
+    #[serde(rename = "ccr_instantiate")]
+    Instantiate,
+    /// The consumer's base model, `model.safetensors` in ccr's layout.
+    Safetensors,
+}
+
+/// The objective of an `XGBoost` model (`model_config.objective`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XgbObjective {
+    /// Two classes, log loss.
+    #[serde(rename = "binary:logistic")]
+    BinaryLogistic,
+    /// More classes: one-vs-rest logistic boosters, margins through a softmax.
+    #[serde(rename = "multi:softprob")]
+    MultiSoftprob,
+    /// As `multi:softprob` (ccr reports the class and the probabilities).
+    #[serde(rename = "multi:softmax")]
+    MultiSoftmax,
+    /// Regression, squared error.
+    #[serde(rename = "reg:squarederror")]
+    RegSquaredError,
+}
+
+impl XgbObjective {
+    /// XGBoost's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BinaryLogistic => "binary:logistic",
+            Self::MultiSoftprob => "multi:softprob",
+            Self::MultiSoftmax => "multi:softmax",
+            Self::RegSquaredError => "reg:squarederror",
+        }
+    }
+
+    /// The task it trains.
+    pub fn task(self) -> TaskType {
+        match self {
+            Self::RegSquaredError => TaskType::Regression,
+            _ => TaskType::Classification,
+        }
+    }
+
+    /// The default for a task: `binary:logistic` or `reg:squarederror`.
+    pub fn default_for(task: TaskType) -> Self {
+        match task {
+            TaskType::Classification => Self::BinaryLogistic,
+            TaskType::Regression => Self::RegSquaredError,
+        }
+    }
+}
+
+/// The optimizer: `{"name": "Adam"|"AdamW"|"SGD", "params": {"lr", "weight_decay", "momentum"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// The algorithm.
+    pub name: OptimizerName,
+    /// Hyper-parameters.
+    #[serde(default)]
+    pub params: OptimizerParams,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            name: OptimizerName::Adam,
+            params: OptimizerParams::default(),
+        }
+    }
+}
+
+/// The optimizer's algorithm (`optimizer.name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OptimizerName {
+    /// Adam (L2 weight decay).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    AdamW,
+    /// SGD with optional momentum.
+    #[serde(rename = "SGD")]
+    Sgd,
+}
+
+/// Optimizer hyper-parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerParams {
+    /// Learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// L2 weight decay.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// SGD momentum.
+    #[serde(default)]
+    pub momentum: f64,
+}
+
+fn default_lr() -> f64 {
+    1e-3
+}
+
+impl Default for OptimizerParams {
+    fn default() -> Self {
+        Self {
+            lr: default_lr(),
+            weight_decay: 0.0,
+            momentum: 0.0,
+        }
+    }
+}
+
+/// The fields of `privacy_params` (DP-SGD, read with `is_private`): `epsilon` (the run's
+/// budget: training stops when it is spent), `delta`, `max_grad_norm` (per-sample clipping
+/// norm), `noise_multiplier` (optional: without it the accountant picks the smallest that
+/// fits the budget).
+pub const PRIVACY_PARAMS: &[&str] = &["epsilon", "delta", "max_grad_norm", "noise_multiplier"];
