@@ -1,6 +1,6 @@
 //! # ccr-keybroker: key release to attested runtimes, the runtime's side
 //!
-//! - [`release`]: the one entry point the runtime calls: the contract's key references, the
+//! - [`mod@release`]: the one entry point the runtime calls: the contract's key references, the
 //!   platform's attester and the runtime key in, every released key out, whatever the source
 //!   (the ccr broker over KBS, Azure Key Vault SKR, GCP Cloud KMS).
 //! - [`client`]: the KBS protocol (request, challenge, attestation, response) against the local

@@ -5,7 +5,7 @@
 //!   `"run": {"id": <32 hex>, "epsilon": <number>|null, "delta": <number>|null}`. `epsilon` is
 //!   the most the run will spend on each dataset it reads (the pipeline config's target
 //!   epsilon, which the accountant keeps to); `null` means no DP. The broker charges each
-//!   dataset's budget with it when it releases that dataset's key ([`crate::store::Store::reserve`]).
+//!   dataset's budget with it when it releases that dataset's key (`ccr_keybroker_server::store::Store::reserve`).
 //!   The `Request` travels over the TLS channel whose session the evidence binds (the nonce),
 //!   and only the measured runtime makes it.
 //! - **Run report.** At the end the runtime sends `POST /kbs/v0/runs/{id}/report` with

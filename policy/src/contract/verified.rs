@@ -87,7 +87,7 @@ impl VerifiedContract {
         Ok(())
     }
 
-    /// Checks that the output may carry `format` (one of [`MODEL_FORMATS`]).
+    /// Checks that the output may carry `format` (one of [`super::MODEL_FORMATS`]).
     ///
     /// # Errors
     /// [`PolicyError::Contract`] naming `allowedModelFormats`.

@@ -14,7 +14,7 @@
 //! Nothing decrypted is written to disk; keys are zeroized on drop.
 //!
 //! # The run and its report
-//! Each run has a fresh id ([`RunPlan`]) and names it, with the epsilon it plans to spend on
+//! Each run has a fresh id (`ccr_keybroker::runs::RunPlan`) and names it, with the epsilon it plans to spend on
 //! each dataset (the pipeline's target epsilon, `privacy_params.epsilon`; none without DP), in
 //! its KBS request; the broker charges the datasets' budgets with it. `run.json` (in the sealed
 //! output) gives the run id, the runtime key, the evidence digest and, per dataset, the epsilon

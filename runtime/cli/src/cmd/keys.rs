@@ -46,7 +46,7 @@ pub(crate) enum KeysCmd {
         /// Azure Key Vault (the only import target).
         #[arg(long, required = true)]
         azure: bool,
-        /// The vault URL (https://NAME.vault.azure.net).
+        /// The vault URL (`https://NAME.vault.azure.net`).
         #[arg(long)]
         vault: String,
         /// The key's name in the vault (the contract's kid).

@@ -38,7 +38,7 @@ pub(crate) enum PolicyCmd {
         /// each becomes an `atLeast` condition on `tcb.<part>`.
         #[arg(long)]
         min_tcb: Option<String>,
-        /// azure: the MAA authority (https://NAME.REGION.attest.azure.net).
+        /// azure: the MAA authority (`https://NAME.REGION.attest.azure.net`).
         #[arg(long)]
         maa: Option<String>,
         /// azure: the HOST_DATA to pin (hex; default: the contract digest, from --contract; on
