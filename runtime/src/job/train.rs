@@ -13,9 +13,12 @@ use super::progress::Progress;
 use crate::init::Abort;
 use crate::learn::dp::{DpSpent, plan_dp};
 use crate::learn::export::{chart, onnx, safetensors};
-use crate::learn::metrics::{accuracy, argmax_rows, f1, mse, positive_scores, roc_auc};
+use crate::learn::metrics::{
+    accuracy, argmax_rows, averaged, classification_report, confusion_matrix, mae, mse, per_class,
+    precision_recall_curve, r2, roc_auc, roc_auc_ovr, softmax_rows,
+};
 use crate::learn::{self, Prepared, Split, xgb};
-use crate::pipeline::{Metric, ModelName, TaskType, TrainConfig};
+use crate::pipeline::{Average, Metric, MetricName, ModelName, MultiClass, TaskType, TrainConfig};
 use crate::tabular::Table;
 
 /// What training gives the seal step.
@@ -48,7 +51,7 @@ pub struct TrainInputs<'a> {
 
 /// What a fitted model gives the metrics and the output.
 struct Fitted {
-    /// Held-out outputs, row-major `[n, k]`.
+    /// Held-out outputs, row-major `[n, k]` (logits or margins for classification).
     out: Vec<f32>,
     k: usize,
     epochs: Vec<learn::EpochLog>,
@@ -185,27 +188,35 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
     let labels: Vec<f32> = sp.test.iter().map(|&i| p.y[i]).collect();
     let classification = tc.task_type == TaskType::Classification;
     let (out, k) = (&fitted.out, fitted.k);
-    let preds = if classification {
-        argmax_rows(out, k)
-    } else {
-        out.clone()
+    let held_out = HeldOut {
+        preds: if classification {
+            argmax_rows(out, k)
+        } else {
+            out.clone()
+        },
+        // Both the networks and the boosters give logits (margins): softmax gives probabilities.
+        proba: if classification {
+            softmax_rows(out, k)
+        } else {
+            Vec::new()
+        },
+        labels,
+        k,
+        classes: &p.classes,
     };
     let mut test = serde_json::Map::new();
     test.insert("n".into(), json!(sp.test.len()));
-    for &m in &tc.metrics {
-        let v = match m {
-            Metric::Accuracy if classification => json!(accuracy(&preds, &labels)),
-            Metric::RocAuc if classification && k == 2 => {
-                json!(roc_auc(&positive_scores(out), &labels))
+    for m in &tc.metrics {
+        if m.name.is_classification() != classification {
+            warn!(metric = %m.key, "metric does not apply to this task; skipped");
+            continue;
+        }
+        match held_out.metric(m) {
+            Ok(v) => {
+                test.insert(m.key.clone(), v);
             }
-            Metric::F1 if classification => json!(f1(&preds, &labels, p.classes.len())),
-            Metric::Mse if !classification => json!(mse(&preds, &labels)),
-            _ => {
-                warn!(metric = %m.as_str(), "metric does not apply to this task; skipped");
-                continue;
-            }
-        };
-        test.insert(m.as_str().into(), v);
+            Err(reason) => warn!(metric = %m.key, reason = %reason, "metric skipped"),
+        }
     }
     let test_metrics = Value::Object(test.clone());
     info!(metrics = %test_metrics, "held-out metrics");
@@ -231,7 +242,7 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
                 json!({
                     "id": p.ids[i],
                     "label": p.y[i],
-                    "prediction": preds[j],
+                    "prediction": held_out.preds[j],
                     "output": out[j * k..(j + 1) * k],
                 })
             })
@@ -239,4 +250,61 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
         metrics["test_predictions"] = Value::Array(rows);
     }
     metrics
+}
+
+/// The held-out split's predictions (class indices or values), probabilities `[n, k]`
+/// (classification) and labels.
+struct HeldOut<'a> {
+    preds: Vec<f32>,
+    proba: Vec<f64>,
+    labels: Vec<f32>,
+    k: usize,
+    classes: &'a [String],
+}
+
+impl HeldOut<'_> {
+    /// One metric's value, as scikit-learn computes it.
+    fn metric(&self, m: &Metric) -> Result<Value, String> {
+        let (preds, labels, k) = (&self.preds, &self.labels, self.k);
+        let default_average = if k == 2 {
+            Average::Binary
+        } else {
+            Average::Macro
+        };
+        let scores = || {
+            averaged(
+                &per_class(&confusion_matrix(preds, labels, k)),
+                m.params.average.unwrap_or(default_average),
+            )
+        };
+        let positive = || -> Result<Vec<f64>, String> {
+            if k != 2 {
+                return Err(format!("needs two classes, the labels have {k}"));
+            }
+            Ok(self.proba.chunks(2).map(|r| r[1]).collect())
+        };
+        Ok(match m.name {
+            MetricName::Accuracy => json!(accuracy(preds, labels)),
+            MetricName::Precision => json!(scores()?.precision),
+            MetricName::Recall => json!(scores()?.recall),
+            MetricName::F1Score => json!(scores()?.f1),
+            MetricName::RocAuc => match (k, m.params.multi_class) {
+                (2, _) => json!(roc_auc(&positive()?, labels)),
+                (_, Some(MultiClass::Ovr)) => json!(roc_auc_ovr(&self.proba, labels, k)),
+                _ => return Err(format!("{k} classes need params.multi_class ovr")),
+            },
+            MetricName::ConfusionMatrix => json!(confusion_matrix(preds, labels, k)),
+            MetricName::ClassificationReport => {
+                classification_report(preds, labels, k, self.classes)
+            }
+            MetricName::PrecisionRecallCurve => {
+                let (precision, recall, thresholds) = precision_recall_curve(&positive()?, labels);
+                json!({"precision": precision, "recall": recall, "thresholds": thresholds})
+            }
+            MetricName::Mse => json!(mse(preds, labels)),
+            MetricName::Mae => json!(mae(preds, labels)),
+            MetricName::Rmse => json!(mse(preds, labels).sqrt()),
+            MetricName::R2Score => json!(r2(preds, labels)),
+        })
+    }
 }

@@ -1,4 +1,12 @@
-//! Metrics on the held-out split: accuracy, ROC AUC (binary), F1 (binary or macro), MSE.
+//! Metrics on the held-out split, as scikit-learn defines them (DEPA-Training's `eval_tools.py`
+//! calls scikit-learn): accuracy, precision/recall/F1 with `average` binary, macro, micro or
+//! weighted (`zero_division` 0), ROC AUC (binary, or one-vs-rest macro), the confusion matrix,
+//! the classification report, the precision-recall curve; MSE, MAE, RMSE, R². Labels and
+//! predictions are class indices (`[n]` f32) or values; scores are probabilities.
+
+use serde::Serialize;
+
+use crate::pipeline::Average;
 
 /// Row-wise argmax of `[n, k]` outputs.
 pub fn argmax_rows(out: &[f32], k: usize) -> Vec<f32> {
@@ -14,42 +22,256 @@ pub fn argmax_rows(out: &[f32], k: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Softmax probability of class 1 for `[n, 2]` logits.
-pub fn positive_scores(out: &[f32]) -> Vec<f64> {
-    out.chunks(2)
-        .map(|r| {
-            let (a, b) = (f64::from(r[0]), f64::from(r[1]));
-            1.0 / (1.0 + (a - b).exp())
+/// F1 score of class indices: for two classes, of class 1; for more, the mean over classes
+/// (macro F1). A class never predicted nor present adds nothing to the mean.
+pub fn f1(pred: &[f32], labels: &[f32], classes: usize) -> f64 {
+    let avg = if classes == 2 {
+        Average::Binary
+    } else {
+        Average::Macro
+    };
+    averaged(&per_class(&confusion_matrix(pred, labels, classes)), avg).map_or(0.0, |s| s.f1)
+}
+
+/// Counts of (true class, predicted class), `[k][k]`, rows the true classes. Entries outside
+/// `0..k` are not counted.
+pub fn confusion_matrix(pred: &[f32], labels: &[f32], k: usize) -> Vec<Vec<u64>> {
+    let mut m = vec![vec![0u64; k]; k];
+    for (&p, &l) in pred.iter().zip(labels) {
+        let (p, l) = (p as usize, l as usize);
+        if p < k && l < k {
+            m[l][p] += 1;
+        }
+    }
+    m
+}
+
+/// Precision, recall, F1 and support of one class (or an average of them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Scores {
+    /// tp / (tp + fp); 0 when nothing was predicted as the class.
+    pub precision: f64,
+    /// tp / (tp + fn); 0 when the class is absent.
+    pub recall: f64,
+    /// 2 tp / (2 tp + fp + fn); 0 when all three are 0.
+    #[serde(rename = "f1-score")]
+    pub f1: f64,
+    /// Rows whose true class it is.
+    pub support: u64,
+}
+
+/// Per-class [`Scores`] from a confusion matrix, with `None` for a class that is neither a
+/// true nor a predicted class (scikit-learn leaves such labels out of its averages).
+pub fn per_class(cm: &[Vec<u64>]) -> Vec<Option<Scores>> {
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    (0..cm.len())
+        .map(|c| {
+            let tp = cm[c][c];
+            let support: u64 = cm[c].iter().sum();
+            let predicted: u64 = cm.iter().map(|r| r[c]).sum();
+            (support + predicted > 0).then(|| Scores {
+                precision: ratio(tp, predicted),
+                recall: ratio(tp, support),
+                f1: ratio(2 * tp, support + predicted),
+                support,
+            })
         })
         .collect()
 }
 
-/// F1 score of class indices: for two classes, of class 1; for more, the mean over classes
-/// (macro F1). A class never predicted nor present adds nothing to the mean.
-pub fn f1(pred: &[f32], labels: &[f32], classes: usize) -> f64 {
-    let f1_of = |c: f32| {
-        let tp = pred
-            .iter()
-            .zip(labels)
-            .filter(|(p, l)| **p == c && **l == c)
-            .count() as f64;
-        let fp = pred
-            .iter()
-            .zip(labels)
-            .filter(|(p, l)| **p == c && **l != c)
-            .count() as f64;
-        let fn_ = pred
-            .iter()
-            .zip(labels)
-            .filter(|(p, l)| **p != c && **l == c)
-            .count() as f64;
-        (tp + fp + fn_ > 0.0).then(|| 2.0 * tp / (2.0 * tp + fp + fn_))
+/// Precision, recall and F1 combined as scikit-learn's `average` does (the support is the total).
+///
+/// # Errors
+/// `average` binary with more than two classes.
+pub fn averaged(per: &[Option<Scores>], average: Average) -> Result<Scores, String> {
+    let total: u64 = per.iter().flatten().map(|s| s.support).sum();
+    let present: Vec<&Scores> = per.iter().flatten().collect();
+    let mean = |f: &dyn Fn(&Scores) -> f64, weighted: bool| {
+        let w = |s: &Scores| if weighted { s.support as f64 } else { 1.0 };
+        let den: f64 = present.iter().map(|s| w(s)).sum();
+        if den == 0.0 {
+            0.0
+        } else {
+            present.iter().map(|s| w(s) * f(s)).sum::<f64>() / den
+        }
     };
-    if classes == 2 {
-        return f1_of(1.0).unwrap_or(0.0);
+    Ok(match average {
+        Average::Binary => {
+            if per.len() != 2 {
+                return Err(format!(
+                    "average binary needs two classes, the labels have {}",
+                    per.len()
+                ));
+            }
+            per[1].unwrap_or(Scores {
+                precision: 0.0,
+                recall: 0.0,
+                f1: 0.0,
+                support: 0,
+            })
+        }
+        Average::Macro | Average::Weighted => {
+            let weighted = average == Average::Weighted;
+            Scores {
+                precision: mean(&|s| s.precision, weighted),
+                recall: mean(&|s| s.recall, weighted),
+                f1: mean(&|s| s.f1, weighted),
+                support: total,
+            }
+        }
+        Average::Micro => {
+            // Single-label classes: every wrong prediction is one false positive and one false
+            // negative, so micro precision = recall = F1 = accuracy.
+            let tp: f64 = present.iter().map(|s| s.recall * s.support as f64).sum();
+            let a = if total == 0 { 0.0 } else { tp / total as f64 };
+            Scores {
+                precision: a,
+                recall: a,
+                f1: a,
+                support: total,
+            }
+        }
+    })
+}
+
+/// One-vs-rest ROC AUC averaged over the classes present (scikit-learn's `multi_class="ovr"`,
+/// `average="macro"`), from `[n, k]` probabilities.
+pub fn roc_auc_ovr(proba: &[f64], labels: &[f32], k: usize) -> Option<f64> {
+    let mut aucs = Vec::new();
+    for c in 0..k {
+        let scores: Vec<f64> = proba.chunks(k).map(|r| r[c]).collect();
+        let is_c: Vec<f32> = labels
+            .iter()
+            .map(|&l| if l as usize == c { 1.0 } else { 0.0 })
+            .collect();
+        aucs.push(roc_auc(&scores, &is_c)?);
     }
-    let per: Vec<f64> = (0..classes).filter_map(|c| f1_of(c as f32)).collect();
-    per.iter().sum::<f64>() / per.len().max(1) as f64
+    (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
+}
+
+/// Row-wise softmax of `[n, k]` logits.
+pub fn softmax_rows(out: &[f32], k: usize) -> Vec<f64> {
+    let mut p = Vec::with_capacity(out.len());
+    for r in out.chunks(k) {
+        let m = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let e: Vec<f64> = r.iter().map(|&v| f64::from(v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        p.extend(e.iter().map(|v| v / s));
+    }
+    p
+}
+
+/// The precision-recall curve of binary labels and positive-class scores, as scikit-learn's
+/// `precision_recall_curve` (no intermediate points dropped): `(precision, recall,
+/// thresholds)`, thresholds increasing, recall decreasing, ending with precision 1 and recall 0.
+pub fn precision_recall_curve(scores: &[f64], labels: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut v: Vec<(f64, bool)> = scores
+        .iter()
+        .zip(labels)
+        .map(|(s, l)| (*s, *l == 1.0))
+        .collect();
+    v.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tps, mut fps, mut thresholds) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tp, mut fp) = (0u64, 0u64);
+    for (i, &(s, pos)) in v.iter().enumerate() {
+        if pos {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        if i + 1 == v.len() || v[i + 1].0 != s {
+            tps.push(tp);
+            fps.push(fp);
+            thresholds.push(s);
+        }
+    }
+    let last = *tps.last().unwrap_or(&0);
+    let mut precision: Vec<f64> = tps
+        .iter()
+        .zip(&fps)
+        .map(|(&t, &f)| {
+            if t + f == 0 {
+                0.0
+            } else {
+                t as f64 / (t + f) as f64
+            }
+        })
+        .collect();
+    let mut recall: Vec<f64> = tps
+        .iter()
+        .map(|&t| {
+            if last == 0 {
+                1.0
+            } else {
+                t as f64 / last as f64
+            }
+        })
+        .collect();
+    precision.reverse();
+    recall.reverse();
+    thresholds.reverse();
+    precision.push(1.0);
+    recall.push(0.0);
+    (precision, recall, thresholds)
+}
+
+/// scikit-learn's `classification_report(output_dict=True)`: per class present (keyed by
+/// `classes[c]`, its label value) precision, recall, f1-score and support; `accuracy`; the
+/// `macro avg` and `weighted avg`.
+pub fn classification_report(
+    preds: &[f32],
+    labels: &[f32],
+    k: usize,
+    classes: &[String],
+) -> serde_json::Value {
+    let per = per_class(&confusion_matrix(preds, labels, k));
+    let mut r = serde_json::Map::new();
+    for (c, s) in per.iter().enumerate() {
+        if let Some(s) = s {
+            let name = classes.get(c).cloned().unwrap_or_else(|| c.to_string());
+            r.insert(name, serde_json::json!(s));
+        }
+    }
+    r.insert(
+        "accuracy".into(),
+        serde_json::json!(accuracy(preds, labels)),
+    );
+    for (key, avg) in [
+        ("macro avg", Average::Macro),
+        ("weighted avg", Average::Weighted),
+    ] {
+        if let Ok(s) = averaged(&per, avg) {
+            r.insert(key.into(), serde_json::json!(s));
+        }
+    }
+    serde_json::Value::Object(r)
+}
+
+/// Mean absolute error.
+pub fn mae(pred: &[f32], labels: &[f32]) -> f64 {
+    pred.iter()
+        .zip(labels)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+        .sum::<f64>()
+        / labels.len().max(1) as f64
+}
+
+/// R², `1 - SS_res / SS_tot`; with constant labels 1 for a perfect fit, else 0 (scikit-learn's
+/// `force_finite`).
+pub fn r2(pred: &[f32], labels: &[f32]) -> f64 {
+    let n = labels.len().max(1) as f64;
+    let mean = labels.iter().map(|&l| f64::from(l)).sum::<f64>() / n;
+    let ss_tot: f64 = labels.iter().map(|&l| (f64::from(l) - mean).powi(2)).sum();
+    let ss_res: f64 = pred
+        .iter()
+        .zip(labels)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum();
+    match (ss_tot == 0.0, ss_res == 0.0) {
+        (true, true) => 1.0,
+        (true, false) => 0.0,
+        _ => 1.0 - ss_res / ss_tot,
+    }
 }
 
 /// Fraction of equal entries.
@@ -62,7 +284,7 @@ pub fn accuracy(pred: &[f32], labels: &[f32]) -> f64 {
 pub fn mse(pred: &[f32], labels: &[f32]) -> f64 {
     pred.iter()
         .zip(labels)
-        .map(|(a, b)| f64::from(a - b).powi(2))
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
         .sum::<f64>()
         / labels.len().max(1) as f64
 }

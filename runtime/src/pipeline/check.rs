@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::{
-    Framework, Join, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError, Step, TrainConfig,
-    XGB_FIELDS, XgbObjective, privacy_param,
+    Framework, Join, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError, Step,
+    TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -62,6 +62,7 @@ pub(super) fn train(t: &TrainConfig, framework: Framework) -> Result<(), Pipelin
     if t.total_epochs == 0 || t.batch_size == 0 {
         return Err(field(P, "total_epochs and batch_size must be > 0"));
     }
+    metric_params(t)?;
     if t.is_private {
         privacy(t)?;
     }
@@ -109,6 +110,33 @@ fn task(t: &TrainConfig) -> Result<(), PipelineError> {
                 t.task_type
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A metric's params are those of its scikit-learn function that ccr honours: `average` for
+/// precision, recall and f1_score; `multi_class` for roc_auc.
+fn metric_params(t: &TrainConfig) -> Result<(), PipelineError> {
+    for (i, m) in t.metrics.iter().enumerate() {
+        let averages = matches!(
+            m.name,
+            MetricName::Precision | MetricName::Recall | MetricName::F1Score
+        );
+        if m.params.average.is_some() && !averages {
+            return Err(at(
+                &format!("metrics[{i}].params.average"),
+                &format!(
+                    "`{}` takes no average (precision, recall and f1_score do)",
+                    m.key
+                ),
+            ));
+        }
+        if m.params.multi_class.is_some() && m.name != MetricName::RocAuc {
+            return Err(at(
+                &format!("metrics[{i}].params.multi_class"),
+                &format!("`{}` takes no multi_class (roc_auc does)", m.key),
+            ));
+        }
     }
     Ok(())
 }
@@ -372,5 +400,48 @@ mod tests {
             e.contains("model_config.name") && e.contains("cannot do classification"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn metrics_are_names_or_depa_objects_with_checked_params() {
+        use super::super::{Average, MetricName};
+        let t = |metrics: serde_json::Value| {
+            json!({"dataset_config": {"target_variable": "y"},
+                   "model_config": {"name": "MLP", "hidden_layers": [4]}, "metrics": metrics})
+        };
+        let p = Pipeline::from_value(&pipeline(t(json!([
+            "accuracy",
+            "f1",
+            {"name": "f1_score", "params": {"average": "weighted"}},
+            {"name": "confusion_matrix", "params": {}},
+            {"name": "roc_auc", "params": null}
+        ]))))
+        .unwrap();
+        let m = &p.train.metrics;
+        assert_eq!(m[1].name, MetricName::F1Score);
+        assert_eq!(
+            m[1].key, "f1",
+            "the key in metrics.json is the name as written"
+        );
+        assert_eq!(m[2].params.average, Some(Average::Weighted));
+        for (metrics, names) in [
+            (
+                json!([{"name": "f1_score", "params": {"averag": "macro"}}]),
+                "metrics[0]",
+            ),
+            (
+                json!([{"name": "f1_score", "params": {"average": "samples"}}]),
+                "unknown variant",
+            ),
+            (json!([{"nam": "accuracy"}]), "unknown field `nam`"),
+            (json!([7]), "expected a metric name"),
+            (
+                json!([{"name": "accuracy", "params": {"average": "macro"}}]),
+                "metrics[0].params.average",
+            ),
+        ] {
+            let e = refusal(t(metrics));
+            assert!(e.contains(names) && e.contains("metrics[0]"), "{e}");
+        }
     }
 }

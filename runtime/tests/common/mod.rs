@@ -437,16 +437,21 @@ pub fn last_log_line(out: &Output) -> Value {
 /// Whether the Python interop dependencies are importable; when they are not and
 /// `CCR_REQUIRE_PYTHON=1`, panics.
 pub fn python_ready() -> bool {
+    python_with("tink, safetensors, numpy")
+}
+
+/// Whether python3 imports `modules` (comma-separated, as in `import`); as [`python_ready`].
+pub fn python_with(modules: &str) -> bool {
     let ok = Command::new("python3")
-        .args(["-c", "import tink, safetensors, numpy"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
         if std::env::var("CCR_REQUIRE_PYTHON").as_deref() == Ok("1") {
-            panic!("CCR_REQUIRE_PYTHON=1 but python3 cannot import tink, safetensors, numpy");
+            panic!("CCR_REQUIRE_PYTHON=1 but python3 cannot import {modules}");
         }
         eprintln!(
-            "skipping the Python part: python3 cannot import tink, safetensors, numpy (pip install -r tests/requirements.txt)"
+            "skipping the Python part: python3 cannot import {modules} (pip install -r tests/requirements.txt)"
         );
     }
     ok
