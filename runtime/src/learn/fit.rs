@@ -17,7 +17,8 @@ use super::dp::plan::{DpPlan, DpSpent};
 use super::dp::{accountant, sgd};
 use super::metrics::{accuracy, argmax_rows, mse};
 use super::model::{Net, device, predict};
-use crate::pipeline::{Activation, ModelName, OptimizerName, TaskType, TrainConfig};
+use super::schedule::lr_at;
+use crate::pipeline::{Activation, ModelName, OptimizerName, Scheduler, TaskType, TrainConfig};
 
 /// Per-epoch record.
 #[derive(Debug, Clone, Serialize)]
@@ -87,7 +88,15 @@ pub fn train(
             .init(),
         OptimizerName::Adam => AdamConfig::new().with_weight_decay(wd).init(),
     };
-    let mut step = |net: Net, grads: GradientsParams| optim.step(prm.lr, net, grads);
+    check_schedule(cfg, sp.train.len(), dp)?;
+    // The learning rate of each optimizer step, from the schedule (PyTorch's, stepped after
+    // every batch as DEPA's trainer does).
+    let mut t = 0u64;
+    let mut step = |net: Net, grads: GradientsParams| {
+        let lr = lr_at(cfg.scheduler.as_ref(), prm.lr, t);
+        t += 1;
+        optim.step(lr, net, grads)
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0fb_a7c4);
     let mut order: Vec<usize> = (0..sp.train.len()).collect();
     let mut epochs = Vec::new();
@@ -171,6 +180,29 @@ pub fn train(
         epochs,
         dp,
     }))
+}
+
+/// Refuses a OneCycleLR whose cycle is shorter than the run's optimizer steps (PyTorch raises
+/// when it is stepped past its end).
+fn check_schedule(
+    cfg: &TrainConfig,
+    n_train: usize,
+    dp: Option<&DpPlan>,
+) -> Result<(), TrainError> {
+    let Some(Scheduler::OneCycleLR(p)) = &cfg.scheduler else {
+        return Ok(());
+    };
+    let planned = match dp {
+        Some(plan) => plan.max_steps,
+        None => (cfg.total_epochs * n_train.div_ceil(cfg.batch_size.max(1))) as u64,
+    };
+    let steps = p.steps().unwrap_or(0);
+    if steps < planned {
+        return Err(TrainError::Data(format!(
+            "scheduler OneCycleLR: its cycle has {steps} steps, the run takes {planned} optimizer steps"
+        )));
+    }
+    Ok(())
 }
 
 /// The network the config describes (its layer widths, input first), with the base model's
@@ -386,4 +418,79 @@ fn gradients_of(net: &Net, g: sgd::Sums) -> GradientsParams {
         }
     }
     grads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 40 rows of 3 features, two classes; one optimizer step per epoch (the batch is the
+    /// whole training split).
+    fn data() -> (Prepared, Split) {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 40;
+        let x: Vec<f32> = (0..n * 3)
+            .map(|_| rand::Rng::gen_range(&mut rng, -1.0..1.0))
+            .collect();
+        let y: Vec<f32> = (0..n).map(|i| f32::from(x[i * 3] > 0.0)).collect();
+        let p = Prepared {
+            features: vec!["a".into(), "b".into(), "c".into()],
+            x,
+            y,
+            classes: vec!["0".into(), "1".into()],
+            ids: (0..n).map(|i| i.to_string()).collect(),
+        };
+        let sp = Split {
+            train: (0..30).collect(),
+            val: Vec::new(),
+            test: (30..40).collect(),
+        };
+        (p, sp)
+    }
+
+    fn outputs(epochs: usize, scheduler: Option<serde_json::Value>) -> Vec<f32> {
+        let (p, sp) = data();
+        let mut c = serde_json::json!({
+            "dataset_config": {"target_variable": "y"},
+            "model_config": {"name": "MLP", "hidden_layers": [4]},
+            "optimizer": {"name": "Adam", "params": {"lr": 0.05}},
+            "total_epochs": epochs, "batch_size": 64,
+        });
+        if let Some(s) = scheduler {
+            c["scheduler"] = s;
+        }
+        let cfg: TrainConfig = serde_json::from_value(c).unwrap();
+        let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
+        let x = t.scaler.transform(&p, &sp.test);
+        predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
+    }
+
+    #[test]
+    fn the_schedule_sets_each_steps_learning_rate() {
+        // ExponentialLR with gamma 0: the first step at lr, every later one at 0, so three
+        // epochs (three steps) leave the model where one epoch does.
+        let zero_after_first =
+            serde_json::json!({"name": "ExponentialLR", "params": {"gamma": 0.0}});
+        assert_eq!(outputs(3, Some(zero_after_first)), outputs(1, None));
+        // Without the schedule the later steps move it.
+        assert_ne!(outputs(3, None), outputs(1, None));
+    }
+
+    #[test]
+    fn a_one_cycle_shorter_than_the_run_is_refused() {
+        let (p, sp) = data();
+        let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
+            "dataset_config": {"target_variable": "y"},
+            "model_config": {"name": "MLP", "hidden_layers": [4]},
+            "total_epochs": 3, "batch_size": 64,
+            "scheduler": {"name": "OneCycleLR",
+                          "params": {"max_lr": 0.1, "total_steps": 2, "cycle_momentum": false}},
+        }))
+        .unwrap();
+        let e = train(&p, &sp, &cfg, None, None, |_| true)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("2 steps, the run takes 3"), "{e}");
+    }
 }

@@ -3,7 +3,7 @@
 //! One module per concern, in the order a run uses them:
 //! - [`data`]: features and labels from the joined table, the split, the scaler;
 //! - [`model`]: the network (Burn), its forward pass and the device;
-//! - [`fit`]: the training loop, plain or DP-SGD;
+//! - [`fit`]: the training loop, plain or DP-SGD, with the learning-rate [`schedule`];
 //! - [`dp`]: DP-SGD's per-sample clipping and noise ([`dp::sgd`]), the RDP accountant
 //!   ([`dp::accountant`]) and the run's privacy plan ([`dp::plan`]);
 //! - [`xgb`]: gradient-boosted trees (`Train_XGB`);
@@ -18,6 +18,7 @@ pub mod export;
 pub mod fit;
 pub mod metrics;
 pub mod model;
+pub mod schedule;
 pub mod xgb;
 
 pub use data::{Prepared, Scaler, Split, prepare, split};

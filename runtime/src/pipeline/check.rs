@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::{
-    Framework, Join, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError, Step,
-    TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
+    Framework, Join, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError, Scheduler,
+    Step, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -63,6 +63,9 @@ pub(super) fn train(t: &TrainConfig, framework: Framework) -> Result<(), Pipelin
         return Err(field(P, "total_epochs and batch_size must be > 0"));
     }
     metric_params(t)?;
+    if let Some(sch) = &t.scheduler {
+        scheduler(sch)?;
+    }
     if t.is_private {
         privacy(t)?;
     }
@@ -112,6 +115,49 @@ fn task(t: &TrainConfig) -> Result<(), PipelineError> {
         ));
     }
     Ok(())
+}
+
+/// A scheduler's parameters are in range; momentum cycling, which PyTorch's CyclicLR and
+/// OneCycleLR do by default, must be turned off (`cycle_momentum: false`).
+fn scheduler(s: &Scheduler) -> Result<(), PipelineError> {
+    let bad = |k: &str, reason: &str| Err(at(&format!("scheduler.params.{k}"), reason));
+    let positive = |x: f64| x > 0.0 && x.is_finite();
+    match s {
+        Scheduler::StepLR(p) if p.step_size == 0 => bad("step_size", "must be > 0"),
+        Scheduler::CosineAnnealingLR(p) if p.t_max == 0 => bad("T_max", "must be > 0"),
+        Scheduler::CyclicLR(p) if p.cycle_momentum => bad(
+            "cycle_momentum",
+            "ccr does not cycle the optimizer's momentum: set cycle_momentum false",
+        ),
+        Scheduler::CyclicLR(p) if !(positive(p.base_lr) && positive(p.max_lr)) => {
+            bad("max_lr", "base_lr and max_lr must be > 0")
+        }
+        Scheduler::CyclicLR(p)
+            if p.step_size_up + p.step_size_down.unwrap_or(p.step_size_up) == 0 =>
+        {
+            bad("step_size_up", "the cycle must have steps")
+        }
+        Scheduler::OneCycleLR(p) if p.cycle_momentum => bad(
+            "cycle_momentum",
+            "ccr does not cycle the optimizer's momentum: set cycle_momentum false",
+        ),
+        Scheduler::OneCycleLR(p) if p.steps().is_none_or(|n| n == 0) => bad(
+            "total_steps",
+            "total_steps, or epochs and steps_per_epoch, are required (> 0)",
+        ),
+        Scheduler::OneCycleLR(p) if !(p.pct_start > 0.0 && p.pct_start < 1.0) => {
+            bad("pct_start", "must be in (0, 1)")
+        }
+        Scheduler::OneCycleLR(p)
+            if !(positive(p.max_lr) && positive(p.div_factor) && positive(p.final_div_factor)) =>
+        {
+            bad(
+                "max_lr",
+                "max_lr, div_factor and final_div_factor must be > 0",
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A metric's params are those of its scikit-learn function that ccr honours: `average` for
@@ -442,6 +488,44 @@ mod tests {
         ] {
             let e = refusal(t(metrics));
             assert!(e.contains(names) && e.contains("metrics[0]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn schedulers_are_pytorchs_with_their_params_checked() {
+        let t = |s: serde_json::Value| {
+            json!({"dataset_config": {"target_variable": "y"},
+                   "model_config": {"name": "MLP", "hidden_layers": [4]}, "scheduler": s})
+        };
+        assert!(
+            Pipeline::from_value(&pipeline(t(json!({"name": "CyclicLR",
+                "params": {"base_lr": 0.0001, "max_lr": 0.01, "cycle_momentum": false}}))))
+            .is_ok()
+        );
+        for (s, needle) in [
+            (
+                json!({"name": "CyclicLR", "params": {"base_lr": 0.0001, "max_lr": 0.01}}),
+                "scheduler.params.cycle_momentum",
+            ),
+            (
+                json!({"name": "StepLR", "params": {"step_size": 0}}),
+                "scheduler.params.step_size",
+            ),
+            (
+                json!({"name": "StepLR", "params": {"step_sise": 2}}),
+                "unknown field `step_sise`",
+            ),
+            (
+                json!({"name": "LambdaLR", "params": {}}),
+                "unknown variant `LambdaLR`",
+            ),
+            (
+                json!({"name": "OneCycleLR", "params": {"max_lr": 0.1, "cycle_momentum": false}}),
+                "scheduler.params.total_steps",
+            ),
+        ] {
+            let e = refusal(t(s));
+            assert!(e.contains(needle) && e.contains("scheduler"), "{e}");
         }
     }
 }

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::scheduler::Scheduler;
+
 /// The whole config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +109,10 @@ pub struct TrainConfig {
     /// The optimizer.
     #[serde(default)]
     pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule, stepped after every optimizer step as DEPA's trainer steps
+    /// it (`{"name": "CyclicLR", "params": {...}}`, PyTorch's `torch.optim.lr_scheduler`).
+    #[serde(default)]
+    pub scheduler: Option<Scheduler>,
     /// Epochs (full passes over the training split).
     #[serde(default = "default_epochs")]
     pub total_epochs: usize,

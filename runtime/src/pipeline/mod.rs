@@ -19,8 +19,10 @@
 
 mod check;
 pub mod config;
+pub mod scheduler;
 
 pub use config::*;
+pub use scheduler::*;
 
 use serde_json::Value;
 
