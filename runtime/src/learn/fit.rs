@@ -18,7 +18,10 @@ use super::dp::{accountant, sgd};
 use super::metrics::{accuracy, argmax_rows, mse};
 use super::model::{Net, device, predict};
 use super::schedule::lr_at;
-use crate::pipeline::{Activation, ModelName, OptimizerName, Scheduler, TaskType, TrainConfig};
+use crate::pipeline::{
+    Activation, LossClass, LossParams, ModelName, OptimizerName, Reduction, Scheduler, TaskType,
+    TrainConfig,
+};
 
 /// Per-epoch record.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +75,7 @@ pub fn train(
     device.seed(seed);
     let (mut net, dims) = build_net(p, cfg, &device, base_model)?;
     let scaler = Scaler::fit(cfg.dataset_config.preprocessing.scaler, p, &sp.train);
-    let rows = Rows::new(p, sp, &scaler, cfg.task_type, *dims.last().unwrap_or(&1));
+    let rows = Rows::new(p, sp, &scaler, cfg, *dims.last().unwrap_or(&1));
     let xval = scaler.transform(p, &sp.val);
     let prm = &cfg.optimizer.params;
     let wd = (prm.weight_decay > 0.0).then(|| WeightDecayConfig::new(prm.weight_decay as f32));
@@ -258,6 +261,9 @@ struct Rows<'a> {
     x: Vec<f32>,
     task: TaskType,
     out_dim: usize,
+    /// The loss's class and parameters (`loss_config`, else by task: cross-entropy or MSE).
+    loss: LossParams,
+    class: LossClass,
 }
 
 impl<'a> Rows<'a> {
@@ -265,16 +271,33 @@ impl<'a> Rows<'a> {
         p: &'a Prepared,
         sp: &'a Split,
         scaler: &Scaler,
-        task: TaskType,
+        cfg: &TrainConfig,
         out_dim: usize,
     ) -> Self {
+        let (class, loss) = match &cfg.loss_config {
+            Some(l) => (l.class, l.params),
+            None => (
+                match cfg.task_type {
+                    TaskType::Classification => LossClass::CrossEntropyLoss,
+                    TaskType::Regression => LossClass::MseLoss,
+                },
+                LossParams::default(),
+            ),
+        };
         Self {
             p,
             sp,
             x: scaler.transform(p, &sp.train),
-            task,
+            task: cfg.task_type,
             out_dim,
+            loss,
+            class,
         }
+    }
+
+    /// Whether the batch gradient is the mean (else the sum) of the per-sample gradients.
+    fn mean(&self) -> bool {
+        self.loss.reduction == Reduction::Mean
     }
 
     /// The targets of training rows `rows` (indices into the training split).
@@ -284,8 +307,21 @@ impl<'a> Rows<'a> {
             TaskType::Classification => sgd::Target::Classes {
                 labels: rows.iter().map(|&k| y(k) as usize).collect(),
                 classes: self.out_dim,
+                label_smoothing: self.loss.label_smoothing.unwrap_or(0.0) as f32,
             },
-            TaskType::Regression => sgd::Target::Values(rows.iter().map(|&k| y(k)).collect()),
+            TaskType::Regression => {
+                let kind = match self.class {
+                    LossClass::L1Loss => sgd::RegressionLoss::L1,
+                    LossClass::HuberLoss => {
+                        sgd::RegressionLoss::Huber(self.loss.delta.unwrap_or(1.0) as f32)
+                    }
+                    LossClass::SmoothL1Loss => {
+                        sgd::RegressionLoss::SmoothL1(self.loss.beta.unwrap_or(1.0) as f32)
+                    }
+                    LossClass::MseLoss | LossClass::CrossEntropyLoss => sgd::RegressionLoss::Mse,
+                };
+                sgd::Target::Values(rows.iter().map(|&k| y(k)).collect(), kind)
+            }
         }
     }
 
@@ -316,7 +352,11 @@ fn plain_epoch(
         let (sums, loss) = batch_sums(&net, rows.x(chunk, device), &rows.target(chunk), None);
         loss_sum += loss / chunk.len() as f64;
         batches += 1;
-        let mean = sgd::scale_sums(sums, 1.0 / chunk.len() as f64);
+        let mean = if rows.mean() {
+            sgd::scale_sums(sums, 1.0 / chunk.len() as f64)
+        } else {
+            sums
+        };
         let grads = gradients_of(&net, mean);
         net = step(net, grads);
     }
@@ -345,7 +385,13 @@ impl DpState<'_> {
     ) -> (Net, f64, usize) {
         let plan = self.plan;
         let (mut loss_sum, mut batches) = (0.0, 0usize);
-        let expected = plan.sampling_rate * order.len() as f64;
+        // The noisy sum is divided by the expected batch size for a mean loss (Opacus's
+        // `loss_reduction="mean"`), not for a summed one.
+        let expected = if rows.mean() {
+            plan.sampling_rate * order.len() as f64
+        } else {
+            1.0
+        };
         for _ in 0..plan.steps_per_epoch {
             if self.steps >= plan.max_steps {
                 break;
@@ -492,5 +538,37 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(e.contains("2 steps, the run takes 3"), "{e}");
+    }
+
+    #[test]
+    fn a_summed_loss_steps_batch_size_times_as_far_as_a_mean_one() {
+        // Plain SGD, one step per epoch over the 30 training rows: the sum's gradient is 30
+        // times the mean's, so a learning rate 30 times smaller gives the same model.
+        let run = |reduction: &str, lr: f64| {
+            let (p, sp) = data();
+            let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
+                "dataset_config": {"target_variable": "y"},
+                "task_type": "regression",
+                "model_config": {"name": "LinearRegression"},
+                "loss_config": {"class": "torch.nn.HuberLoss", "params": {"reduction": reduction}},
+                "optimizer": {"name": "SGD", "params": {"lr": lr}},
+                "total_epochs": 3, "batch_size": 64,
+            }))
+            .unwrap();
+            let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
+            let x = t.scaler.transform(&p, &sp.test);
+            predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
+        };
+        let mean = run("mean", 0.3);
+        let sum = run("sum", 0.01);
+        for (a, b) in mean.iter().zip(&sum) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(
+            mean.iter()
+                .zip(run("sum", 0.3))
+                .any(|(a, b)| (a - b).abs() > 1e-3),
+            "the reduction changes the step"
+        );
     }
 }

@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::{
-    Framework, Join, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError, Scheduler,
-    Step, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
+    Framework, Join, LossClass, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError,
+    Scheduler, Step, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -88,6 +88,7 @@ fn data(t: &TrainConfig) -> Result<(), PipelineError> {
 }
 
 fn task(t: &TrainConfig) -> Result<(), PipelineError> {
+    loss_config(t)?;
     if let Some(l) = t.loss
         && l.task() != t.task_type
     {
@@ -113,6 +114,58 @@ fn task(t: &TrainConfig) -> Result<(), PipelineError> {
                 t.task_type
             ),
         ));
+    }
+    Ok(())
+}
+
+/// DEPA's `loss_config`: instead of `loss`, of the task's kind, with the params its class takes.
+fn loss_config(t: &TrainConfig) -> Result<(), PipelineError> {
+    let Some(lc) = &t.loss_config else {
+        return Ok(());
+    };
+    if t.loss.is_some() {
+        return Err(at("loss_config", "give `loss` or `loss_config`, not both"));
+    }
+    if lc.class.task() != t.task_type {
+        return Err(at(
+            "loss_config.class",
+            &format!(
+                "{:?} is a loss of {}, the task_type is {}",
+                lc.class,
+                lc.class.task(),
+                t.task_type
+            ),
+        ));
+    }
+    let p = &lc.params;
+    let own = |k: &str, given: bool, class: LossClass| {
+        if given && lc.class != class {
+            Err(at(
+                &format!("loss_config.params.{k}"),
+                &format!("{:?} takes no {k} ({class:?} does)", lc.class),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    own(
+        "label_smoothing",
+        p.label_smoothing.is_some(),
+        LossClass::CrossEntropyLoss,
+    )?;
+    own("delta", p.delta.is_some(), LossClass::HuberLoss)?;
+    own("beta", p.beta.is_some(), LossClass::SmoothL1Loss)?;
+    if p.label_smoothing.is_some_and(|e| !(0.0..=1.0).contains(&e)) {
+        return Err(at(
+            "loss_config.params.label_smoothing",
+            "must be in [0, 1]",
+        ));
+    }
+    if p.delta.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
+        return Err(at("loss_config.params.delta", "must be > 0"));
+    }
+    if p.beta.is_some_and(|b| !(b >= 0.0 && b.is_finite())) {
+        return Err(at("loss_config.params.beta", "must be >= 0"));
     }
     Ok(())
 }
@@ -526,6 +579,61 @@ mod tests {
         ] {
             let e = refusal(t(s));
             assert!(e.contains(needle) && e.contains("scheduler"), "{e}");
+        }
+    }
+
+    #[test]
+    fn loss_configs_are_depas_class_form_with_checked_params() {
+        let t = |task: &str, l: serde_json::Value| {
+            json!({"dataset_config": {"target_variable": "y"}, "task_type": task,
+                   "model_config": {"name": "MLP", "hidden_layers": [4]}, "loss_config": l})
+        };
+        // cifar10's loss config, as DEPA writes it.
+        let p = Pipeline::from_value(&pipeline(t(
+            "classification",
+            json!({"class": "nn.CrossEntropyLoss", "params": {"reduction": "mean"}}),
+        )))
+        .unwrap();
+        assert_eq!(
+            p.train.loss_config.unwrap().class,
+            super::super::LossClass::CrossEntropyLoss
+        );
+        for (task, l, needle) in [
+            // covid's: BCELoss needs a model ending in a sigmoid.
+            (
+                "classification",
+                json!({"class": "torch.nn.BCELoss", "params": {"reduction": "mean"}}),
+                "BCELoss",
+            ),
+            // mnist's focal loss by expression.
+            (
+                "classification",
+                json!({"expression": "alpha * ce", "components": {}}),
+                "by expression",
+            ),
+            (
+                "regression",
+                json!({"class": "torch.nn.HuberLoss", "params": {"label_smoothing": 0.1}}),
+                "loss_config.params.label_smoothing",
+            ),
+            (
+                "regression",
+                json!({"class": "torch.nn.CrossEntropyLoss"}),
+                "loss_config.class",
+            ),
+            (
+                "regression",
+                json!({"class": "torch.nn.L1Loss", "params": {"reduction": "none"}}),
+                "unknown variant `none`",
+            ),
+            (
+                "regression",
+                json!({"class": "torch.nn.HuberLoss", "params": {"delta": 0}}),
+                "loss_config.params.delta",
+            ),
+        ] {
+            let e = refusal(t(task, l));
+            assert!(e.contains(needle) && e.contains("loss_config"), "{e}");
         }
     }
 }
