@@ -15,6 +15,7 @@ use super::TrainError;
 use super::data::{Prepared, Scaler, Split};
 use super::dp::plan::{DpPlan, DpSpent};
 use super::dp::{accountant, sgd};
+use super::loss::{RegressionLoss, Target};
 use super::metrics::{accuracy, argmax_rows, mse};
 use super::model::{Net, device, predict};
 use super::schedule::lr_at;
@@ -301,26 +302,26 @@ impl<'a> Rows<'a> {
     }
 
     /// The targets of training rows `rows` (indices into the training split).
-    fn target(&self, rows: &[usize]) -> sgd::Target {
+    fn target(&self, rows: &[usize]) -> Target {
         let y = |k: usize| self.p.y[self.sp.train[k]];
         match self.task {
-            TaskType::Classification => sgd::Target::Classes {
+            TaskType::Classification => Target::Classes {
                 labels: rows.iter().map(|&k| y(k) as usize).collect(),
                 classes: self.out_dim,
                 label_smoothing: self.loss.label_smoothing.unwrap_or(0.0) as f32,
             },
             TaskType::Regression => {
                 let kind = match self.class {
-                    LossClass::L1Loss => sgd::RegressionLoss::L1,
+                    LossClass::L1Loss => RegressionLoss::L1,
                     LossClass::HuberLoss => {
-                        sgd::RegressionLoss::Huber(self.loss.delta.unwrap_or(1.0) as f32)
+                        RegressionLoss::Huber(self.loss.delta.unwrap_or(1.0) as f32)
                     }
                     LossClass::SmoothL1Loss => {
-                        sgd::RegressionLoss::SmoothL1(self.loss.beta.unwrap_or(1.0) as f32)
+                        RegressionLoss::SmoothL1(self.loss.beta.unwrap_or(1.0) as f32)
                     }
-                    LossClass::MseLoss | LossClass::CrossEntropyLoss => sgd::RegressionLoss::Mse,
+                    LossClass::MseLoss | LossClass::CrossEntropyLoss => RegressionLoss::Mse,
                 };
-                sgd::Target::Values(rows.iter().map(|&k| y(k)).collect(), kind)
+                Target::Values(rows.iter().map(|&k| y(k)).collect(), kind)
             }
         }
     }
@@ -427,12 +428,7 @@ impl DpState<'_> {
 
 /// The summed (clipped to `clip` per sample, when given) gradients of a batch, and its summed
 /// loss.
-fn batch_sums(
-    net: &Net,
-    x: Tensor<2>,
-    target: &sgd::Target,
-    clip: Option<f64>,
-) -> (sgd::Sums, f64) {
+fn batch_sums(net: &Net, x: Tensor<2>, target: &Target, clip: Option<f64>) -> (sgd::Sums, f64) {
     let bp = sgd::backprop_net(
         sgd::conv_of(net).as_ref(),
         &sgd::layers_of(net),

@@ -3,6 +3,7 @@
 //! One module per concern, in the order a run uses them:
 //! - [`data`]: features and labels from the joined table, the split, the scaler;
 //! - [`model`]: the network (Burn), its forward pass and the device;
+//! - [`loss`]: each sample's loss and its gradient (cross-entropy, MSE, L1, Huber, SmoothL1);
 //! - [`fit`]: the training loop, plain or DP-SGD, with the learning-rate [`schedule`];
 //! - [`dp`]: DP-SGD's per-sample clipping and noise ([`dp::sgd`]), the RDP accountant
 //!   ([`dp::accountant`]) and the run's privacy plan ([`dp::plan`]);
@@ -16,10 +17,14 @@ pub mod data;
 pub mod dp;
 pub mod export;
 pub mod fit;
+pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod schedule;
 pub mod xgb;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use data::{Prepared, Scaler, Split, prepare, split};
 pub use fit::{EpochLog, Trained, train};

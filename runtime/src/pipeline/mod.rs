@@ -19,9 +19,11 @@
 
 mod check;
 pub mod config;
+pub mod loss;
 pub mod scheduler;
 
 pub use config::*;
+pub use loss::*;
 pub use scheduler::*;
 
 use serde_json::Value;
