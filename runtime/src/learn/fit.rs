@@ -19,6 +19,8 @@ use super::loss::{RegressionLoss, Target};
 use super::metrics::{accuracy, argmax_rows, mse};
 use super::model::{Net, device, predict};
 use super::schedule::lr_at;
+use crate::pipeline::ExpressionLoss;
+use crate::pipeline::loss::expr::Component;
 use crate::pipeline::{
     Activation, LossClass, LossParams, ModelName, OptimizerName, Reduction, Scheduler, TaskType,
     TrainConfig,
@@ -265,6 +267,8 @@ struct Rows<'a> {
     /// The loss's class and parameters (`loss_config`, else by task: cross-entropy or MSE).
     loss: LossParams,
     class: LossClass,
+    /// A loss by expression (its components' classes and params are in it).
+    expression: Option<std::sync::Arc<ExpressionLoss>>,
 }
 
 impl<'a> Rows<'a> {
@@ -293,6 +297,11 @@ impl<'a> Rows<'a> {
             out_dim,
             loss,
             class,
+            expression: cfg
+                .loss_config
+                .as_ref()
+                .and_then(|l| l.expression.as_deref())
+                .map(|e| std::sync::Arc::new(e.clone())),
         }
     }
 
@@ -303,21 +312,39 @@ impl<'a> Rows<'a> {
 
     /// The targets of training rows `rows` (indices into the training split).
     fn target(&self, rows: &[usize]) -> Target {
+        match &self.expression {
+            Some(e) => Target::Composed {
+                parts: e
+                    .components
+                    .iter()
+                    .filter_map(|(_, c)| match c {
+                        Component::Loss(class, params) => Some(self.base(rows, *class, params)),
+                        Component::Function { .. } => None,
+                    })
+                    .collect(),
+                loss: e.clone(),
+            },
+            None => self.base(rows, self.class, &self.loss),
+        }
+    }
+
+    /// One loss class's targets for training rows `rows`.
+    fn base(&self, rows: &[usize], class: LossClass, params: &LossParams) -> Target {
         let y = |k: usize| self.p.y[self.sp.train[k]];
         match self.task {
             TaskType::Classification => Target::Classes {
                 labels: rows.iter().map(|&k| y(k) as usize).collect(),
                 classes: self.out_dim,
-                label_smoothing: self.loss.label_smoothing.unwrap_or(0.0) as f32,
+                label_smoothing: params.label_smoothing.unwrap_or(0.0) as f32,
             },
             TaskType::Regression => {
-                let kind = match self.class {
+                let kind = match class {
                     LossClass::L1Loss => RegressionLoss::L1,
                     LossClass::HuberLoss => {
-                        RegressionLoss::Huber(self.loss.delta.unwrap_or(1.0) as f32)
+                        RegressionLoss::Huber(params.delta.unwrap_or(1.0) as f32)
                     }
                     LossClass::SmoothL1Loss => {
-                        RegressionLoss::SmoothL1(self.loss.beta.unwrap_or(1.0) as f32)
+                        RegressionLoss::SmoothL1(params.beta.unwrap_or(1.0) as f32)
                     }
                     LossClass::MseLoss | LossClass::CrossEntropyLoss => RegressionLoss::Mse,
                 };
@@ -565,6 +592,40 @@ mod tests {
                 .zip(run("sum", 0.3))
                 .any(|(a, b)| (a - b).abs() > 1e-3),
             "the reduction changes the step"
+        );
+    }
+
+    #[test]
+    fn a_focal_loss_with_gamma_zero_trains_as_cross_entropy() {
+        let run = |loss: serde_json::Value| {
+            let (p, sp) = data();
+            let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
+                "dataset_config": {"target_variable": "y"},
+                "model_config": {"name": "MLP", "hidden_layers": [4]},
+                "loss_config": loss, "total_epochs": 3, "batch_size": 8,
+            }))
+            .unwrap();
+            let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
+            let x = t.scaler.transform(&p, &sp.test);
+            predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
+        };
+        let focal = |gamma: f64| {
+            serde_json::json!({"expression": "alpha * (1 - pt)**gamma * ce_loss",
+                "components": {
+                    "ce_loss": {"class": "nn.CrossEntropyLoss", "params": {"reduction": "none"}},
+                    "pt": {"class": "torch.exp", "params": {"input": "-$ce_loss"}}},
+                "variables": {"alpha": 1, "gamma": gamma}, "reduction": "mean"})
+        };
+        let ce = run(serde_json::json!({"class": "torch.nn.CrossEntropyLoss"}));
+        for (a, b) in run(focal(0.0)).iter().zip(&ce) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(
+            run(focal(2.0))
+                .iter()
+                .zip(&ce)
+                .any(|(a, b)| (a - b).abs() > 1e-4),
+            "gamma 2 trains another model"
         );
     }
 }

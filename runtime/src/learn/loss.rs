@@ -2,7 +2,12 @@
 //! outputs, as PyTorch defines them. Both the plain and the DP-SGD backward pass start from
 //! here, so every loss can be clipped per sample.
 
+use std::sync::Arc;
+
 use burn::tensor::{Tensor, TensorData};
+
+use crate::pipeline::ExpressionLoss;
+use crate::pipeline::loss::expr::{Component, Expr, Function, Op};
 
 /// The loss of the task, per sample.
 #[derive(Debug, Clone)]
@@ -19,6 +24,14 @@ pub enum Target {
     },
     /// A regression loss against one output.
     Values(Vec<f32>, RegressionLoss),
+    /// A loss by expression: its loss components (`parts`, in the order written) computed per
+    /// sample and combined per sample by the expression; the gradient by the chain rule.
+    Composed {
+        /// One target per loss component of `loss`.
+        parts: Vec<Target>,
+        /// The expression and its components.
+        loss: Arc<ExpressionLoss>,
+    },
 }
 
 /// A regression loss of the residual `d = zᵢ − yᵢ`, as PyTorch defines it.
@@ -37,9 +50,16 @@ pub enum RegressionLoss {
 /// The summed loss of outputs `out` `[B, k]` and its gradient with respect to them (each
 /// row: that sample's loss's gradient).
 pub fn loss_and_gradient(out: Tensor<2>, target: &Target) -> (Tensor<2>, f64) {
+    let (grad, losses) = per_sample(out, target);
+    (grad, scalar(losses))
+}
+
+/// Each sample's loss `[B, 1]` and its gradient with respect to the outputs `[B, k]`.
+fn per_sample(out: Tensor<2>, target: &Target) -> (Tensor<2>, Tensor<2>) {
     let device = out.device();
     let b = out.dims()[0];
     match target {
+        Target::Composed { parts, loss } => composed(out, parts, loss),
         Target::Classes {
             labels,
             classes,
@@ -52,7 +72,7 @@ pub fn loss_and_gradient(out: Tensor<2>, target: &Target) -> (Tensor<2>, f64) {
             }
             let q = Tensor::<2>::from_data(TensorData::new(q, [b, *classes]), &device);
             let logp = burn::tensor::activation::log_softmax(out, 1);
-            let loss = -scalar(logp.clone().mul(q.clone()));
+            let loss = logp.clone().mul(q.clone()).sum_dim(1).neg();
             (logp.exp() - q, loss)
         }
         Target::Values(y, kind) => {
@@ -63,10 +83,10 @@ pub fn loss_and_gradient(out: Tensor<2>, target: &Target) -> (Tensor<2>, f64) {
             let inside = |w: f32| abs.clone().lower_elem(w).float();
             match *kind {
                 RegressionLoss::Mse => {
-                    let loss = scalar(d.clone().powf_scalar(2.0));
+                    let loss = d.clone().powf_scalar(2.0);
                     (d.mul_scalar(2.0), loss)
                 }
-                RegressionLoss::L1 => (d.sign(), scalar(abs)),
+                RegressionLoss::L1 => (d.sign(), abs),
                 RegressionLoss::Huber(delta) => {
                     let m = inside(delta);
                     let outside = m.clone().neg().add_scalar(1.0);
@@ -75,7 +95,7 @@ pub fn loss_and_gradient(out: Tensor<2>, target: &Target) -> (Tensor<2>, f64) {
                             .clone()
                             .mul(abs.clone().sub_scalar(0.5 * delta).mul_scalar(delta));
                     let grad = m.mul(d.clone()) + outside.mul(d.sign().mul_scalar(delta));
-                    (grad, scalar(loss))
+                    (grad, loss)
                 }
                 RegressionLoss::SmoothL1(beta) if beta > 0.0 => {
                     let m = inside(beta);
@@ -85,9 +105,163 @@ pub fn loss_and_gradient(out: Tensor<2>, target: &Target) -> (Tensor<2>, f64) {
                         .mul(d.clone().powf_scalar(2.0).mul_scalar(0.5 / beta))
                         + outside.clone().mul(abs.clone().sub_scalar(0.5 * beta));
                     let grad = m.mul(d.clone().div_scalar(beta)) + outside.mul(d.sign());
-                    (grad, scalar(loss))
+                    (grad, loss)
                 }
-                RegressionLoss::SmoothL1(_) => (d.sign(), scalar(abs)),
+                RegressionLoss::SmoothL1(_) => (d.sign(), abs),
+            }
+        }
+    }
+}
+
+/// A loss by expression, per sample: each part's losses and gradients, then per sample the
+/// expression with forward-mode derivatives with respect to the parts' losses.
+fn composed(out: Tensor<2>, parts: &[Target], loss: &ExpressionLoss) -> (Tensor<2>, Tensor<2>) {
+    let device = out.device();
+    let b = out.dims()[0];
+    let (grads, values): (Vec<Tensor<2>>, Vec<Vec<f32>>) = parts
+        .iter()
+        .map(|p| {
+            let (g, l) = per_sample(out.clone(), p);
+            let v = l
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            (g, v)
+        })
+        .unzip();
+    let m = parts.len();
+    let mut coef = vec![vec![0f32; b]; m];
+    let mut total = vec![0f32; b];
+    for i in 0..b {
+        let base: Vec<f64> = values
+            .iter()
+            .map(|v| f64::from(v.get(i).copied().unwrap_or(0.0)))
+            .collect();
+        let d = evaluate(loss, &base);
+        total[i] = d.v as f32;
+        for (j, c) in coef.iter_mut().enumerate() {
+            c[i] = d.d[j] as f32;
+        }
+    }
+    let mut grad = out.zeros_like();
+    for (g, c) in grads.into_iter().zip(coef) {
+        grad = grad + g.mul(Tensor::<2>::from_data(TensorData::new(c, [b, 1]), &device));
+    }
+    (
+        grad,
+        Tensor::<2>::from_data(TensorData::new(total, [b, 1]), &device),
+    )
+}
+
+/// A value and its derivatives with respect to the parts' losses.
+#[derive(Debug, Clone)]
+struct Dual {
+    v: f64,
+    d: Vec<f64>,
+}
+
+impl Dual {
+    fn constant(v: f64, m: usize) -> Self {
+        Self { v, d: vec![0.0; m] }
+    }
+
+    fn map(&self, v: f64, slope: f64) -> Self {
+        Self {
+            v,
+            d: self.d.iter().map(|x| x * slope).collect(),
+        }
+    }
+
+    fn zip(&self, o: &Self, v: f64, sa: f64, sb: f64) -> Self {
+        Self {
+            v,
+            d: self
+                .d
+                .iter()
+                .zip(&o.d)
+                .map(|(a, b)| a * sa + b * sb)
+                .collect(),
+        }
+    }
+}
+
+/// The expression at one sample whose parts' losses are `base`.
+fn evaluate(loss: &ExpressionLoss, base: &[f64]) -> Dual {
+    let m = base.len();
+    let mut names: Vec<(&str, Dual)> = Vec::new();
+    let mut j = 0;
+    for (name, c) in &loss.components {
+        let value = match c {
+            Component::Loss(..) => {
+                let mut d = Dual::constant(base.get(j).copied().unwrap_or(0.0), m);
+                if let Some(x) = d.d.get_mut(j) {
+                    *x = 1.0;
+                }
+                j += 1;
+                d
+            }
+            Component::Function {
+                function,
+                input,
+                negate,
+            } => {
+                let x = names
+                    .iter()
+                    .find(|n| n.0 == input)
+                    .map(|n| n.1.clone())
+                    .unwrap_or_else(|| Dual::constant(0.0, m));
+                let x = if *negate { x.map(-x.v, -1.0) } else { x };
+                match function {
+                    Function::Exp => x.map(x.v.exp(), x.v.exp()),
+                    Function::Log => x.map(x.v.ln(), 1.0 / x.v),
+                    Function::Sqrt => x.map(x.v.sqrt(), 0.5 / x.v.sqrt()),
+                }
+            }
+        };
+        names.push((name, value));
+    }
+    let lookup = |n: &str| {
+        names
+            .iter()
+            .find(|x| x.0 == n)
+            .map(|x| x.1.clone())
+            .or_else(|| loss.variables.get(n).map(|v| Dual::constant(*v, m)))
+            .unwrap_or_else(|| Dual::constant(0.0, m))
+    };
+    eval_expr(&loss.expression, &lookup, m)
+}
+
+fn eval_expr(e: &Expr, lookup: &dyn Fn(&str) -> Dual, m: usize) -> Dual {
+    match e {
+        Expr::Num(x) => Dual::constant(*x, m),
+        Expr::Name(n) => lookup(n),
+        Expr::Neg(a) => {
+            let a = eval_expr(a, lookup, m);
+            a.map(-a.v, -1.0)
+        }
+        Expr::Bin(op, a, b) => {
+            let (a, b) = (eval_expr(a, lookup, m), eval_expr(b, lookup, m));
+            match op {
+                Op::Add => a.zip(&b, a.v + b.v, 1.0, 1.0),
+                Op::Sub => a.zip(&b, a.v - b.v, 1.0, -1.0),
+                Op::Mul => a.zip(&b, a.v * b.v, b.v, a.v),
+                Op::Div => a.zip(&b, a.v / b.v, 1.0 / b.v, -a.v / (b.v * b.v)),
+                Op::Pow => {
+                    let v = a.v.powf(b.v);
+                    // d(a^b) = b a^(b-1) da + a^b ln(a) db (the second term only when b varies).
+                    let sa = if a.v == 0.0 && b.v >= 1.0 {
+                        if b.v == 1.0 { 1.0 } else { 0.0 }
+                    } else {
+                        b.v * a.v.powf(b.v - 1.0)
+                    };
+                    let sb = if b.d.iter().all(|x| *x == 0.0) {
+                        0.0
+                    } else {
+                        v * a.v.ln()
+                    };
+                    a.zip(&b, v, sa, sb)
+                }
             }
         }
     }
@@ -197,5 +371,72 @@ mod tests {
                 g[i]
             );
         }
+    }
+
+    /// mnist's focal loss, as DEPA's mnist scenario writes it.
+    fn focal() -> Arc<ExpressionLoss> {
+        let c: crate::pipeline::LossConfig = serde_json::from_value(serde_json::json!({
+            "expression": "alpha * (1 - pt)**gamma * ce_loss",
+            "components": {
+                "ce_loss": {"class": "nn.CrossEntropyLoss", "params": {"reduction": "none"}},
+                "pt": {"class": "torch.exp", "params": {"input": "-$ce_loss"}}
+            },
+            "variables": {"alpha": 1, "gamma": 2},
+            "reduction": "mean"
+        }))
+        .unwrap();
+        Arc::new(*c.expression.unwrap())
+    }
+
+    #[test]
+    fn an_expression_loss_is_its_formula_per_sample_and_its_gradient_the_chain_rule() {
+        let device = device().inner();
+        let z = vec![0.3f32, -1.2, 2.0, 1.5, 0.1, -0.4];
+        let labels = vec![2usize, 1];
+        let target = Target::Composed {
+            parts: vec![Target::Classes {
+                labels: labels.clone(),
+                classes: 3,
+                label_smoothing: 0.0,
+            }],
+            loss: focal(),
+        };
+        let t = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [2, 3]), &device);
+        let (g, l) = loss_and_gradient(t(z.clone()), &target);
+        // By hand: ce = logsumexp(z) - z[y], pt = exp(-ce), focal = (1 - pt)^2 ce.
+        let want: f64 = z
+            .chunks(3)
+            .zip(&labels)
+            .map(|(r, &y)| {
+                let lse = r.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
+                let ce = lse - f64::from(r[y]);
+                (1.0 - (-ce).exp()).powi(2) * ce
+            })
+            .sum();
+        assert!((l - want).abs() < 1e-5, "{l} vs {want}");
+        let g = vecf(g);
+        for i in 0..z.len() {
+            let at = |dz: f32| {
+                let mut v = z.clone();
+                v[i] += dz;
+                loss_and_gradient(t(v), &target).1
+            };
+            let num = (at(1e-3) - at(-1e-3)) / 2e-3;
+            assert!(
+                (num - f64::from(g[i])).abs() < 1e-2,
+                "[{i}]: {num} vs {}",
+                g[i]
+            );
+        }
+        // The focal loss is below plain cross-entropy (the factor (1 - pt)^2 < 1).
+        let (_, ce) = loss_and_gradient(
+            t(z),
+            &Target::Classes {
+                labels,
+                classes: 3,
+                label_smoothing: 0.0,
+            },
+        );
+        assert!(l < ce, "{l} vs {ce}");
     }
 }

@@ -2,9 +2,10 @@
 
 use serde_json::Value;
 
+use super::loss::expr::Component;
 use super::{
-    Framework, Join, LossClass, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS, PipelineError,
-    Scheduler, Step, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
+    Framework, Join, LossClass, LossParams, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS,
+    PipelineError, Scheduler, Step, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -126,23 +127,41 @@ fn loss_config(t: &TrainConfig) -> Result<(), PipelineError> {
     if t.loss.is_some() {
         return Err(at("loss_config", "give `loss` or `loss_config`, not both"));
     }
-    if lc.class.task() != t.task_type {
+    match &lc.expression {
+        None => class_loss(t, "loss_config", lc.class, &lc.params),
+        Some(e) => {
+            for (name, c) in &e.components {
+                if let Component::Loss(class, params) = c {
+                    class_loss(t, &format!("loss_config.components.{name}"), *class, params)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One loss class at `path`: of the task, with the params its class takes, in range.
+fn class_loss(
+    t: &TrainConfig,
+    path: &str,
+    class: LossClass,
+    p: &LossParams,
+) -> Result<(), PipelineError> {
+    if class.task() != t.task_type {
         return Err(at(
-            "loss_config.class",
+            &format!("{path}.class"),
             &format!(
-                "{:?} is a loss of {}, the task_type is {}",
-                lc.class,
-                lc.class.task(),
+                "{class:?} is a loss of {}, the task_type is {}",
+                class.task(),
                 t.task_type
             ),
         ));
     }
-    let p = &lc.params;
-    let own = |k: &str, given: bool, class: LossClass| {
-        if given && lc.class != class {
+    let own = |k: &str, given: bool, owner: LossClass| {
+        if given && class != owner {
             Err(at(
-                &format!("loss_config.params.{k}"),
-                &format!("{:?} takes no {k} ({class:?} does)", lc.class),
+                &format!("{path}.params.{k}"),
+                &format!("{class:?} takes no {k} ({owner:?} does)"),
             ))
         } else {
             Ok(())
@@ -157,15 +176,15 @@ fn loss_config(t: &TrainConfig) -> Result<(), PipelineError> {
     own("beta", p.beta.is_some(), LossClass::SmoothL1Loss)?;
     if p.label_smoothing.is_some_and(|e| !(0.0..=1.0).contains(&e)) {
         return Err(at(
-            "loss_config.params.label_smoothing",
+            &format!("{path}.params.label_smoothing"),
             "must be in [0, 1]",
         ));
     }
     if p.delta.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
-        return Err(at("loss_config.params.delta", "must be > 0"));
+        return Err(at(&format!("{path}.params.delta"), "must be > 0"));
     }
     if p.beta.is_some_and(|b| !(b >= 0.0 && b.is_finite())) {
-        return Err(at("loss_config.params.beta", "must be >= 0"));
+        return Err(at(&format!("{path}.params.beta"), "must be >= 0"));
     }
     Ok(())
 }
@@ -588,6 +607,26 @@ mod tests {
             json!({"dataset_config": {"target_variable": "y"}, "task_type": task,
                    "model_config": {"name": "MLP", "hidden_layers": [4]}, "loss_config": l})
         };
+        // mnist's focal loss by expression, as DEPA writes it.
+        let p = Pipeline::from_value(&pipeline(t(
+            "classification",
+            json!({"expression": "alpha * (1 - pt)**gamma * ce_loss",
+                "components": {
+                    "ce_loss": {"class": "nn.CrossEntropyLoss", "params": {"reduction": "none"}},
+                    "pt": {"class": "torch.exp", "params": {"input": "-$ce_loss"}}},
+                "variables": {"alpha": 1, "gamma": 2}, "reduction": "mean"}),
+        )))
+        .unwrap();
+        assert_eq!(
+            p.train
+                .loss_config
+                .unwrap()
+                .expression
+                .unwrap()
+                .components
+                .len(),
+            2
+        );
         // cifar10's loss config, as DEPA writes it.
         let p = Pipeline::from_value(&pipeline(t(
             "classification",
@@ -605,11 +644,44 @@ mod tests {
                 json!({"class": "torch.nn.BCELoss", "params": {"reduction": "mean"}}),
                 "BCELoss",
             ),
-            // mnist's focal loss by expression.
+            // Losses by expression: a component is needed, names must be defined, no calls,
+            // a function reads an earlier component, a component's loss is per sample.
             (
                 "classification",
                 json!({"expression": "alpha * ce", "components": {}}),
-                "by expression",
+                "at least one loss class",
+            ),
+            (
+                "classification",
+                json!({"expression": "alpha * ce", "components": {"ce": {"class": "nn.CrossEntropyLoss"}}}),
+                "`alpha` is neither",
+            ),
+            (
+                "classification",
+                json!({"expression": "exp(ce)", "components": {"ce": {"class": "nn.CrossEntropyLoss"}}}),
+                "calls and attributes",
+            ),
+            (
+                "classification",
+                json!({"expression": "pt * ce", "components": {
+                    "pt": {"class": "torch.exp", "params": {"input": "-$ce"}},
+                    "ce": {"class": "nn.CrossEntropyLoss"}}}),
+                "no component `ce` before it",
+            ),
+            (
+                "classification",
+                json!({"expression": "ce", "components": {"ce": {"class": "nn.CrossEntropyLoss", "params": {"reduction": "mean"}}}}),
+                "reduction `none`",
+            ),
+            (
+                "classification",
+                json!({"expression": "(ce", "components": {"ce": {"class": "nn.CrossEntropyLoss"}}}),
+                "is not closed",
+            ),
+            (
+                "regression",
+                json!({"expression": "ce", "components": {"ce": {"class": "nn.CrossEntropyLoss", "params": {"reduction": "none"}}}}),
+                "loss_config.components.ce.class",
             ),
             (
                 "regression",

@@ -23,6 +23,7 @@ pub mod loss;
 pub mod scheduler;
 
 pub use config::*;
+pub use loss::expr::ExpressionLoss;
 pub use loss::*;
 pub use scheduler::*;
 

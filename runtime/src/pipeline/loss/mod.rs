@@ -4,16 +4,22 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod expr;
+
 use super::TaskType;
+use expr::ExpressionLoss;
 
 /// A loss in DEPA's class form: a `torch.nn` loss class and its parameters. Every loss is a
 /// sum of per-sample terms, so DP-SGD clips each sample's gradient of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LossConfig {
-    /// The class.
+    /// The class (for the expression form, its components' loss class).
     pub class: LossClass,
-    /// Its parameters.
+    /// Its parameters (for the expression form, the expression's `reduction`).
     pub params: LossParams,
+    /// The expression form (DEPA's `expression`, `components`, `variables`).
+    #[serde(skip)]
+    pub expression: Option<Box<ExpressionLoss>>,
 }
 
 /// The `torch.nn` loss classes ccr computes (`torch.nn.X`, `nn.X` or `X`).
@@ -85,42 +91,66 @@ pub enum Reduction {
 impl<'de> Deserialize<'de> for LossConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let Value::Object(mut m) = Value::deserialize(d)? else {
-            return Err(D::Error::custom("expected {\"class\", \"params\"}"));
+        let Value::Object(m) = Value::deserialize(d)? else {
+            return Err(D::Error::custom(
+                "expected {\"class\", \"params\"} or {\"expression\", \"components\", ...}",
+            ));
         };
         if m.contains_key("expression") {
-            return Err(D::Error::custom(
-                "losses by expression (`expression`, `components`, `variables`) are not supported yet; give a `class`",
-            ));
+            let e = ExpressionLoss::from_json(&m).map_err(D::Error::custom)?;
+            let reduction = match m.get("reduction").and_then(Value::as_str) {
+                None | Some("mean") => Reduction::Mean,
+                Some("sum") => Reduction::Sum,
+                Some(r) => {
+                    return Err(D::Error::custom(format!("`reduction` `{r}`: mean or sum")));
+                }
+            };
+            let class = e.classes().next().unwrap_or(LossClass::CrossEntropyLoss);
+            return Ok(Self {
+                class,
+                params: LossParams {
+                    reduction,
+                    ..LossParams::default()
+                },
+                expression: Some(Box::new(e)),
+            });
         }
-        if let Some(k) = m.keys().find(|k| *k != "class" && *k != "params") {
-            return Err(D::Error::custom(format!(
-                "unknown field `{k}`, expected `class` or `params`"
-            )));
-        }
-        let Some(Value::String(written)) = m.remove("class") else {
-            return Err(D::Error::custom(
-                "`class`: a torch.nn loss class is required",
-            ));
-        };
-        let short = written
-            .strip_prefix("torch.nn.")
-            .or_else(|| written.strip_prefix("nn."))
-            .unwrap_or(&written);
-        let class = LossClass::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(
-            short,
-        ))
-        .map_err(|e| {
-            D::Error::custom(format!(
-                "class `{written}`: {e} (BCELoss, BCEWithLogitsLoss and NLLLoss need a model that ends in a sigmoid or log-softmax: DEPA model graphs, not yet)"
-            ))
-        })?;
-        let params = match m.remove("params") {
-            None | Some(Value::Null) => LossParams::default(),
-            Some(v) => {
-                serde_json::from_value(v).map_err(|e| D::Error::custom(format!("params: {e}")))?
-            }
-        };
-        Ok(Self { class, params })
+        let (class, params) = class_and_params(m).map_err(D::Error::custom)?;
+        Ok(Self {
+            class,
+            params,
+            expression: None,
+        })
     }
+}
+
+/// A loss class and its parameters from `{"class", "params"}`.
+///
+/// # Errors
+/// A reason naming the field.
+pub(super) fn class_and_params(
+    mut m: serde_json::Map<String, Value>,
+) -> Result<(LossClass, LossParams), String> {
+    if let Some(k) = m.keys().find(|k| *k != "class" && *k != "params") {
+        return Err(format!("unknown field `{k}`, expected `class` or `params`"));
+    }
+    let Some(Value::String(written)) = m.remove("class") else {
+        return Err("`class`: a torch.nn loss class is required".into());
+    };
+    let short = written
+        .strip_prefix("torch.nn.")
+        .or_else(|| written.strip_prefix("nn."))
+        .unwrap_or(&written);
+    let class = serde_json::from_value::<LossClass>(Value::String(short.to_string())).map_err(
+        |e| {
+            format!(
+                "class `{written}`: {e} (BCELoss, BCEWithLogitsLoss and NLLLoss need a model that ends in a sigmoid or log-softmax: DEPA model graphs, not yet)"
+            )
+        },
+    )?;
+    let params = match m.remove("params") {
+        None | Some(Value::Null) => LossParams::default(),
+        Some(v) => serde_json::from_value(v).map_err(|e| format!("params: {e}"))?,
+    };
+    Ok((class, params))
 }
