@@ -84,6 +84,22 @@ pub enum CloudError {
     },
 }
 
+/// The trust anchors of a PEM bundle (one or more `CERTIFICATE` blocks), for
+/// [`CloudClient::new`]'s `roots`; `what` names the input in errors (`--cloud-ca`).
+///
+/// # Errors
+/// [`ccr_attest::AttestError::Certificate`] naming `what` for a bundle with no certificate or
+/// a block that is not DER X.509.
+pub fn roots_from_pem(
+    pem: &[u8],
+    what: &'static str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ccr_attest::AttestError> {
+    Ok(ccr_attest::amd::AmdCert::pem_bundle(pem, what)?
+        .iter()
+        .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+        .collect())
+}
+
 /// Reads `(code, message)` from an error body of any of the shapes in the module docs.
 pub fn error_fields(body: &str) -> (String, String) {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);

@@ -50,10 +50,8 @@ pub(crate) fn cloud_client(
         Some(p) => {
             let b = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
             Some(
-                ccr_attest::amd::AmdCert::pem_bundle(&b, "--cloud-ca")?
-                    .iter()
-                    .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-                    .collect::<Vec<_>>(),
+                ccr_keybroker::cloud_http::roots_from_pem(&b, "--cloud-ca")
+                    .with_context(|| p.display().to_string())?,
             )
         }
     };

@@ -108,14 +108,9 @@ fn main() {
     let roots = match &args.cloud_ca {
         None => None,
         Some(p) => match std::fs::read(p).map_err(|e| e.to_string()).and_then(|b| {
-            ccr_attest::amd::AmdCert::pem_bundle(&b, "--cloud-ca").map_err(|e| e.to_string())
+            ccr_keybroker::cloud_http::roots_from_pem(&b, "--cloud-ca").map_err(|e| e.to_string())
         }) {
-            Ok(certs) => Some(
-                certs
-                    .iter()
-                    .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-                    .collect(),
-            ),
+            Ok(certs) => Some(certs),
             Err(e) => {
                 tracing::error!(error = %e, path = %p.display(), "--cloud-ca");
                 std::process::exit(2);

@@ -33,8 +33,8 @@ fn read(path: &Path) -> Result<Vec<u8>, JobError> {
     std::fs::read(path).map_err(JobError::read(path))
 }
 
-/// Loads and verifies the contract and pipeline now, checks the privacy plan against the
-/// contract's budgets, and reads the base model.
+/// Loads and verifies the contract and pipeline now, checks that the output does not exist
+/// yet and the privacy plan against the contract's budgets, and reads the base model.
 ///
 /// # Errors
 /// [`JobError::Contract`], [`JobError::Pipeline`], [`JobError::Read`], [`JobError::Input`],
@@ -59,6 +59,13 @@ pub fn load(cfg: &JobConfig) -> Result<Inputs, JobError> {
         path: cfg.pipeline.clone(),
         source,
     })?;
+    // Refused before the base model is read or anything is attested.
+    if cfg.out.exists() {
+        return Err(JobError::Config(format!(
+            "--out {}: already exists, refusing to overwrite",
+            cfg.out.display()
+        )));
+    }
     let formats = vc.contract().output_formats();
     let (fits, wants) = if pipeline.train.model_config.name == ModelName::XgBoost {
         (formats.contains(&OutputFormat::XgboostJson), "XGBoostJSON")

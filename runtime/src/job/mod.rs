@@ -123,12 +123,6 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     // 1. start
     let inp = info_span!("start").in_scope(|| inputs::load(cfg))?;
     let contract = inp.contract.contract();
-    if cfg.out.exists() {
-        return Err(JobError::Config(format!(
-            "--out {}: already exists, refusing to overwrite",
-            cfg.out.display()
-        )));
-    }
     info!(contract = %contract.id, contract_digest = %hex::encode(inp.contract.digest()), pipeline_digest = %contract.pipeline_digest, "contract verified");
     laps.done("start")?;
 

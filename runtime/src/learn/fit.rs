@@ -297,11 +297,7 @@ impl<'a> Rows<'a> {
             out_dim,
             loss,
             class,
-            expression: cfg
-                .loss_config
-                .as_ref()
-                .and_then(|l| l.expression.as_deref())
-                .map(|e| std::sync::Arc::new(e.clone())),
+            expression: cfg.loss_config.as_ref().and_then(|l| l.expression.clone()),
         }
     }
 

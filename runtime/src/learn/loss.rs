@@ -385,7 +385,7 @@ mod tests {
             "reduction": "mean"
         }))
         .unwrap();
-        Arc::new(*c.expression.unwrap())
+        c.expression.unwrap()
     }
 
     #[test]

@@ -22,17 +22,6 @@ pub fn argmax_rows(out: &[f32], k: usize) -> Vec<f32> {
         .collect()
 }
 
-/// F1 score of class indices: for two classes, of class 1; for more, the mean over classes
-/// (macro F1). A class never predicted nor present adds nothing to the mean.
-pub fn f1(pred: &[f32], labels: &[f32], classes: usize) -> f64 {
-    let avg = if classes == 2 {
-        Average::Binary
-    } else {
-        Average::Macro
-    };
-    averaged(&per_class(&confusion_matrix(pred, labels, classes)), avg).map_or(0.0, |s| s.f1)
-}
-
 /// Counts of (true class, predicted class), `[k][k]`, rows the true classes. Entries outside
 /// `0..k` are not counted.
 pub fn confusion_matrix(pred: &[f32], labels: &[f32], k: usize) -> Vec<Vec<u64>> {
@@ -323,10 +312,25 @@ mod tests {
     #[test]
     fn f1_matches_hand_computed_values() {
         // Binary: tp 2, fp 1, fn 1 -> 4 / 6.
-        let f = f1(&[1.0, 1.0, 1.0, 0.0, 0.0], &[1.0, 1.0, 0.0, 1.0, 0.0], 2);
+        let f1 = |pred: &[f32], labels: &[f32], k: usize, avg: Average| {
+            averaged(&per_class(&confusion_matrix(pred, labels, k)), avg)
+                .unwrap()
+                .f1
+        };
+        let f = f1(
+            &[1.0, 1.0, 1.0, 0.0, 0.0],
+            &[1.0, 1.0, 0.0, 1.0, 0.0],
+            2,
+            Average::Binary,
+        );
         assert!((f - 4.0 / 6.0).abs() < 1e-12, "{f}");
         // Three classes: per-class F1 1, 1/2, 0 -> macro 1/2.
-        let f = f1(&[0.0, 1.0, 1.0, 2.0], &[0.0, 1.0, 2.0, 1.0], 3);
+        let f = f1(
+            &[0.0, 1.0, 1.0, 2.0],
+            &[0.0, 1.0, 2.0, 1.0],
+            3,
+            Average::Macro,
+        );
         assert!((f - (1.0 + 0.5 + 0.0) / 3.0).abs() < 1e-12, "{f}");
     }
 

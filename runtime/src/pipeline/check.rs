@@ -97,10 +97,7 @@ fn task(t: &TrainConfig) -> Result<(), PipelineError> {
             "loss",
             &format!(
                 "`{}` is the loss of {}, the task_type is {}",
-                serde_json::to_value(l)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                l.as_str(),
                 l.task(),
                 t.task_type
             ),

@@ -198,6 +198,14 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// ccr's name (`cross_entropy`, `mse`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CrossEntropy => "cross_entropy",
+            Self::Mse => "mse",
+        }
+    }
+
     /// The task this loss trains.
     pub fn task(self) -> TaskType {
         match self {

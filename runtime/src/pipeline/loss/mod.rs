@@ -19,7 +19,7 @@ pub struct LossConfig {
     pub params: LossParams,
     /// The expression form (DEPA's `expression`, `components`, `variables`).
     #[serde(skip)]
-    pub expression: Option<Box<ExpressionLoss>>,
+    pub expression: Option<std::sync::Arc<ExpressionLoss>>,
 }
 
 /// The `torch.nn` loss classes ccr computes (`torch.nn.X`, `nn.X` or `X`).
@@ -112,7 +112,7 @@ impl<'de> Deserialize<'de> for LossConfig {
                     reduction,
                     ..LossParams::default()
                 },
-                expression: Some(Box::new(e)),
+                expression: Some(std::sync::Arc::new(e)),
             });
         }
         let (class, params) = class_and_params(m).map_err(D::Error::custom)?;
