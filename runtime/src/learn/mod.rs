@@ -17,6 +17,7 @@ pub mod data;
 pub mod dp;
 pub mod export;
 pub mod fit;
+pub mod graph;
 pub mod loss;
 pub mod metrics;
 pub mod model;

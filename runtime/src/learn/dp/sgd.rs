@@ -364,7 +364,12 @@ impl DpRng {
     }
 }
 
-fn noisy<const D: usize>(g: Tensor<D>, std: f64, expected: f64, rng: &mut DpRng) -> Tensor<D> {
+pub(crate) fn noisy<const D: usize>(
+    g: Tensor<D>,
+    std: f64,
+    expected: f64,
+    rng: &mut DpRng,
+) -> Tensor<D> {
     let device = g.device();
     let dims = g.dims();
     let n = dims.iter().product();
