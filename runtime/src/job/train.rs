@@ -146,7 +146,7 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
     let device = learn::device();
     let xte = trained.scaler.transform(p, &sp.test);
     let out = learn::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
-    let k = *trained.dims.last().unwrap_or(&1);
+    let k = trained.outputs;
     let mut files = vec![(
         "loss_curve.svg".to_string(),
         chart::loss_curve_svg(&trained.epochs).into_bytes(),
@@ -170,8 +170,13 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
             ("task".to_string(), tc.task_type.to_string()),
             ("model".to_string(), tc.model_config.name.to_string()),
         ];
-        let w = onnx::onnx_weights(&trained, tc, meta)?;
-        files.push(("model.onnx".to_string(), onnx::export(&w)));
+        let head = match tc.task_type {
+            TaskType::Classification => onnx::Head::Softmax,
+            TaskType::Regression => onnx::Head::None,
+        };
+        let bytes = onnx::export(&trained.net, &trained.scaler, head, meta)
+            .map_err(|e| learn::TrainError::Data(e.to_string()))?;
+        files.push(("model.onnx".to_string(), bytes));
     }
     Ok(Fitted {
         out,

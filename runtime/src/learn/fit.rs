@@ -1,6 +1,6 @@
 //! The training loop: mini-batches (plain) or Poisson-sampled batches with clipped, noised
-//! gradients (DP-SGD, [`super::dp`]), through one per-layer backward pass; the optimizer; the
-//! per-epoch log; stopping at the privacy budget.
+//! gradients (DP-SGD, [`super::dp`]; per-sample norms by [`super::graph::step`]); the optimizer;
+//! the per-epoch log; stopping at the privacy budget.
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -15,15 +15,15 @@ use super::TrainError;
 use super::data::{Prepared, Scaler, Split};
 use super::dp::plan::{DpPlan, DpSpent};
 use super::dp::{accountant, sgd};
+use super::graph::step as gstep;
 use super::loss::{RegressionLoss, Target};
 use super::metrics::{accuracy, argmax_rows, mse};
-use super::model::{Net, device, predict};
+use super::model::{Net, builtin_graph, device, predict, with_weights_from};
 use super::schedule::lr_at;
 use crate::pipeline::ExpressionLoss;
 use crate::pipeline::loss::expr::Component;
 use crate::pipeline::{
-    Activation, LossClass, LossParams, ModelName, OptimizerName, Reduction, Scheduler, TaskType,
-    TrainConfig,
+    LossClass, LossParams, OptimizerName, Reduction, Scheduler, TaskType, TrainConfig,
 };
 
 /// Per-epoch record.
@@ -48,8 +48,8 @@ pub struct EpochLog {
 pub struct Trained {
     /// The network.
     pub net: Net,
-    /// Layer widths, input first.
-    pub dims: Vec<usize>,
+    /// The number of outputs (classes, or 1).
+    pub outputs: usize,
     /// The scaler.
     pub scaler: Scaler,
     /// Per-epoch log.
@@ -76,9 +76,16 @@ pub fn train(
     let seed = cfg.dataset_config.splits.random_state;
     let device = device();
     device.seed(seed);
-    let (mut net, dims) = build_net(p, cfg, &device, base_model)?;
+    let outputs = match cfg.task_type {
+        TaskType::Classification => p.classes.len(),
+        TaskType::Regression => 1,
+    };
+    let mut net = build_net(p, cfg, &device, base_model, outputs)?;
+    if dp.is_some() {
+        super::graph::per_sample::check_private(net.param_info())?;
+    }
     let scaler = Scaler::fit(cfg.dataset_config.preprocessing.scaler, p, &sp.train);
-    let rows = Rows::new(p, sp, &scaler, cfg, *dims.last().unwrap_or(&1));
+    let rows = Rows::new(p, sp, &scaler, cfg, outputs);
     let xval = scaler.transform(p, &sp.val);
     let prm = &cfg.optimizer.params;
     let wd = (prm.weight_decay > 0.0).then(|| WeightDecayConfig::new(prm.weight_decay as f32));
@@ -116,13 +123,12 @@ pub fn train(
         }),
         None => None,
     };
-    let inner = device.clone().inner();
     for epoch in 1..=cfg.total_epochs {
         let (next, loss_sum, batches) = match &mut dp_state {
-            Some(state) => state.epoch(net, &rows, &order, &inner, &mut step),
+            Some(state) => state.epoch(net, &rows, &order, &device, &mut step),
             None => {
                 order.shuffle(&mut rng);
-                plain_epoch(net, &rows, &order, cfg.batch_size, &inner, &mut step)
+                plain_epoch(net, &rows, &order, cfg.batch_size, &device, &mut step)
             }
         };
         net = next;
@@ -181,7 +187,7 @@ pub fn train(
     };
     Ok(Some(Trained {
         net,
-        dims,
+        outputs,
         scaler,
         epochs,
         dp,
@@ -211,49 +217,20 @@ fn check_schedule(
     Ok(())
 }
 
-/// The network the config describes (its layer widths, input first), with the base model's
-/// weights when one is given.
+/// The network the config describes, with the base model's weights when one is given.
 fn build_net(
     p: &Prepared,
     cfg: &TrainConfig,
     device: &Device,
     base_model: Option<&[u8]>,
-) -> Result<(Net, Vec<usize>), TrainError> {
-    let d = p.d();
-    let out_dim = match cfg.task_type {
-        TaskType::Classification => p.classes.len(),
-        TaskType::Regression => 1,
-    };
-    let mc = &cfg.model_config;
-    let cnn = match (mc.name, mc.input_shape, mc.conv_channels) {
-        (ModelName::Cnn, Some(image), Some(channels)) => {
-            if image.iter().product::<usize>() != d {
-                return Err(TrainError::Data(format!(
-                    "model_config.input_shape {image:?} has {} pixels, the data {d} features",
-                    image.iter().product::<usize>()
-                )));
-            }
-            Some((image, channels))
-        }
-        _ => None,
-    };
-    let mut dims = vec![match cnn {
-        Some((image, channels)) => channels * (image[1] / 2) * (image[2] / 2),
-        None => d,
-    }];
-    if matches!(mc.name, ModelName::Mlp | ModelName::Cnn) {
-        dims.extend(&mc.hidden_layers);
+    outputs: usize,
+) -> Result<Net, TrainError> {
+    let (spec, sample) = builtin_graph(&cfg.model_config, p.d(), outputs)?;
+    let net = Net::new(&spec, &sample, "", device)?;
+    match base_model {
+        Some(bytes) => with_weights_from(net, bytes, device),
+        None => Ok(net),
     }
-    dims.push(out_dim);
-    let tanh = mc.activation == Activation::Tanh;
-    let mut net = match cnn {
-        Some((image, channels)) => Net::cnn(device, image, channels, &dims, tanh),
-        None => Net::new(device, &dims, tanh),
-    };
-    if let Some(bytes) = base_model {
-        net = net.with_weights_from(bytes, device)?;
-    }
-    Ok((net, dims))
 }
 
 /// The scaled training rows and their targets, batch by batch.
@@ -373,15 +350,14 @@ fn plain_epoch(
 ) -> (Net, f64, usize) {
     let (mut loss_sum, mut batches) = (0.0, 0usize);
     for chunk in order.chunks(batch_size) {
-        let (sums, loss) = batch_sums(&net, rows.x(chunk, device), &rows.target(chunk), None);
+        let scale = if rows.mean() {
+            1.0 / chunk.len() as f64
+        } else {
+            1.0
+        };
+        let (grads, loss) = gstep::plain(&net, rows.x(chunk, device), &rows.target(chunk), scale);
         loss_sum += loss / chunk.len() as f64;
         batches += 1;
-        let mean = if rows.mean() {
-            sgd::scale_sums(sums, 1.0 / chunk.len() as f64)
-        } else {
-            sums
-        };
-        let grads = gradients_of(&net, mean);
         net = step(net, grads);
     }
     (net, loss_sum, batches)
@@ -422,67 +398,27 @@ impl DpState<'_> {
             }
             let sample = self.rng.poisson(order, plan.sampling_rate);
             let sums = if sample.is_empty() {
-                sgd::zero_sums(&sgd::layers_of(&net), sgd::conv_of(&net).as_ref())
+                gstep::zeros(&net, &device.clone().inner())
             } else {
-                let (sums, loss) = batch_sums(
+                let (sums, loss) = gstep::clipped(
                     &net,
                     rows.x(&sample, device),
                     &rows.target(&sample),
-                    Some(plan.max_grad_norm),
+                    plan.max_grad_norm,
                 );
                 loss_sum += loss / sample.len() as f64;
                 batches += 1;
                 sums
             };
-            let noisy = sgd::noisy_step(
-                sums,
-                plan.noise_multiplier,
-                plan.max_grad_norm,
-                expected,
-                &mut self.rng,
-            );
-            let grads = gradients_of(&net, noisy);
+            let std = plan.noise_multiplier * plan.max_grad_norm;
+            let rng = &mut self.rng;
+            let noisy = gstep::map(sums, |g| gstep::noisy(g, std, expected, rng));
+            let grads = gstep::to_params(noisy);
             net = step(net, grads);
             self.steps += 1;
         }
         (net, loss_sum, batches)
     }
-}
-
-/// The summed (clipped to `clip` per sample, when given) gradients of a batch, and its summed
-/// loss.
-fn batch_sums(net: &Net, x: Tensor<2>, target: &Target, clip: Option<f64>) -> (sgd::Sums, f64) {
-    let bp = sgd::backprop_net(
-        sgd::conv_of(net).as_ref(),
-        &sgd::layers_of(net),
-        net.tanh,
-        x,
-        target,
-    );
-    let norms = sgd::per_sample_norms(&bp, true);
-    let factors = match clip {
-        Some(c) => sgd::clip_factors(norms, c),
-        None => norms.zeros_like().add_scalar(1.0),
-    };
-    (sgd::clipped_sums(&bp, &factors), bp.loss_sum)
-}
-
-/// Gradients of the network's parameters for the optimizer.
-fn gradients_of(net: &Net, g: sgd::Sums) -> GradientsParams {
-    let mut grads = GradientsParams::new();
-    for (l, (gw, gb)) in net.layers.iter().zip(g.dense) {
-        grads.register(l.weight.id, gw);
-        if let Some(b) = &l.bias {
-            grads.register(b.id, gb);
-        }
-    }
-    if let (Some(c), Some((gw, gb))) = (&net.conv, g.conv) {
-        grads.register(c.weight.id, gw);
-        if let Some(b) = &c.bias {
-            grads.register(b.id, gb);
-        }
-    }
-    grads
 }
 
 #[cfg(test)]

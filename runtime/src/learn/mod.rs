@@ -21,6 +21,7 @@ pub mod graph;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod schedule;
 pub mod xgb;
 

@@ -1,164 +1,134 @@
-//! The network with Burn: an optional convolution front and linear layers, its forward pass,
-//! its weights read from a base model, and the training device.
+//! The network: a model graph ([`super::graph`]) however the pipeline describes it, its weights
+//! read from a base model, prediction, and the training device.
 //!
-//! `LogisticRegression`: one linear layer with one output per class and softmax cross-entropy
-//! (multinomial logistic regression, also for two classes). `LinearRegression`: one linear
-//! layer, one output, mean squared error. `MLP`: linear layers with `relu` or `tanh` between.
-//! `CNN`: one 3×3 convolution (padding 1) with `relu` and 2×2 average pooling in front of an
-//! MLP (for instance the digits scenario's 8×8 images).
+//! ccr's own models are graphs too, their layers named as `model.safetensors` has always named
+//! them:
+//! - `LogisticRegression`: one linear layer `layers.0` with one output per class (softmax
+//!   cross-entropy, also for two classes); `LinearRegression`: one linear layer, one output;
+//! - `MLP`: linear layers `layers.{i}` with `relu` or `tanh` between them;
+//! - `CNN`: a 3×3 convolution `conv` (padding 1) with `relu` and 2×2 average pooling in front
+//!   of an MLP (for instance the digits scenario's 8×8 images).
+//!
+//! A DEPA `model_config` graph keeps PyTorch's `ModelFactory` names (`_layers.<name>`).
 
-use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
+use serde_json::{Value, json};
 
 use super::TrainError;
+use super::graph::{GraphSpec, SpecError};
+use crate::pipeline::{Activation, ModelConfig, ModelName};
 
-/// The network: an optional convolution front (3×3, padding 1, `relu`, 2×2 average pooling)
-/// and linear layers with an activation between them.
-#[derive(Module, Debug)]
-pub struct Net {
-    /// The CNN front (`None` for dense networks).
-    pub(crate) conv: Option<Conv2d>,
-    /// The linear layers, input first.
-    pub(crate) layers: Vec<Linear>,
-    /// `tanh` (else `relu`) between dense layers.
-    #[module(skip)]
-    pub(crate) tanh: bool,
-    /// `[channels, height, width]` of the CNN input.
-    #[module(skip)]
-    pub(crate) image: Option<[usize; 3]>,
-}
+/// The network: a [`super::graph::GraphNet`].
+pub type Net = super::graph::GraphNet;
 
-/// The convolution options of the CNN front: stride 1, padding 1, dilation 1.
-pub fn conv_options() -> burn::tensor::ops::ConvOptions<2> {
-    burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
-}
-
-/// The pooling of the CNN front: 2×2 average, stride 2.
-pub fn pool_options() -> burn::tensor::ops::AvgPoolOptions<2> {
-    burn::tensor::ops::AvgPoolOptions::new([2, 2])
-}
-
-/// The CNN front's kernel size.
-pub const KERNEL: usize = 3;
-
-impl Net {
-    /// Dense layers of widths `dims` (input first) with `tanh` (else `relu`) between them.
-    pub(crate) fn new(device: &Device, dims: &[usize], tanh: bool) -> Self {
-        let layers = dims
-            .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
-            .collect();
-        Self {
-            conv: None,
-            layers,
-            tanh,
-            image: None,
-        }
-    }
-
-    /// A CNN: the convolution `image[0] → channels` in front of linear layers `dims` (whose
-    /// first width is `channels × height/2 × width/2`).
-    pub(crate) fn cnn(
-        device: &Device,
-        image: [usize; 3],
-        channels: usize,
-        dims: &[usize],
-        tanh: bool,
-    ) -> Self {
-        let conv = Conv2dConfig::new([image[0], channels], [KERNEL, KERNEL])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(device);
-        let mut n = Self::new(device, dims, tanh);
-        n.conv = Some(conv);
-        n.image = Some(image);
-        n
-    }
-
-    /// The same network with its parameters read from a `model.safetensors` in ccr's layout
-    /// (module docs): `conv.weight`/`conv.bias` for a CNN and `layers.{i}.weight` `[out, in]`
-    /// and `layers.{i}.bias` for each layer, f32, with this network's shapes. The scaler in
-    /// the file is not used (it is fitted on this run's training split).
-    ///
-    /// # Errors
-    /// [`TrainError::Data`] naming the tensor that is missing, not f32, or of another shape.
-    pub fn with_weights_from(mut self, bytes: &[u8], device: &Device) -> Result<Self, TrainError> {
-        let st = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| TrainError::Data(format!("base model: not safetensors: {e}")))?;
-        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, TrainError> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| TrainError::Data(format!("base model: no tensor `{name}`")))?;
-            if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
-                return Err(TrainError::Data(format!(
-                    "base model: `{name}` is {:?} {:?}, this pipeline's model needs F32 {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
-        };
-        if let Some(c) = &mut self.conv {
-            let dims = c.weight.dims();
-            let w = get("conv.weight", &dims)?;
-            c.weight = burn::module::Param::from_tensor(Tensor::<4>::from_data(
-                TensorData::new(w, dims),
-                device,
-            ));
-            let b = get("conv.bias", &[dims[0]])?;
-            c.bias = Some(burn::module::Param::from_tensor(Tensor::<1>::from_data(
-                TensorData::new(b, [dims[0]]),
-                device,
-            )));
-        }
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let [din, dout] = l.weight.dims();
-            let w = get(&format!("layers.{i}.weight"), &[dout, din])?;
-            let wt = Tensor::<2>::from_data(TensorData::new(w, [dout, din]), device).transpose();
-            l.weight = burn::module::Param::from_tensor(wt);
-            let b = get(&format!("layers.{i}.bias"), &[dout])?;
-            l.bias = Some(burn::module::Param::from_tensor(Tensor::<1>::from_data(
-                TensorData::new(b, [dout]),
-                device,
-            )));
-        }
-        let n = self.layers.len();
-        if st.tensor(&format!("layers.{n}.weight")).is_ok() {
+/// The graph of one of ccr's own models (`model_config.name`) for `d` features and `out`
+/// outputs, and the shape of one sample (`[d]`, or a CNN's `input_shape`).
+///
+/// # Errors
+/// [`TrainError::Data`]: a CNN's `input_shape` that does not hold `d` features.
+pub fn builtin_graph(
+    mc: &ModelConfig,
+    d: usize,
+    out: usize,
+) -> Result<(GraphSpec, Vec<usize>), TrainError> {
+    let act = match mc.activation {
+        Activation::Relu => "F.relu",
+        Activation::Tanh => "F.tanh",
+    };
+    let mut layers = serde_json::Map::new();
+    let mut forward = Vec::new();
+    let mut widths = vec![d];
+    let mut sample = vec![d];
+    let mut h = "x".to_string();
+    if let (ModelName::Cnn, Some(image), Some(ch)) = (mc.name, mc.input_shape, mc.conv_channels) {
+        if image.iter().product::<usize>() != d {
             return Err(TrainError::Data(format!(
-                "base model: it has more than the {n} layers this pipeline's model has"
+                "model_config.input_shape {image:?} has {} pixels, the data {d} features",
+                image.iter().product::<usize>()
             )));
         }
-        Ok(self)
+        layers.insert(
+            "conv".into(),
+            json!({"class": "nn.Conv2d", "params": {"in_channels": image[0], "out_channels": ch, "kernel_size": 3, "padding": 1}}),
+        );
+        forward.push(json!({"ops": ["conv", "F.relu", ["F.avg_pool2d", {"kernel_size": 2}], ["torch.flatten", {"start_dim": 1}]],
+                            "input": ["x"], "output": "c"}));
+        h = "c".into();
+        widths = vec![ch * (image[1] / 2) * (image[2] / 2)];
+        sample = image.to_vec();
     }
+    if matches!(mc.name, ModelName::Mlp | ModelName::Cnn) {
+        widths.extend(&mc.hidden_layers);
+    }
+    widths.push(out);
+    let n = widths.len() - 1;
+    for i in 0..n {
+        let name = format!("layers.{i}");
+        layers.insert(
+            name.clone(),
+            json!({"class": "nn.Linear", "params": {"in_features": widths[i], "out_features": widths[i + 1]}}),
+        );
+        let ops: Vec<Value> = if i + 1 < n {
+            vec![json!(name), json!(act)]
+        } else {
+            vec![json!(name)]
+        };
+        let o = format!("h{i}");
+        forward.push(json!({"ops": ops, "input": [h], "output": o}));
+        h = o;
+    }
+    let v = json!({"layers": layers, "input": ["x"], "forward": forward, "output": [h]});
+    let spec = GraphSpec::parse(&v).map_err(|e| TrainError::Data(e.to_string()))?;
+    Ok((spec, sample))
+}
 
-    /// `[batch, in]` → `[batch, out]` (a CNN reads each row as an image).
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let n = self.layers.len();
-        let mut h = x;
-        if let (Some(conv), Some([c, hh, ww])) = (&self.conv, self.image) {
-            let b = h.dims()[0];
-            let z = conv.forward(h.reshape([b, c, hh, ww]));
-            let pooled =
-                burn::tensor::module::avg_pool2d(burn::tensor::activation::relu(z), pool_options());
-            let [_, co, ph, pw] = pooled.dims();
-            h = pooled.reshape([b, co * ph * pw]);
-        }
-        for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(h);
-            if i + 1 < n {
-                h = if self.tanh {
-                    burn::tensor::activation::tanh(h)
-                } else {
-                    burn::tensor::activation::relu(h)
-                };
-            }
-        }
-        h
+impl From<SpecError> for TrainError {
+    fn from(e: SpecError) -> Self {
+        TrainError::Data(e.to_string())
     }
+}
+
+/// The network with its parameters read from a safetensors base model by their `state_dict`
+/// names (ccr's `layers.{i}.weight` `[out, in]`, `conv.weight`, or a DEPA graph's
+/// `_layers.<name>.weight`), f32, with this network's shapes. `scaler.*` tensors (ccr's own
+/// output) are not used: the scaler is fitted on this run's training split.
+///
+/// # Errors
+/// [`TrainError::Data`] naming the tensor that is missing, not f32, of another shape, or not a
+/// parameter of this network.
+pub fn with_weights_from(net: Net, bytes: &[u8], device: &Device) -> Result<Net, TrainError> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| TrainError::Data(format!("base model: not safetensors: {e}")))?;
+    let want: Vec<String> = net.state_dict().into_iter().map(|t| t.name).collect();
+    for (name, t) in st.tensors() {
+        if name.starts_with("scaler.") || name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        if !want.contains(&name) {
+            return Err(TrainError::Data(format!(
+                "base model: tensor `{name}` is not a parameter of this pipeline's model (it has {})",
+                want.join(", ")
+            )));
+        }
+        if t.dtype() != safetensors::Dtype::F32 {
+            return Err(TrainError::Data(format!(
+                "base model: `{name}` is {:?} {:?}, this pipeline's model needs F32",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+    }
+    let get = |name: &str| {
+        let t = st.tensor(name).ok()?;
+        let v = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Some((t.shape().to_vec(), v))
+    };
+    net.load_state_dict(&get, device)
+        .map_err(|e| TrainError::Data(format!("base model: {e}")))
 }
 
 pub(crate) fn backend_err(e: impl std::fmt::Debug) -> TrainError {
@@ -179,7 +149,8 @@ pub fn device() -> Device {
     Device::ndarray().autodiff()
 }
 
-/// Forward pass on rows (already scaled), returning `[n, out]` row-major outputs.
+/// Forward pass in evaluation mode (no dropout, BatchNorm's running statistics) on rows
+/// (already scaled), returning `[n, out]` row-major outputs.
 ///
 /// # Errors
 /// [`TrainError::Backend`].
@@ -190,15 +161,18 @@ pub fn predict(
     n: usize,
     d: usize,
 ) -> Result<Vec<f32>, TrainError> {
+    use burn::module::Module;
+    let eval = net.valid();
+    let plain = device.clone().inner();
     let mut out = Vec::new();
     for start in (0..n).step_by(1024) {
         let end = (start + 1024).min(n);
         let xb = Tensor::<2>::from_data(
             TensorData::new(x[start * d..end * d].to_vec(), [end - start, d]),
-            device,
+            &plain,
         );
-        let o = net
-            .forward(xb)
+        let o = eval
+            .forward(xb, false)
             .into_data()
             .try_to_vec::<f32>()
             .map_err(backend_err)?;
@@ -210,35 +184,71 @@ pub fn predict(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::ModelConfig;
+
+    fn logistic(d: usize, out: usize) -> Net {
+        let mc: ModelConfig =
+            serde_json::from_value(json!({"name": "LogisticRegression"})).unwrap();
+        let (spec, sample) = builtin_graph(&mc, d, out).unwrap();
+        Net::new(&spec, &sample, "", &device()).unwrap()
+    }
 
     #[test]
     fn a_base_model_of_another_shape_is_refused_naming_the_tensor() {
         let device = device();
-        let st = |shape: Vec<usize>| {
-            let n: usize = shape.iter().product();
-            let data: Vec<u8> = vec![0u8; n * 4];
-            let views = vec![(
-                "layers.0.weight".to_string(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &data)
-                    .unwrap(),
-            )];
+        let st = |tensors: Vec<(&str, Vec<usize>)>| {
+            let data: Vec<Vec<u8>> = tensors
+                .iter()
+                .map(|(_, s)| vec![0u8; s.iter().product::<usize>() * 4])
+                .collect();
+            let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+                .iter()
+                .zip(&data)
+                .map(|((n, s), d)| {
+                    (
+                        n.to_string(),
+                        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                            .unwrap(),
+                    )
+                })
+                .collect();
             safetensors::serialize(views, None).unwrap()
         };
-        let e = Net::new(&device, &[5, 3], false)
-            .with_weights_from(&st(vec![3, 4]), &device)
-            .unwrap_err()
-            .to_string();
+        let e = with_weights_from(
+            logistic(5, 3),
+            &st(vec![
+                ("layers.0.weight", vec![3, 4]),
+                ("layers.0.bias", vec![3]),
+            ]),
+            &device,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            e.contains("`layers.0.weight` is F32 [3, 4]") && e.contains("[3, 5]"),
+            e.contains("`layers.0.weight` is [3, 4]") && e.contains("[3, 5]"),
             "{e}"
         );
-        let e = Net::new(&device, &[5, 3], false)
-            .with_weights_from(&st(vec![3, 5]), &device)
-            .unwrap_err()
-            .to_string();
+        let e = with_weights_from(
+            logistic(5, 3),
+            &st(vec![("layers.0.weight", vec![3, 5])]),
+            &device,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("no tensor `layers.0.bias`"), "{e}");
-        let e = Net::new(&device, &[5, 3], false)
-            .with_weights_from(b"garbage", &device)
+        let e = with_weights_from(
+            logistic(5, 3),
+            &st(vec![
+                ("layers.0.weight", vec![3, 5]),
+                ("layers.0.bias", vec![3]),
+                ("layers.1.weight", vec![3, 3]),
+            ]),
+            &device,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`layers.1.weight` is not a parameter"), "{e}");
+        let e = with_weights_from(logistic(5, 3), b"garbage", &device)
             .unwrap_err()
             .to_string();
         assert!(e.contains("not safetensors"), "{e}");

@@ -3,5 +3,6 @@
 //! `learn::xgb` writes XGBoost's JSON) and the loss chart ([`chart`]).
 
 pub mod chart;
-pub mod onnx;
 pub mod safetensors;
+
+pub use crate::learn::onnx::export as onnx;

@@ -23,8 +23,7 @@
 
 use std::collections::HashMap;
 
-use super::onnx::onnx_weights;
-use crate::learn::model::{KERNEL, backend_err};
+use crate::learn::model::backend_err;
 use crate::learn::{Prepared, TrainError, Trained};
 use crate::pipeline::TrainConfig;
 
@@ -33,30 +32,23 @@ use crate::pipeline::TrainConfig;
 /// # Errors
 /// [`TrainError::Backend`].
 pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Vec<u8>, TrainError> {
-    // The same PyTorch-layout parameters the ONNX export writes.
-    let w = onnx_weights(t, cfg, Vec::new())?;
     let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    if let Some(c) = &w.conv {
-        let [cin, _, _] = c.image;
-        let k = KERNEL;
-        tensors.push((
-            "conv.weight".into(),
-            vec![c.out, cin, k, k],
-            f32_bytes(&c.weight),
-        ));
-        tensors.push(("conv.bias".into(), vec![c.out], f32_bytes(&c.bias)));
-    }
-    for (i, l) in w.layers.iter().enumerate() {
-        tensors.push((
-            format!("layers.{i}.weight"),
-            vec![l.out, l.inp],
-            f32_bytes(&l.weight),
-        ));
-        tensors.push((format!("layers.{i}.bias"), vec![l.out], f32_bytes(&l.bias)));
-    }
-    tensors.push(("scaler.offset".into(), vec![p.d()], f32_bytes(&w.offset)));
-    tensors.push(("scaler.scale".into(), vec![p.d()], f32_bytes(&w.scale)));
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = t
+        .net
+        .state_dict()
+        .into_iter()
+        .map(|n| (n.name, n.shape, f32_bytes(&n.values)))
+        .collect();
+    tensors.push((
+        "scaler.offset".into(),
+        vec![p.d()],
+        f32_bytes(&t.scaler.offset),
+    ));
+    tensors.push((
+        "scaler.scale".into(),
+        vec![p.d()],
+        f32_bytes(&t.scaler.scale),
+    ));
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(n, s, b)| {
@@ -73,10 +65,10 @@ pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Ve
         cfg.model_config.activation.as_str().to_string(),
     );
     meta.insert("task".to_string(), cfg.task_type.to_string());
-    if let Some(image) = t.net.image {
+    if t.net.sample_shape.len() > 1 {
         meta.insert(
             "input_shape".to_string(),
-            serde_json::to_string(&image).unwrap_or_default(),
+            serde_json::to_string(&t.net.sample_shape).unwrap_or_default(),
         );
     }
     meta.insert(

@@ -413,7 +413,7 @@ pub fn check_shapes(
     Ok(get(&env, &spec.outputs[0]))
 }
 
-fn layer_shape(c: &LayerClass, s: &[usize]) -> Result<Vec<usize>, String> {
+pub(crate) fn layer_shape(c: &LayerClass, s: &[usize]) -> Result<Vec<usize>, String> {
     let r = s.len();
     let conv_out = |n: usize, k: usize, st: usize, p: usize, d: usize| {
         let span = d * (k - 1) + 1;
