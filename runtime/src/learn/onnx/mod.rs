@@ -5,3 +5,6 @@
 pub mod export;
 pub mod import;
 pub mod proto;
+
+#[cfg(test)]
+mod tests;
