@@ -79,6 +79,11 @@ pub struct Contract {
     /// contract; absent: no limit (ccr addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_runs: Option<u32>,
+    /// The SHA-256 (64 lowercase hex) of the consumer's base model (ccr addition, `ccr
+    /// contract set-base-model`): a DEPA pipeline (`model_type` `onnx` or `safetensors`)
+    /// names no digest, so the signed contract fixes which model trains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model_sha256: Option<String>,
     /// The parties' signatures (ccr addition).
     #[serde(default)]
     pub signatures: Vec<SignatureEntry>,

@@ -1,16 +1,27 @@
-//! Step 4, decrypt: each dataset's sealed image opened with its key and its CSV file decrypted
-//! as a stream into memory, then parsed into a table. A wrong key, a flipped bit, a truncated,
-//! reordered or swapped file is an error naming the file; nothing decrypted touches disk.
+//! Step 4, decrypt: each dataset's sealed image opened with its key and its file decrypted as a
+//! stream into memory, then parsed into a table (CSV) or kept as the bytes of a serialized
+//! dataset (HDF5, safetensors: [`crate::learn::serialized`] reads them). A wrong key, a flipped
+//! bit, a truncated, reordered or swapped file is an error naming the file; nothing decrypted
+//! touches disk.
 
 use ccr_images::{DatasetKey, Image};
 use tracing::info;
+use zeroize::Zeroizing;
 
 use super::release::dataset_dir;
 use super::{JobConfig, JobError};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{DatasetKind, Pipeline};
 use crate::tabular::{self, Table};
 
-/// Decrypts every dataset of the join, in the pipeline's order: `(table name, table)`.
+/// What the decrypt step gives the join: the tables, or a one-step pipeline's serialized file.
+pub enum Decrypted {
+    /// `(table name, table)` per dataset, in the pipeline's order.
+    Tables(Vec<(String, Table)>),
+    /// A serialized dataset: its file name and plaintext (in memory, zeroized on drop).
+    File(String, Zeroizing<Vec<u8>>),
+}
+
+/// Decrypts every dataset of the join, in the pipeline's order.
 ///
 /// # Errors
 /// [`JobError::Image`] naming the dataset (and the file and segment), [`JobError::Join`] for
@@ -19,7 +30,8 @@ pub fn decrypt(
     cfg: &JobConfig,
     pipeline: &Pipeline,
     keys: &[(String, DatasetKey)],
-) -> Result<Vec<(String, Table)>, JobError> {
+) -> Result<Decrypted, JobError> {
+    let serialized = pipeline.train.dataset_config.kind == DatasetKind::Serialized;
     let mut out = Vec::new();
     for d in &pipeline.join.config().datasets {
         let ierr = |source| JobError::Image {
@@ -48,6 +60,10 @@ pub fn decrypt(
                 ))
             })?;
         let plain = image.read_file(entry, &d.id, key).map_err(ierr)?;
+        if serialized {
+            info!(dataset = %d.id, name = %d.name, bytes = plain.len(), "decrypted");
+            return Ok(Decrypted::File(d.file.clone(), plain));
+        }
         let mut t = tabular::parse_csv(&d.name, &d.file, &plain)?;
         drop(plain);
         if let Some(sel) = &d.select_variables {
@@ -56,5 +72,5 @@ pub fn decrypt(
         info!(dataset = %d.id, name = %d.name, rows = t.rows.len(), columns = t.columns.len(), "decrypted");
         out.push((d.name.clone(), t));
     }
-    Ok(out)
+    Ok(Decrypted::Tables(out))
 }

@@ -55,10 +55,19 @@ pub fn load(cfg: &JobConfig) -> Result<Inputs, JobError> {
         },
     })?;
     vc.check_pipeline(&pval).map_err(cerr)?;
-    let pipeline = Pipeline::from_value(&pval).map_err(|source| JobError::Pipeline {
+    let perr = |source| JobError::Pipeline {
         path: cfg.pipeline.clone(),
         source,
-    })?;
+    };
+    let mut pipeline = Pipeline::from_value(&pval).map_err(perr)?;
+    let named: Vec<(String, String, Option<String>)> = vc
+        .contract()
+        .datasets
+        .iter()
+        .map(|d| (d.id.clone(), d.name.clone(), d.owner.clone()))
+        .collect();
+    pipeline.bind_single(&named).map_err(perr)?;
+    log_depa_mappings(&pipeline.train);
     // Refused before the base model is read or anything is attested.
     if cfg.out.exists() {
         return Err(JobError::Config(format!(
@@ -86,7 +95,7 @@ pub fn load(cfg: &JobConfig) -> Result<Inputs, JobError> {
         }));
     }
     check_privacy_plan(vc.contract(), &pipeline)?;
-    let base_model = load_base_model(cfg, &pipeline.train)?;
+    let base_model = load_base_model(cfg, vc.contract(), &pipeline.train)?;
     Ok(Inputs {
         contract: vc,
         pipeline,
@@ -108,31 +117,82 @@ pub fn file_sha384(path: &Path) -> Result<[u8; 48], JobError> {
     Ok(h.finalize().into())
 }
 
-/// Reads the consumer's base model when the pipeline names `model_format` `Safetensors`
-/// (from `--base-model`, else `model_config.model_path`) and checks its SHA-256 against
-/// `model_config.model_sha256` (which the signed pipeline digest fixes).
+/// Says how DEPA's host-side fields map inside the CCR (none is silently ignored).
+fn log_depa_mappings(tc: &TrainConfig) {
+    if let Some(p) = &tc.paths {
+        if let Some(o) = &p.trained_model_output_path {
+            info!(depa_path = %o, "paths.trained_model_output_path: the output is sealed to --out instead");
+        }
+        if let Some(b) = &p.base_model_path {
+            info!(depa_path = %b, "paths.base_model_path: the base model, unless --base-model is given");
+        }
+    }
+    if let Some(t) = &tc.dataset_config.transforms
+        && (t.normalize || t.augment)
+    {
+        info!(
+            normalize = t.normalize,
+            augment = t.augment,
+            "dataset_config.transforms: applied by neither DEPA's trainer (a placeholder) nor ccr"
+        );
+    }
+    if let Some(d) = &tc.device {
+        info!(device = %d, "device: {}", if d.starts_with("cuda") || d == "gpu" { "Burn's CUDA backend" } else { "the CPU backend, or CUDA with auto where built in" });
+    }
+}
+
+/// Reads the consumer's base model when the pipeline names one (`model_config.model_format`
+/// `Safetensors`, or DEPA's `model_type`), from `--base-model`, else `model_config.model_path`
+/// or `paths.base_model_path`, and checks its SHA-256 against the pipeline's
+/// `model_config.model_sha256` or, for DEPA's pipelines (which carry no digest), the
+/// contract's `baseModelSha256`: either way the parties' signatures fix the model.
 ///
 /// # Errors
-/// [`JobError::Read`], or [`JobError::Input`] naming the file when its digest is another.
-fn load_base_model(cfg: &JobConfig, tc: &TrainConfig) -> Result<Option<Vec<u8>>, JobError> {
+/// [`JobError::Read`], or [`JobError::Input`] naming the file when its digest is another or
+/// nothing signed fixes it.
+fn load_base_model(
+    cfg: &JobConfig,
+    contract: &Contract,
+    tc: &TrainConfig,
+) -> Result<Option<Vec<u8>>, JobError> {
     let mc = &tc.model_config;
-    if mc.model_format != Some(ModelFormat::Safetensors) {
+    let ccr_form = mc.model_format == Some(ModelFormat::Safetensors);
+    if !ccr_form && tc.model_type.is_none() {
         return Ok(None);
     }
     let path = cfg
         .base_model
         .clone()
         .or_else(|| mc.model_path.as_ref().map(PathBuf::from))
+        .or_else(|| {
+            tc.paths
+                .as_ref()
+                .and_then(|p| p.base_model_path.as_ref())
+                .map(PathBuf::from)
+        })
         .unwrap_or_default();
+    let (want, from) = if ccr_form {
+        (
+            mc.model_sha256.as_deref(),
+            "the pipeline's model_config.model_sha256",
+        )
+    } else {
+        (
+            contract.base_model_sha256.as_deref(),
+            "the contract's baseModelSha256",
+        )
+    };
     let bytes = read(&path)?;
     let got = hex::encode(sha2::Sha256::digest(&bytes));
-    if Some(got.as_str()) != mc.model_sha256.as_deref() {
+    if Some(got.as_str()) != want {
         return Err(JobError::Input {
             path,
-            reason: format!(
-                "SHA-256 {got} is not the pipeline's model_config.model_sha256 {}",
-                mc.model_sha256.as_deref().unwrap_or("")
-            ),
+            reason: match want {
+                Some(w) => format!("SHA-256 {got} is not {from} {w}"),
+                None => format!(
+                    "SHA-256 {got}: no signed digest fixes the base model ({from} is absent; set it with `ccr contract set-base-model`)"
+                ),
+            },
         });
     }
     info!(path = %path.display(), sha256 = %got, "base model read");

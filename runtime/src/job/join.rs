@@ -4,16 +4,29 @@
 use tracing::info;
 
 use super::JobError;
+use super::decrypt::Decrypted;
 use crate::pipeline::Pipeline;
 use crate::tabular::{self, Table};
 
-/// Joins the decrypted tables.
+/// What training reads: the joined table, or a serialized dataset's file.
+pub enum Joined {
+    /// Rows and columns.
+    Table(Table),
+    /// A serialized dataset (one-step pipelines): its file name and plaintext.
+    File(String, zeroize::Zeroizing<Vec<u8>>),
+}
+
+/// Joins the decrypted tables (a serialized file passes through).
 ///
 /// # Errors
 /// [`JobError::Join`].
-pub fn join(pipeline: &Pipeline, tables: Vec<(String, Table)>) -> Result<Table, JobError> {
+pub fn join(pipeline: &Pipeline, data: Decrypted) -> Result<Joined, JobError> {
+    let tables = match data {
+        Decrypted::File(name, bytes) => return Ok(Joined::File(name, bytes)),
+        Decrypted::Tables(t) => t,
+    };
     let rows_in: Vec<usize> = tables.iter().map(|t| t.1.rows.len()).collect();
     let t = tabular::run(&pipeline.join, tables)?;
     info!(rows_in = ?rows_in, rows = t.rows.len(), columns = t.columns.len(), "joined");
-    Ok(t)
+    Ok(Joined::Table(t))
 }

@@ -147,13 +147,13 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
 
     // 4. decrypt
     let dataset_keys = std::mem::take(&mut released.datasets);
-    let tables =
+    let decrypted =
         info_span!("decrypt").in_scope(|| decrypt::decrypt(cfg, &inp.pipeline, &dataset_keys))?;
     drop(dataset_keys);
     laps.done("decrypt")?;
 
     // 5. join
-    let joined = info_span!("join").in_scope(|| join::join(&inp.pipeline, tables))?;
+    let joined = info_span!("join").in_scope(|| join::join(&inp.pipeline, decrypted))?;
     laps.done("join")?;
 
     // 6. train

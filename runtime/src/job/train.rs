@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::JobError;
+use super::join::Joined;
 use super::progress::Progress;
 use crate::init::Abort;
 use crate::learn::dp::{DpSpent, plan_dp};
@@ -19,7 +20,6 @@ use crate::learn::metrics::{
 };
 use crate::learn::{self, Prepared, Split, xgb};
 use crate::pipeline::{Average, Metric, MetricName, ModelName, MultiClass, TaskType, TrainConfig};
-use crate::tabular::Table;
 
 /// What training gives the seal step.
 #[derive(Debug)]
@@ -64,9 +64,12 @@ struct Fitted {
 /// # Errors
 /// [`JobError::Train`], [`JobError::Config`] (a format the contract does not allow),
 /// [`JobError::Aborted`].
-pub fn train(joined: &Table, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobError> {
+pub fn train(joined: &Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobError> {
     let tc = inp.config;
-    let p = learn::prepare(joined, tc, inp.identifiers)?;
+    let p = match joined {
+        Joined::Table(t) => learn::prepare(t, tc, inp.identifiers)?,
+        Joined::File(name, bytes) => learn::serialized::prepare(bytes, name, tc)?,
+    };
     let sp = learn::split(&p, tc);
     info!(
         rows = p.n(),
@@ -146,7 +149,7 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
     let device = learn::device();
     let xte = trained.scaler.transform(p, &sp.test);
     let out = learn::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
-    let k = trained.outputs;
+    let (out, k) = two_class_logits(out, trained.outputs, tc);
     let mut files = vec![(
         "loss_curve.svg".to_string(),
         chart::loss_curve_svg(&trained.epochs).into_bytes(),
@@ -170,9 +173,10 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
             ("task".to_string(), tc.task_type.to_string()),
             ("model".to_string(), tc.model_config.name.to_string()),
         ];
+        let binary = tc.loss_config.as_ref().is_some_and(|l| l.class.binary());
         let head = match tc.task_type {
-            TaskType::Classification => onnx::Head::Softmax,
-            TaskType::Regression => onnx::Head::None,
+            TaskType::Classification if !binary => onnx::Head::Softmax,
+            _ => onnx::Head::None,
         };
         let bytes = onnx::export(&trained.net, &trained.scaler, head, meta)
             .map_err(|e| learn::TrainError::Data(e.to_string()))?;
@@ -185,6 +189,34 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
         dp: trained.dp,
         files,
     })
+}
+
+/// A binary cross-entropy model's one output per sample (a probability, or a logit) as the
+/// logits of two classes `[0, logit]` (softmax gives back `[1 − p, p]`), so that every metric
+/// reads a classifier's outputs one way.
+fn two_class_logits(out: Vec<f32>, k: usize, tc: &TrainConfig) -> (Vec<f32>, usize) {
+    let Some(class) = tc
+        .loss_config
+        .as_ref()
+        .map(|l| l.class)
+        .filter(|c| c.binary())
+    else {
+        return (out, k);
+    };
+    let logits = class == crate::pipeline::LossClass::BceWithLogitsLoss;
+    let two = out
+        .iter()
+        .flat_map(|&v| {
+            let z = if logits {
+                v
+            } else {
+                let p = v.clamp(1e-7, 1.0 - 1e-7);
+                (p / (1.0 - p)).ln()
+            };
+            [0.0, z]
+        })
+        .collect();
+    (two, 2)
 }
 
 /// `metrics.json`: the held-out metrics the pipeline asks for, the data's shape, the epochs,

@@ -1,7 +1,8 @@
 //! Features and labels from the joined table, the train/validation/test split, and the
 //! feature scaler.
 //!
-//! Rows with a missing feature or label are dropped. Classification labels are mapped to class
+//! Rows with a missing feature or label are dropped (`missing_strategy` `drop`, the default) or
+//! the cell takes `fill_value` (`fill`). Classification labels are mapped to class
 //! indices in ascending order of their value (`classes` in the output). The split is
 //! stratified by class when asked (per class: shuffle with the seed, take the test share, then
 //! the validation share, the rest trains), and the scaler is fitted on the training split only.
@@ -13,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::TrainError;
-use crate::pipeline::{ScalerKind, TaskType, TrainConfig};
+use crate::pipeline::{MissingStrategy, ScalerKind, TaskType, TrainConfig};
 use crate::tabular::{Cell, Table};
 
 /// Prepared data: features, labels and row identifiers.
@@ -29,6 +30,8 @@ pub struct Prepared {
     pub classes: Vec<String>,
     /// Row identifiers (the first identifier column, else the row number).
     pub ids: Vec<String>,
+    /// One sample's shape: `[d]` for table rows, `[C, H, W]` for images.
+    pub sample_shape: Vec<usize>,
 }
 
 impl Prepared {
@@ -36,9 +39,9 @@ impl Prepared {
     pub fn n(&self) -> usize {
         self.y.len()
     }
-    /// Number of features.
+    /// Number of features (a sample's values).
     pub fn d(&self) -> usize {
-        self.features.len()
+        self.sample_shape.iter().product()
     }
 }
 
@@ -52,15 +55,21 @@ pub fn prepare(
     identifiers: &[String],
 ) -> Result<Prepared, TrainError> {
     let dc = &cfg.dataset_config;
-    let target = t
-        .column(&dc.target_variable)
-        .ok_or_else(|| TrainError::Column {
-            field: "dataset_config.target_variable",
-            column: dc.target_variable.clone(),
-            available: t.columns.join(", "),
-        })?;
+    let Some(target_name) = &dc.target_variable else {
+        return Err(TrainError::Data(
+            "dataset_config.target_variable: required for tabular data".into(),
+        ));
+    };
+    let target = t.column(target_name).ok_or_else(|| TrainError::Column {
+        field: "dataset_config.target_variable",
+        column: target_name.clone(),
+        available: t.columns.join(", "),
+    })?;
+    // DEPA's `missing_strategy` `fill` puts `fill_value` in every missing cell, the label's too.
+    let fill =
+        (dc.missing_strategy == Some(MissingStrategy::Fill)).then(|| dc.fill_value.unwrap_or(0.0));
     let excluded = |c: &String| {
-        c == &dc.target_variable
+        c == target_name
             || identifiers.contains(c)
             || identifiers.iter().any(|i| c.starts_with(&format!("{i}:")))
     };
@@ -91,9 +100,10 @@ pub fn prepare(
                 seen.insert(ordered(v), (v, r[target].to_text()));
             } else if let Cell::Text(s) = &r[target] {
                 return Err(TrainError::Data(format!(
-                    "target `{}` holds text (`{s}`); labels must be numbers",
-                    dc.target_variable
+                    "target `{target_name}` holds text (`{s}`); labels must be numbers"
                 )));
+            } else if let Some(f) = fill {
+                seen.insert(ordered(f), (f, format!("{f}")));
             }
         }
         class_values = seen.into_values().collect();
@@ -102,6 +112,7 @@ pub fn prepare(
         }
     }
     let mut p = Prepared {
+        sample_shape: vec![features.len()],
         features,
         x: Vec::new(),
         y: Vec::new(),
@@ -109,15 +120,16 @@ pub fn prepare(
         ids: Vec::new(),
     };
     'rows: for (ri, r) in t.rows.iter().enumerate() {
-        let Some(yv) = r[target].as_f64() else {
+        let Some(yv) = r[target].as_f64().or(fill) else {
             continue;
         };
         let mut xs = Vec::with_capacity(fidx.len());
         for (k, &i) in fidx.iter().enumerate() {
-            match &r[i] {
-                Cell::Num(v) => xs.push(*v as f32),
-                Cell::Null => continue 'rows,
-                Cell::Text(_) => {
+            match (&r[i], fill) {
+                (Cell::Num(v), _) => xs.push(*v as f32),
+                (Cell::Null, Some(f)) => xs.push(f as f32),
+                (Cell::Null, None) => continue 'rows,
+                (Cell::Text(_), _) => {
                     return Err(TrainError::NotNumeric {
                         column: p.features[k].clone(),
                         row: ri,
@@ -182,8 +194,9 @@ pub fn split(p: &Prepared, train_cfg: &TrainConfig) -> Split {
     for mut g in groups {
         g.shuffle(&mut rng);
         let n = g.len();
-        let nt = ((n as f64) * s.test).round() as usize;
-        let nv = ((n as f64) * s.val).round() as usize;
+        let total = s.train + s.val + s.test;
+        let nt = ((n as f64) * s.test / total).round() as usize;
+        let nv = ((n as f64) * s.val / total).round() as usize;
         out.test.extend_from_slice(&g[..nt.min(n)]);
         out.val.extend_from_slice(&g[nt.min(n)..(nt + nv).min(n)]);
         out.train.extend_from_slice(&g[(nt + nv).min(n)..]);
@@ -282,6 +295,7 @@ mod tests {
             y: vec![0.0, 1.0, 0.0],
             classes: vec!["0".into(), "1".into()],
             ids: vec!["0".into(), "1".into(), "2".into()],
+            sample_shape: vec![1],
         };
         let s = Scaler::fit(ScalerKind::Standard, &p, &[0, 1]);
         assert_eq!(s.offset, vec![2.0]);

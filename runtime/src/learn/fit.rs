@@ -23,7 +23,7 @@ use super::schedule::lr_at;
 use crate::pipeline::ExpressionLoss;
 use crate::pipeline::loss::expr::Component;
 use crate::pipeline::{
-    LossClass, LossParams, OptimizerName, Reduction, Scheduler, TaskType, TrainConfig,
+    LossClass, LossParams, ModelName, OptimizerName, Reduction, Scheduler, TaskType, TrainConfig,
 };
 
 /// Per-epoch record.
@@ -76,7 +76,17 @@ pub fn train(
     let seed = cfg.dataset_config.splits.random_state;
     let device = device();
     device.seed(seed);
+    let binary = cfg.loss_config.as_ref().is_some_and(|l| l.class.binary());
     let outputs = match cfg.task_type {
+        TaskType::Classification if binary => {
+            if p.classes.len() != 2 {
+                return Err(TrainError::Data(format!(
+                    "loss_config: a binary cross-entropy needs two classes, the labels have {}",
+                    p.classes.len()
+                )));
+            }
+            1
+        }
         TaskType::Classification => p.classes.len(),
         TaskType::Regression => 1,
     };
@@ -84,7 +94,7 @@ pub fn train(
     if dp.is_some() {
         super::graph::per_sample::check_private(net.param_info())?;
     }
-    let scaler = Scaler::fit(cfg.dataset_config.preprocessing.scaler, p, &sp.train);
+    let scaler = Scaler::fit(cfg.dataset_config.scaler(), p, &sp.train);
     let rows = Rows::new(p, sp, &scaler, cfg, outputs);
     let xval = scaler.transform(p, &sp.val);
     let prm = &cfg.optimizer.params;
@@ -217,7 +227,9 @@ fn check_schedule(
     Ok(())
 }
 
-/// The network the config describes, with the base model's weights when one is given.
+/// The network the config describes, with the base model's weights when one is given: ccr's
+/// own model, DEPA's layer graph (a safetensors `state_dict` for it), or an ONNX base model's
+/// graph. Its input must take the data's samples and its output give `outputs` values.
 fn build_net(
     p: &Prepared,
     cfg: &TrainConfig,
@@ -225,12 +237,61 @@ fn build_net(
     base_model: Option<&[u8]>,
     outputs: usize,
 ) -> Result<Net, TrainError> {
-    let (spec, sample) = builtin_graph(&cfg.model_config, p.d(), outputs)?;
-    let net = Net::new(&spec, &sample, "", device)?;
-    match base_model {
-        Some(bytes) => with_weights_from(net, bytes, device),
-        None => Ok(net),
+    let mc = &cfg.model_config;
+    let net = match (mc.name, &mc.graph) {
+        (ModelName::BaseModel, _) => {
+            let bytes = base_model.ok_or_else(|| {
+                TrainError::Data("model_type onnx: no base model was given".into())
+            })?;
+            let imp = crate::learn::onnx::import::import(bytes)
+                .map_err(|e| TrainError::Data(e.to_string()))?;
+            let n: usize = imp.sample_shape.iter().product();
+            if n != p.d() {
+                return Err(TrainError::Data(format!(
+                    "base model (ONNX): its input {:?} takes {n} values a sample, the data has {}",
+                    imp.sample_shape,
+                    p.d()
+                )));
+            }
+            let net = Net::new(&imp.spec, &imp.sample_shape, "", device)?;
+            let get = |name: &str| {
+                imp.tensors
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map(|t| (t.shape.clone(), t.values.clone()))
+            };
+            net.load_state_dict(&get, device)
+                .map_err(|e| TrainError::Data(format!("base model (ONNX): {e}")))?
+        }
+        (ModelName::Graph, Some(spec)) => {
+            let net = Net::new(spec, &p.sample_shape, "_layers.", device)?;
+            match base_model {
+                Some(bytes) => with_weights_from(net, bytes, device)?,
+                None => net,
+            }
+        }
+        _ => {
+            let (spec, sample) = builtin_graph(mc, p.d(), outputs)?;
+            let net = Net::new(&spec, &sample, "", device)?;
+            match base_model {
+                Some(bytes) => with_weights_from(net, bytes, device)?,
+                None => net,
+            }
+        }
+    };
+    let out = net.output_shape();
+    if out[1..] != [outputs] {
+        return Err(TrainError::Data(format!(
+            "the model's output is {:?} a sample; the task needs {outputs} ({})",
+            &out[1..],
+            match cfg.task_type {
+                TaskType::Classification if outputs == 1 => "a binary cross-entropy: one value",
+                TaskType::Classification => "one per class",
+                TaskType::Regression => "one value",
+            }
+        )));
     }
+    Ok(net)
 }
 
 /// The scaled training rows and their targets, batch by batch.
@@ -305,10 +366,20 @@ impl<'a> Rows<'a> {
     fn base(&self, rows: &[usize], class: LossClass, params: &LossParams) -> Target {
         let y = |k: usize| self.p.y[self.sp.train[k]];
         match self.task {
-            TaskType::Classification => Target::Classes {
-                labels: rows.iter().map(|&k| y(k) as usize).collect(),
-                classes: self.out_dim,
-                label_smoothing: params.label_smoothing.unwrap_or(0.0) as f32,
+            TaskType::Classification => match class {
+                LossClass::BceLoss | LossClass::BceWithLogitsLoss => Target::Binary {
+                    labels: rows.iter().map(|&k| y(k)).collect(),
+                    logits: class == LossClass::BceWithLogitsLoss,
+                },
+                LossClass::NllLoss => Target::LogProbs {
+                    labels: rows.iter().map(|&k| y(k) as usize).collect(),
+                    classes: self.out_dim,
+                },
+                _ => Target::Classes {
+                    labels: rows.iter().map(|&k| y(k) as usize).collect(),
+                    classes: self.out_dim,
+                    label_smoothing: params.label_smoothing.unwrap_or(0.0) as f32,
+                },
             },
             TaskType::Regression => {
                 let kind = match class {
@@ -319,7 +390,7 @@ impl<'a> Rows<'a> {
                     LossClass::SmoothL1Loss => {
                         RegressionLoss::SmoothL1(params.beta.unwrap_or(1.0) as f32)
                     }
-                    LossClass::MseLoss | LossClass::CrossEntropyLoss => RegressionLoss::Mse,
+                    _ => RegressionLoss::Mse,
                 };
                 Target::Values(rows.iter().map(|&k| y(k)).collect(), kind)
             }
@@ -440,6 +511,7 @@ mod tests {
             y,
             classes: vec!["0".into(), "1".into()],
             ids: (0..n).map(|i| i.to_string()).collect(),
+            sample_shape: vec![3],
         };
         let sp = Split {
             train: (0..30).collect(),
@@ -461,6 +533,7 @@ mod tests {
             c["scheduler"] = s;
         }
         let cfg: TrainConfig = serde_json::from_value(c).unwrap();
+        let _seeded = crate::learn::testing::seeded();
         let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
         let x = t.scaler.transform(&p, &sp.test);
         predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
@@ -510,6 +583,7 @@ mod tests {
                 "total_epochs": 3, "batch_size": 64,
             }))
             .unwrap();
+            let _seeded = crate::learn::testing::seeded();
             let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
             let x = t.scaler.transform(&p, &sp.test);
             predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
@@ -537,6 +611,7 @@ mod tests {
                 "loss_config": loss, "total_epochs": 3, "batch_size": 8,
             }))
             .unwrap();
+            let _seeded = crate::learn::testing::seeded();
             let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
             let x = t.scaler.transform(&p, &sp.test);
             predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()

@@ -24,6 +24,21 @@ pub enum Target {
     },
     /// A regression loss against one output.
     Values(Vec<f32>, RegressionLoss),
+    /// Binary cross-entropy against labels 0/1 of one output: a probability (`logits` false,
+    /// BCELoss) or a logit (BCEWithLogitsLoss).
+    Binary {
+        /// 0 or 1 per sample.
+        labels: Vec<f32>,
+        /// The output is a logit (else a probability).
+        logits: bool,
+    },
+    /// Negative log-likelihood of log-probability outputs (NLLLoss): `ℓᵢ = −zᵢ,yᵢ`.
+    LogProbs {
+        /// Class index per sample.
+        labels: Vec<usize>,
+        /// Number of classes (the output width).
+        classes: usize,
+    },
     /// A loss by expression: its loss components (`parts`, in the order written) computed per
     /// sample and combined per sample by the expression; the gradient by the chain rule.
     Composed {
@@ -74,6 +89,34 @@ fn per_sample(out: Tensor<2>, target: &Target) -> (Tensor<2>, Tensor<2>) {
             let logp = burn::tensor::activation::log_softmax(out, 1);
             let loss = logp.clone().mul(q.clone()).sum_dim(1).neg();
             (logp.exp() - q, loss)
+        }
+        Target::Binary { labels, logits } => {
+            let y = Tensor::<2>::from_data(TensorData::new(labels.clone(), [b, 1]), &device);
+            if *logits {
+                // max(z, 0) − y z + ln(1 + e^−|z|); gradient σ(z) − y.
+                let z = out;
+                let loss = z.clone().clamp_min(0.0) - z.clone() * y.clone()
+                    + z.clone().abs().neg().exp().log1p();
+                (burn::tensor::activation::sigmoid(z) - y, loss)
+            } else {
+                // PyTorch clamps each log at −100 and divides the gradient by max(p(1−p), 1e-12).
+                let p = out;
+                let q = p.clone().neg().add_scalar(1.0);
+                let loss = (y.clone() * p.clone().log().clamp_min(-100.0)
+                    + y.clone().neg().add_scalar(1.0) * q.clone().log().clamp_min(-100.0))
+                .neg();
+                let grad = (p.clone() - y) / (p * q).clamp_min(1e-12);
+                (grad, loss)
+            }
+        }
+        Target::LogProbs { labels, classes } => {
+            let mut onehot = vec![0f32; b * classes];
+            for (i, &y) in labels.iter().enumerate() {
+                onehot[i * classes + y] = 1.0;
+            }
+            let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, *classes]), &device);
+            let loss = (out * onehot.clone()).sum_dim(1).neg();
+            (onehot.neg(), loss)
         }
         Target::Values(y, kind) => {
             let y = Tensor::<2>::from_data(TensorData::new(y.clone(), [b, 1]), &device);

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod schedule;
+pub mod serialized;
 pub mod xgb;
 
 #[cfg(test)]

@@ -17,3 +17,11 @@ pub(crate) fn close(a: &[f32], b: &[f32], what: &str) {
         );
     }
 }
+
+/// Held by tests whose results depend on the device's seeded random numbers (initial weights,
+/// dropout): Burn's generator is per device, so concurrent tests would interleave its draws.
+pub(crate) fn seeded() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

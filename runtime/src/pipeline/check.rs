@@ -4,8 +4,9 @@ use serde_json::Value;
 
 use super::loss::expr::Component;
 use super::{
-    Framework, Join, LossClass, LossParams, MetricName, ModelFormat, ModelName, PRIVACY_PARAMS,
-    PipelineError, Scheduler, Step, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
+    DatasetKind, Framework, Join, LossClass, LossParams, MetricName, MissingStrategy, ModelFormat,
+    ModelName, ModelType, PRIVACY_PARAMS, PipelineError, Scheduler, Step, TrainConfig, XGB_FIELDS,
+    XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -52,6 +53,78 @@ pub(super) fn join(step: Option<Step>) -> Result<Join, PipelineError> {
     Ok(join)
 }
 
+/// A two-step pipeline's `paths.input_dataset_path` is the join's output.
+pub(super) fn joined_path(j: &Join, t: &TrainConfig) -> Result<(), PipelineError> {
+    let given = t
+        .paths
+        .as_ref()
+        .and_then(|p| p.input_dataset_path.as_deref());
+    let joined = j
+        .config()
+        .joined_dataset
+        .as_ref()
+        .and_then(|d| d.joined_dataset.as_deref());
+    if let (Some(g), Some(o)) = (given, joined)
+        && g != o
+    {
+        return Err(at(
+            "paths.input_dataset_path",
+            &format!(
+                "`{g}` is not the join's output `{o}` (pipeline[0].config.joined_dataset.joined_dataset)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A one-step pipeline's dataset: `paths.input_dataset_path` as `/mnt/remote/<name>/<file>`
+/// (or `<folder>/<name>/<file>`).
+pub(super) fn single(t: &TrainConfig) -> Result<Join, PipelineError> {
+    let path = t
+        .paths
+        .as_ref()
+        .and_then(|p| p.input_dataset_path.as_deref())
+        .ok_or_else(|| {
+            at(
+                "paths.input_dataset_path",
+                "required in a one-step pipeline (the dataset file, /mnt/remote/<dataset>/<file>)",
+            )
+        })?;
+    let rest = path.strip_prefix("/mnt/remote/");
+    let (mount, name, file) = match rest.and_then(|r| r.split_once('/')) {
+        Some((name, file)) => (format!("/mnt/remote/{name}/"), name, file),
+        None => {
+            let p = std::path::Path::new(path);
+            let (Some(parent), Some(file)) = (p.parent(), p.file_name().and_then(|f| f.to_str()))
+            else {
+                return Err(at(
+                    "paths.input_dataset_path",
+                    "expected <folder>/<dataset>/<file>",
+                ));
+            };
+            let name = parent.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            (format!("{}/", parent.display()), name, file)
+        }
+    };
+    if name.is_empty() || file.is_empty() || file.split('/').any(|c| c == ".." || c.is_empty()) {
+        return Err(at(
+            "paths.input_dataset_path",
+            &format!("`{path}`: expected /mnt/remote/<dataset>/<file>"),
+        ));
+    }
+    Ok(Join::Single(super::JoinConfig {
+        datasets: vec![super::DatasetInput {
+            id: String::new(),
+            provider: String::new(),
+            name: name.to_string(),
+            file: file.to_string(),
+            select_variables: None,
+            mount_path: mount,
+        }],
+        joined_dataset: None,
+    }))
+}
+
 /// The train step: data, task, model, optimizer, metrics and DP parameters.
 pub(super) fn train(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
     data(t)?;
@@ -74,15 +147,68 @@ pub(super) fn train(t: &TrainConfig, framework: Framework) -> Result<(), Pipelin
 }
 
 fn data(t: &TrainConfig) -> Result<(), PipelineError> {
+    let dc = &t.dataset_config;
+    match dc.kind {
+        DatasetKind::Tabular => {
+            if dc.target_variable.is_none() {
+                return Err(at(
+                    "dataset_config.target_variable",
+                    "required for tabular data",
+                ));
+            }
+            for (k, given) in [
+                ("format", dc.format.is_some()),
+                ("structure", dc.structure.is_some()),
+                ("features_key", dc.features_key.is_some()),
+                ("targets_key", dc.targets_key.is_some()),
+            ] {
+                if given {
+                    return Err(at(
+                        &format!("dataset_config.{k}"),
+                        "is for serialized datasets",
+                    ));
+                }
+            }
+        }
+        DatasetKind::Serialized => {
+            if dc.format.is_none() {
+                return Err(at(
+                    "dataset_config.format",
+                    "required for serialized data: hdf5 or safetensors",
+                ));
+            }
+            if dc.target_variable.is_some() || dc.feature_columns.is_some() {
+                return Err(at(
+                    "dataset_config",
+                    "target_variable and feature_columns are for tabular data (serialized data has features_key and targets_key)",
+                ));
+            }
+        }
+        DatasetKind::Directory => {
+            return Err(at(
+                "dataset_config.type",
+                "directory datasets (image folders) are not supported yet: serialize them (hdf5 or safetensors)",
+            ));
+        }
+    }
+    if dc.fill_value.is_some() && dc.missing_strategy != Some(MissingStrategy::Fill) {
+        return Err(at(
+            "dataset_config.fill_value",
+            "goes with missing_strategy fill",
+        ));
+    }
+    if dc.fill_value.is_some_and(|v| !v.is_finite()) {
+        return Err(at("dataset_config.fill_value", "must be a finite number"));
+    }
+    if let Some(d) = &t.device {
+        device(d)?;
+    }
     let s = &t.dataset_config.splits;
-    if !(s.train > 0.0
-        && s.test > 0.0
-        && s.val >= 0.0
-        && ((s.train + s.val + s.test) - 1.0).abs() < 1e-6)
-    {
+    // DEPA divides each share by their sum (cifar10's add up to 1.05), and so does ccr.
+    if !(s.train > 0.0 && s.test > 0.0 && s.val >= 0.0 && (s.train + s.val + s.test).is_finite()) {
         return Err(at(
             "dataset_config.splits",
-            "train > 0, test > 0, val >= 0, summing to 1",
+            "train > 0, test > 0, val >= 0 (each share is divided by their sum)",
         ));
     }
     Ok(())
@@ -148,7 +274,8 @@ fn class_loss(
         return Err(at(
             &format!("{path}.class"),
             &format!(
-                "{class:?} is a loss of {}, the task_type is {}",
+                "{} is a loss of {}, the task_type is {}",
+                class.as_str(),
                 class.task(),
                 t.task_type
             ),
@@ -158,7 +285,7 @@ fn class_loss(
         if given && class != owner {
             Err(at(
                 &format!("{path}.params.{k}"),
-                &format!("{class:?} takes no {k} ({owner:?} does)"),
+                &format!("{} takes no {k} ({} does)", class.as_str(), owner.as_str()),
             ))
         } else {
             Ok(())
@@ -256,8 +383,83 @@ fn metric_params(t: &TrainConfig) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// DEPA's `device`, mapped: `cpu`; `auto` (a GPU where this build has one, else the CPU);
+/// `cuda`, `cuda:N`, `gpu` (refused where this build has no GPU backend).
+fn device(d: &str) -> Result<(), PipelineError> {
+    let gpu = d == "gpu"
+        || d == "cuda"
+        || d.strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok());
+    if d == "cpu" || d == "auto" || (gpu && cfg!(feature = "gpu")) {
+        return Ok(());
+    }
+    Err(at(
+        "device",
+        &if gpu {
+            format!(
+                "`{d}`: this ccr-init has no GPU backend (built without the `gpu` feature); use cpu or auto"
+            )
+        } else {
+            format!("`{d}`: expected cpu, auto, cuda, cuda:N or gpu")
+        },
+    ))
+}
+
+/// A DEPA graph or an ONNX base model: Train_DL, with the `model_type` that goes with it.
+fn graph_model(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
+    let mc = &t.model_config;
+    if framework != Framework::TrainDl {
+        return Err(at(
+            "model_config",
+            "model graphs and base models train in Train_DL",
+        ));
+    }
+    match (mc.name, t.model_type) {
+        (ModelName::BaseModel, Some(ModelType::Onnx))
+        | (ModelName::Graph, None | Some(ModelType::Safetensors)) => {}
+        (ModelName::BaseModel, _) => {
+            return Err(at(
+                "model_config",
+                "required, unless model_type is onnx (the ONNX base model is the model)",
+            ));
+        }
+        (_, _) => {
+            return Err(at(
+                "model_type",
+                "onnx brings its own graph: give no model_config with it",
+            ));
+        }
+    }
+    if t.is_private
+        && let Some(g) = &mc.graph
+        && let Some(bn) = g.layers.iter().find(|l| {
+            matches!(
+                l.def,
+                crate::learn::graph::spec::LayerDef::Class(
+                    crate::learn::graph::spec::LayerClass::BatchNorm { .. }
+                )
+            )
+        })
+    {
+        return Err(at(
+            &format!("model_config.layers.{}", bn.name),
+            "BatchNorm mixes the samples of a batch, so it has no per-sample gradient for DP-SGD: use GroupNorm (as Opacus does) or train without is_private",
+        ));
+    }
+    Ok(())
+}
+
 fn model(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
     let mc = &t.model_config;
+    if matches!(mc.name, ModelName::Graph | ModelName::BaseModel) {
+        return graph_model(t, framework);
+    }
+    if t.model_type.is_some() {
+        return Err(at(
+            "model_type",
+            "goes with a DEPA model graph or an ONNX base model (ccr's own models use model_format)",
+        ));
+    }
     if (framework == Framework::TrainXgb) != (mc.name == ModelName::XgBoost) {
         return Err(at(
             "model_config.name",
@@ -635,9 +837,9 @@ mod tests {
             super::super::LossClass::CrossEntropyLoss
         );
         for (task, l, needle) in [
-            // covid's: BCELoss needs a model ending in a sigmoid.
+            // covid's BCELoss trains a classifier, not a regression.
             (
-                "classification",
+                "regression",
                 json!({"class": "torch.nn.BCELoss", "params": {"reduction": "mean"}}),
                 "BCELoss",
             ),

@@ -100,12 +100,25 @@ pub struct JoinedDataset {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// DEPA's paths (ignored).
+    /// DEPA's host paths, mapped (never followed): `input_dataset_path` names a one-step
+    /// pipeline's dataset (`/mnt/remote/<dataset>/<file>`) or the join's output,
+    /// `base_model_path` the base model (`ccr-init --base-model` overrides it),
+    /// `trained_model_output_path` is where ccr's sealed output goes (`--out`).
     #[serde(default)]
-    pub paths: Option<Value>,
-    /// How to read the joined table.
+    pub paths: Option<Paths>,
+    /// DEPA's base model format: `onnx` (the graph and weights come from the base model) or
+    /// `safetensors` (a `state_dict` for `model_config`'s graph).
+    #[serde(default)]
+    pub model_type: Option<ModelType>,
+    /// DEPA's `device`: `cpu`, `cuda`, `cuda:N`, `gpu` or `auto`; a GPU only where this
+    /// `ccr-init` was built with one (`gpu` feature), else the run is refused.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// How to read the joined table or the dataset file.
     pub dataset_config: DatasetConfig,
-    /// The model.
+    /// The model: ccr's own (`{"name": "MLP", ...}`) or DEPA's layer graph (`{"layers",
+    /// "forward", ...}`); absent when the ONNX base model (`model_type` `onnx`) is the model.
+    #[serde(default, deserialize_with = "model_config")]
     pub model_config: ModelConfig,
     /// The optimizer.
     #[serde(default)]
@@ -143,6 +156,55 @@ pub struct TrainConfig {
     /// (off by default; the parties agree to it by signing the pipeline digest).
     #[serde(default)]
     pub export_test_predictions: bool,
+}
+
+/// DEPA's `paths`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    /// The dataset file (one-step pipelines: `/mnt/remote/<dataset>/<file>`) or the join's
+    /// output (two-step pipelines: must be `joined_dataset.joined_dataset`).
+    #[serde(default)]
+    pub input_dataset_path: Option<String>,
+    /// The base model's path in the CCR.
+    #[serde(default)]
+    pub base_model_path: Option<String>,
+    /// DEPA's output folder; ccr seals its output to `--out` instead.
+    #[serde(default)]
+    pub trained_model_output_path: Option<String>,
+}
+
+/// DEPA's `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelType {
+    /// An ONNX base model (`torch.onnx.export`): graph and weights.
+    Onnx,
+    /// A safetensors `state_dict` of `model_config`'s graph.
+    Safetensors,
+}
+
+/// `model_config`: DEPA's layer graph (it has `layers` or `forward`), or ccr's own fields.
+fn model_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ModelConfig, D::Error> {
+    use serde::de::Error;
+    let v = Value::deserialize(d)?;
+    if v.get("layers").is_some() || v.get("forward").is_some() {
+        let spec = crate::learn::graph::GraphSpec::parse(&v).map_err(D::Error::custom)?;
+        return Ok(ModelConfig {
+            name: ModelName::Graph,
+            graph: Some(std::sync::Arc::new(spec)),
+            ..ModelConfig::default()
+        });
+    }
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let p = e.path().to_string();
+        let inner = e.into_inner();
+        if p == "." {
+            D::Error::custom(inner)
+        } else {
+            D::Error::custom(format!("at `{p}`: {inner}"))
+        }
+    })
 }
 
 fn default_epochs() -> usize {
@@ -335,39 +397,112 @@ impl<'de> Deserialize<'de> for Metric {
     }
 }
 
-/// How the joined table becomes features and labels.
+/// How the joined table (or a one-step pipeline's dataset file) becomes features and labels.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
-    /// Only `tabular`.
+    /// `tabular` (default), `serialized` (HDF5 or safetensors tensors) or `directory`.
     #[serde(rename = "type", default)]
     pub kind: DatasetKind,
-    /// The label column.
-    pub target_variable: String,
+    /// The label column (tabular).
+    #[serde(default)]
+    pub target_variable: Option<String>,
     /// Feature columns (default: every column but the target, identifiers and dropped ones).
     #[serde(default)]
     pub feature_columns: Option<Vec<String>>,
     /// Train/val/test split.
     #[serde(default)]
     pub splits: Splits,
-    /// Preprocessing.
+    /// Preprocessing (default: a standard scaler for tabular data, none for tensors, as
+    /// DEPA's `preprocessing` absent means no scaler).
     #[serde(default)]
-    pub preprocessing: Preprocessing,
-    /// DEPA field, ignored.
+    pub preprocessing: Option<Preprocessing>,
+    /// DEPA's `data_type` (`tensor`, `numpy`): how its trainer holds rows; ccr's are tensors
+    /// either way.
     #[serde(default)]
     pub data_type: Option<String>,
-    /// DEPA field: only `drop` (rows with a missing value are dropped) is supported.
+    /// Rows with a missing value: `drop` (default) or `fill` (with `fill_value`).
     #[serde(default)]
     pub missing_strategy: Option<MissingStrategy>,
+    /// `missing_strategy` `fill`: the number put in each missing cell (default 0).
+    #[serde(default)]
+    pub fill_value: Option<f64>,
+    /// Serialized: `hdf5` or `safetensors`.
+    #[serde(default)]
+    pub format: Option<SerializedFormat>,
+    /// Serialized: how features and targets are laid out (`list_of_tuples`, `dict`,
+    /// `separate_tensors`: each a features array `[N, ...]` and a targets array `[N]`).
+    #[serde(default)]
+    pub structure: Option<Structure>,
+    /// Serialized: the features' key (default `features`).
+    #[serde(default)]
+    pub features_key: Option<String>,
+    /// Serialized: the targets' key (default `targets`).
+    #[serde(default)]
+    pub targets_key: Option<String>,
+    /// DEPA's `transforms` (`normalize`, `augment`): DEPA's trainer applies none (its
+    /// `_setup_transforms` is a placeholder), and ccr applies none either; the run report
+    /// says so.
+    #[serde(default)]
+    pub transforms: Option<Transforms>,
+}
+
+impl DatasetConfig {
+    /// The scaler: `preprocessing.scaler`, else standard for tabular data and none otherwise.
+    pub fn scaler(&self) -> ScalerKind {
+        match (&self.preprocessing, self.kind) {
+            (Some(p), _) => p.scaler,
+            (None, DatasetKind::Tabular) => ScalerKind::Standard,
+            (None, _) => ScalerKind::Identity,
+        }
+    }
 }
 
 /// The dataset's kind (`dataset_config.type`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetKind {
-    /// Rows and columns.
+    /// Rows and columns (CSV).
     #[default]
     Tabular,
+    /// Tensors in one file (HDF5, safetensors).
+    Serialized,
+    /// Files in folders (images).
+    Directory,
+}
+
+/// A serialized dataset's file format (`dataset_config.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SerializedFormat {
+    /// HDF5 (h5py), datasets `features_key` and `targets_key`.
+    Hdf5,
+    /// safetensors, tensors `features_key` and `targets_key`.
+    Safetensors,
+}
+
+/// A serialized dataset's layout (`dataset_config.structure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Structure {
+    /// Sample i is `(features[i], targets[i])`.
+    ListOfTuples,
+    /// As `list_of_tuples`.
+    Dict,
+    /// As `list_of_tuples`.
+    SeparateTensors,
+}
+
+/// DEPA's `transforms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transforms {
+    /// `normalize` (DEPA applies nothing).
+    #[serde(default)]
+    pub normalize: bool,
+    /// `augment` (DEPA applies nothing).
+    #[serde(default)]
+    pub augment: bool,
 }
 
 /// What to do with a missing value (`dataset_config.missing_strategy`).
@@ -376,6 +511,8 @@ pub enum DatasetKind {
 pub enum MissingStrategy {
     /// Drop the row.
     Drop,
+    /// Put `fill_value` in the cell.
+    Fill,
 }
 
 /// Split fractions (summing to 1), the seed, and whether to stratify by label.
@@ -442,10 +579,13 @@ pub enum ScalerKind {
     Identity,
 }
 
-/// The model, instantiated from config (ccr's model config; DEPA scenarios rewrite theirs).
+/// The model: ccr's own fields, or a graph (DEPA's layer graph, or an ONNX base model's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// A DEPA layer graph (`name` is then `Graph`).
+    #[serde(skip)]
+    pub graph: Option<std::sync::Arc<crate::learn::graph::GraphSpec>>,
     /// `LogisticRegression` (one linear layer, softmax over the classes), `LinearRegression`
     /// (one linear layer, one output), `MLP`, or `CNN` (a 3×3 convolution with `relu` and 2×2
     /// average pooling in front of an MLP; the features are the pixels of `input_shape`).
@@ -502,6 +642,31 @@ pub struct ModelConfig {
     pub seed: Option<u64>,
 }
 
+impl Default for ModelConfig {
+    /// No `model_config`: the ONNX base model is the model.
+    fn default() -> Self {
+        Self {
+            graph: None,
+            name: ModelName::BaseModel,
+            hidden_layers: Vec::new(),
+            activation: Activation::default(),
+            input_shape: None,
+            conv_channels: None,
+            model_format: None,
+            model_path: None,
+            model_sha256: None,
+            n_estimators: None,
+            max_depth: None,
+            learning_rate: None,
+            l2_regularization: None,
+            min_child_weight: None,
+            objective: None,
+            subsample: None,
+            seed: None,
+        }
+    }
+}
+
 /// The `model_config` fields of an `XGBoost` model.
 pub const XGB_FIELDS: &[&str] = &[
     "n_estimators",
@@ -530,6 +695,12 @@ pub enum ModelName {
     /// Gradient-boosted trees (`Train_XGB` only).
     #[serde(rename = "XGBoost")]
     XgBoost,
+    /// DEPA's layer graph (`model_config` with `layers` and `forward`).
+    #[serde(skip)]
+    Graph,
+    /// The ONNX base model's graph (`model_type` `onnx`, no `model_config`).
+    #[serde(skip)]
+    BaseModel,
 }
 
 impl ModelName {
@@ -541,10 +712,12 @@ impl ModelName {
             Self::Mlp => "MLP",
             Self::Cnn => "CNN",
             Self::XgBoost => "XGBoost",
+            Self::Graph => "graph",
+            Self::BaseModel => "base_model",
         }
     }
 
-    /// Whether this model can do `task`.
+    /// Whether this model can do `task` (a graph's task is the config's).
     pub fn does(self, task: TaskType) -> bool {
         !matches!(
             (self, task),

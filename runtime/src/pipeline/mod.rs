@@ -83,10 +83,11 @@ impl Framework {
     }
 }
 
-/// The parsed pipeline: one join, one train step.
+/// The parsed pipeline: a join and a train step, or a train step alone (DEPA's one-step
+/// pipelines, whose dataset is `paths.input_dataset_path`).
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    /// The join step.
+    /// The join step (for a one-step pipeline, [`Join::Single`]).
     pub join: Join,
     /// The training config.
     pub train: TrainConfig,
@@ -101,13 +102,17 @@ pub enum Join {
     Keyed(JoinConfig),
     /// Union.
     Union(JoinConfig),
+    /// A one-step pipeline's one dataset, from `paths.input_dataset_path`
+    /// (`/mnt/remote/<name>/<file>`); its `id` is the contract's dataset of that name or owner
+    /// ([`Pipeline::bind_single`]).
+    Single(JoinConfig),
 }
 
 impl Join {
     /// The config.
     pub fn config(&self) -> &JoinConfig {
         match self {
-            Self::Keyed(c) | Self::Union(c) => c,
+            Self::Keyed(c) | Self::Union(c) | Self::Single(c) => c,
         }
     }
 }
@@ -118,36 +123,102 @@ impl Pipeline {
     /// # Errors
     /// [`PipelineError`] naming the field's path.
     pub fn from_value(v: &Value) -> Result<Self, PipelineError> {
-        let cfg: PipelineConfig =
-            serde_path_to_error::deserialize(v.clone()).map_err(|e| PipelineError::Json {
-                path: e.path().to_string(),
-                reason: e.inner().to_string(),
-            })?;
-        if cfg.pipeline.len() != 2 {
+        let cfg: PipelineConfig = serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+            // A field read by its own deserializer names the rest of its path first.
+            let (mut path, mut reason) = (e.path().to_string(), e.inner().to_string());
+            while let Some(rest) = reason.strip_prefix("at `")
+                && let Some((inner, r)) = rest.split_once("`: ")
+            {
+                path = format!("{path}.{inner}");
+                reason = r.to_string();
+            }
+            PipelineError::Json { path, reason }
+        })?;
+        let one_step = cfg.pipeline.len() == 1;
+        if !(1..=2).contains(&cfg.pipeline.len()) {
             return Err(check::field(
                 "pipeline",
-                "expected two steps: a join, then a train step",
+                "expected a join step then a train step, or a train step alone",
             ));
         }
         let mut it = cfg.pipeline.into_iter();
-        let join = check::join(it.next())?;
+        let join = if one_step {
+            None
+        } else {
+            Some(check::join(it.next())?)
+        };
         let (train, framework) = match it.next() {
             Some(Step::TrainDl(c)) => (c, Framework::TrainDl),
             Some(Step::TrainMl(c)) => (c, Framework::TrainMl),
             Some(Step::TrainXgb(c)) => (c, Framework::TrainXgb),
             _ => {
+                let (at, which) = if one_step {
+                    ("pipeline[0].name", "a one-step pipeline's step")
+                } else {
+                    ("pipeline[1].name", "the second step")
+                };
                 return Err(check::field(
-                    "pipeline[1].name",
-                    "the second step must be Train_DL, Train_ML or Train_XGB",
+                    at,
+                    &format!("{which} must be Train_DL, Train_ML or Train_XGB"),
                 ));
             }
         };
-        check::train(&train, framework)?;
+        let renumber = |e: PipelineError| match e {
+            PipelineError::Field { path, reason } if one_step => PipelineError::Field {
+                path: path.replacen("pipeline[1]", "pipeline[0]", 1),
+                reason,
+            },
+            e => e,
+        };
+        check::train(&train, framework).map_err(renumber)?;
+        let join = match join {
+            Some(j) => {
+                check::joined_path(&j, &train)?;
+                j
+            }
+            None => check::single(&train).map_err(renumber)?,
+        };
         Ok(Self {
             join,
             train,
             framework,
         })
+    }
+
+    /// Gives a one-step pipeline's dataset the id of the contract's dataset it names: the one
+    /// whose `name` or `owner` is the mount folder of `paths.input_dataset_path`, or the
+    /// contract's only dataset.
+    ///
+    /// # Errors
+    /// [`PipelineError::Field`] naming `paths.input_dataset_path` when no dataset (or more
+    /// than one) fits.
+    pub fn bind_single(
+        &mut self,
+        datasets: &[(String, String, Option<String>)],
+    ) -> Result<(), PipelineError> {
+        let Join::Single(c) = &mut self.join else {
+            return Ok(());
+        };
+        let d = &mut c.datasets[0];
+        let named: Vec<&(String, String, Option<String>)> = datasets
+            .iter()
+            .filter(|(_, name, owner)| *name == d.name || owner.as_deref() == Some(d.name.as_str()))
+            .collect();
+        let pick = match (&named[..], datasets) {
+            ([one], _) => *one,
+            ([], [only]) => only,
+            _ => {
+                return Err(check::field(
+                    "pipeline[0].config.paths.input_dataset_path",
+                    &format!(
+                        "`{}` names no single dataset of the contract (by name or owner)",
+                        d.name
+                    ),
+                ));
+            }
+        };
+        d.id = pick.0.clone();
+        Ok(())
     }
 }
 
@@ -168,4 +239,75 @@ pub fn privacy_param(train: &TrainConfig, key: &str) -> Option<f64> {
         v.as_f64()
             .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
     })
+}
+
+#[cfg(test)]
+mod depa_tests {
+    use super::*;
+
+    fn depa(rel: &str) -> Option<Value> {
+        let p = format!("{}/../../shared/depa/{rel}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(p).ok()?;
+        Some(serde_json::from_str(&text).unwrap())
+    }
+
+    #[test]
+    fn depas_scenario_configs_parse_unchanged_and_meet_the_schema() {
+        let Some(covid) = depa("covid/config/pipeline_config.json") else {
+            eprintln!("skipped: ../shared/depa is absent");
+            return;
+        };
+        for (name, v) in [
+            ("covid", covid),
+            ("mnist", depa("mnist/config/pipeline_config.json").unwrap()),
+            (
+                "cifar10",
+                depa("cifar10/config/pipeline_config.json").unwrap(),
+            ),
+        ] {
+            let errors = ccr_policy::schema::errors(SCHEMA, &v);
+            assert!(errors.is_empty(), "{name}: {errors:?}");
+            let p = Pipeline::from_value(&v).unwrap_or_else(|e| panic!("{name}: {e}"));
+            match name {
+                "covid" => {
+                    assert!(matches!(p.join, Join::Keyed(_)));
+                    assert_eq!(p.train.model_config.name, ModelName::BaseModel);
+                    assert_eq!(p.train.model_type, Some(ModelType::Onnx));
+                    assert!(p.train.is_private);
+                }
+                _ => {
+                    let Join::Single(c) = &p.join else {
+                        panic!("{name}: a one-step pipeline")
+                    };
+                    assert_eq!(c.datasets[0].name, name);
+                    assert_eq!(c.datasets[0].mount_path, format!("/mnt/remote/{name}/"));
+                    assert_eq!(p.train.dataset_config.kind, DatasetKind::Serialized);
+                }
+            }
+        }
+        // The one-step dataset takes the id of the contract's dataset it names (by owner).
+        let mut p =
+            Pipeline::from_value(&depa("mnist/config/pipeline_config.json").unwrap()).unwrap();
+        p.bind_single(&[
+            ("other".into(), "x".into(), Some("someone".into())),
+            (
+                "19517ba8".into(),
+                "mnist-handwritten-digits".into(),
+                Some("mnist".into()),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(p.join.config().datasets[0].id, "19517ba8");
+        let e = p
+            .bind_single(&[
+                ("a".into(), "a".into(), None),
+                ("b".into(), "b".into(), None),
+            ])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("paths.input_dataset_path") && e.contains("`mnist` names no single dataset"),
+            "{e}"
+        );
+    }
 }

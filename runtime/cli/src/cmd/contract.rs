@@ -32,6 +32,13 @@ pub(crate) enum ContractCmd {
         #[arg(long)]
         pipeline: PathBuf,
     },
+    /// Set baseModelSha256 from the consumer's base model file (removes existing signatures).
+    SetBaseModel {
+        #[arg(long)]
+        contract: PathBuf,
+        #[arg(long)]
+        model: PathBuf,
+    },
     /// Set releasePolicy from a policy file (removes existing signatures).
     SetPolicy {
         #[arg(long)]
@@ -106,6 +113,17 @@ pub(crate) fn run(cmd: ContractCmd) -> Result<()> {
             let d = ccr_policy::pipeline_digest(&read_json(&pipeline)?);
             edit_contract(&contract, |m| {
                 m.insert("pipelineDigest".into(), json!(d));
+                Ok(())
+            })?;
+            println!("{d}");
+        }
+        ContractCmd::SetBaseModel { contract, model } => {
+            use sha2::Digest;
+            let b =
+                std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+            let d = hex::encode(sha2::Sha256::digest(&b));
+            edit_contract(&contract, |m| {
+                m.insert("baseModelSha256".into(), json!(d));
                 Ok(())
             })?;
             println!("{d}");

@@ -73,7 +73,15 @@ pub fn to_safetensors(t: &Trained, p: &Prepared, cfg: &TrainConfig) -> Result<Ve
     }
     meta.insert(
         "target".to_string(),
-        cfg.dataset_config.target_variable.clone(),
+        cfg.dataset_config
+            .target_variable
+            .clone()
+            .unwrap_or_else(|| {
+                cfg.dataset_config
+                    .targets_key
+                    .clone()
+                    .unwrap_or("targets".into())
+            }),
     );
     meta.insert(
         "feature_columns".to_string(),

@@ -116,6 +116,13 @@ impl GraphNet {
         })
     }
 
+    /// The output's shape for a batch of one, `[1, ...]`.
+    pub fn output_shape(&self) -> Vec<usize> {
+        let mut input = vec![1];
+        input.extend_from_slice(&self.sample_shape);
+        check_shapes(&self.plan.spec, &[input], "").unwrap_or_default()
+    }
+
     /// The parameter layers' names and classes, in [`GraphNet::params`] order.
     pub fn param_info(&self) -> &[ParamInfo] {
         &self.info

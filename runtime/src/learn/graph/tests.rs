@@ -43,6 +43,7 @@ fn grad_vec(g: &GradientsParams, id: ParamId, rank: usize) -> Vec<f32> {
 /// Per-sample norms and the weighted sum `Σ cᵢ gᵢ` from the probes equal Burn's autodiff run on
 /// each sample alone.
 fn per_sample_matches_autodiff(what: &str, model: serde_json::Value, shape: &[usize], x: Vec<f32>) {
+    let _seeded = crate::learn::testing::seeded();
     let device = device();
     device.seed(7);
     let net = GraphNet::new(&spec(model), shape, "_layers.", &device).unwrap();

@@ -36,13 +36,46 @@ pub enum LossClass {
     HuberLoss,
     /// `½ d² / beta` for `|d| < beta`, else `|d| − ½ beta`.
     SmoothL1Loss,
+    /// Binary cross-entropy of a probability (the model ends in a sigmoid, one output):
+    /// `−(y ln p + (1 − y) ln(1 − p))`, each log clamped at −100 as PyTorch does.
+    #[serde(rename = "BCELoss")]
+    BceLoss,
+    /// Binary cross-entropy of a logit (one output): `max(z, 0) − y z + ln(1 + e^−|z|)`.
+    #[serde(rename = "BCEWithLogitsLoss")]
+    BceWithLogitsLoss,
+    /// Negative log-likelihood of log-probabilities (the model ends in a log-softmax):
+    /// `−z_y`.
+    #[serde(rename = "NLLLoss")]
+    NllLoss,
 }
 
 impl LossClass {
+    /// PyTorch's class name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CrossEntropyLoss => "CrossEntropyLoss",
+            Self::MseLoss => "MSELoss",
+            Self::L1Loss => "L1Loss",
+            Self::HuberLoss => "HuberLoss",
+            Self::SmoothL1Loss => "SmoothL1Loss",
+            Self::BceLoss => "BCELoss",
+            Self::BceWithLogitsLoss => "BCEWithLogitsLoss",
+            Self::NllLoss => "NLLLoss",
+        }
+    }
+
+    /// Whether the model has one output (the positive class's probability or logit), not one
+    /// per class.
+    pub fn binary(self) -> bool {
+        matches!(self, Self::BceLoss | Self::BceWithLogitsLoss)
+    }
+
     /// The task it trains.
     pub fn task(self) -> TaskType {
         match self {
-            Self::CrossEntropyLoss => TaskType::Classification,
+            Self::CrossEntropyLoss | Self::BceLoss | Self::BceWithLogitsLoss | Self::NllLoss => {
+                TaskType::Classification
+            }
             _ => TaskType::Regression,
         }
     }
@@ -141,13 +174,8 @@ pub(super) fn class_and_params(
         .strip_prefix("torch.nn.")
         .or_else(|| written.strip_prefix("nn."))
         .unwrap_or(&written);
-    let class = serde_json::from_value::<LossClass>(Value::String(short.to_string())).map_err(
-        |e| {
-            format!(
-                "class `{written}`: {e} (BCELoss, BCEWithLogitsLoss and NLLLoss need a model that ends in a sigmoid or log-softmax: DEPA model graphs, not yet)"
-            )
-        },
-    )?;
+    let class = serde_json::from_value::<LossClass>(Value::String(short.to_string()))
+        .map_err(|e| format!("class `{written}`: {e}"))?;
     let params = match m.remove("params") {
         None | Some(Value::Null) => LossParams::default(),
         Some(v) => serde_json::from_value(v).map_err(|e| format!("params: {e}"))?,
