@@ -6,11 +6,14 @@
 //! - [`release`]: the release-policy grammar of Azure Key Vault (`anyOf`/`allOf`,
 //!   `claim`/`equals`), evaluated over claims with the failing clause named on deny.
 //!
+//! - [`depa`]: DEPA-Training's own `policy.rego` over the input its runner gives it.
+//!
 //! This crate does no I/O beyond parsing the bytes it is given.
 
 #![forbid(unsafe_code)]
 
 pub mod contract;
+pub mod depa;
 pub mod error;
 pub mod reference;
 pub mod rego;

@@ -377,13 +377,13 @@ pub fn union(tables: &[(String, Table)]) -> Result<Table, JoinError> {
 pub fn drop_columns(t: Table, jd: &JoinedDataset) -> Result<Table, JoinError> {
     let mut keep: Vec<usize> = (0..t.columns.len()).collect();
     for c in &jd.drop_columns {
-        let i = t.column(c).ok_or_else(|| JoinError::UnknownColumn {
-            what: "drop_columns".into(),
-            column: c.clone(),
-            table: "the joined table".into(),
-            available: t.columns.join(", "),
-        })?;
-        keep.retain(|&k| k != i);
+        // As Spark's `drop` (DEPA's join): a column that is not there is nothing to drop.
+        match t.column(c) {
+            Some(i) => keep.retain(|&k| k != i),
+            None => {
+                tracing::info!(column = %c, "drop_columns: not in the joined table, nothing to drop")
+            }
+        }
     }
     Ok(Table {
         columns: keep.iter().map(|&i| t.columns[i].clone()).collect(),

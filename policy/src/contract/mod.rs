@@ -200,6 +200,14 @@ pub struct Privacy {
         skip_serializing_if = "Option::is_none"
     )]
     pub noise_multiplier: Option<f64>,
+    /// DEPA's reporting period of the epsilon spent, in epochs (DEPA may write it as a string).
+    /// ccr logs the epsilon spent after every epoch, which meets any period.
+    #[serde(
+        default,
+        deserialize_with = "opt_num_or_str",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub epochs_per_report: Option<f64>,
     /// Whether every run that reads this dataset must train with DP-SGD (ccr addition; default
     /// false). When true, the runtime refuses a non-private pipeline and the broker refuses a
     /// release to a run that plans no epsilon, so nothing trained without DP leaves the CCR.

@@ -56,6 +56,10 @@ enum Cmd {
     /// Build the ccr-init container image (OCI image layout, deterministic).
     #[command(subcommand)]
     Image(cmd::image::ImageCmd),
+    /// DEPA-Training scenarios: write one from DEPA's scenario input, run one end to end on
+    /// this machine (sim platform).
+    #[command(subcommand)]
+    Scenario(cmd::scenario::ScenarioCmd),
     /// Verify attestation evidence offline and print its claims (auditors). Exit status 0 only
     /// when every signature and chain holds (and the policy, when given, allows).
     Verify(cmd::verify::VerifyArgs),
@@ -74,6 +78,7 @@ fn main() {
         Cmd::Dp(c) => cmd::dp::run(c),
         Cmd::Measure(c) => cmd::measure::run(c),
         Cmd::Image(c) => cmd::image::run(c),
+        Cmd::Scenario(c) => cmd::scenario::run(c),
         Cmd::Verify(a) => cmd::verify::run(a),
     };
     if let Err(e) = result {

@@ -67,10 +67,35 @@ pub fn decrypt(
         let mut t = tabular::parse_csv(&d.name, &d.file, &plain)?;
         drop(plain);
         if let Some(sel) = &d.select_variables {
-            t = tabular::select_columns(&t, sel, &d.name)?;
+            t = select(t, sel, pipeline, &d.name)?;
         }
         info!(dataset = %d.id, name = %d.name, rows = t.rows.len(), columns = t.columns.len(), "decrypted");
         out.push((d.name.clone(), t));
     }
     Ok(Decrypted::Tables(out))
+}
+
+/// `select_variables`: the listed columns and the joining key, when every listed name is a
+/// column; otherwise every column, as DEPA's SparkJoin (which does not apply the list) reads
+/// it, with a warning naming the names that are not columns.
+fn select(t: Table, sel: &[String], pipeline: &Pipeline, name: &str) -> Result<Table, JobError> {
+    let missing: Vec<&String> = sel.iter().filter(|c| t.column(c).is_none()).collect();
+    if !missing.is_empty() {
+        tracing::warn!(dataset = %name, missing = ?missing, "select_variables: not columns of the dataset; as DEPA's SparkJoin, every column is kept");
+        return Ok(t);
+    }
+    let mut cols: Vec<String> = sel.to_vec();
+    let key = pipeline
+        .join
+        .config()
+        .joined_dataset
+        .as_ref()
+        .and_then(|j| j.joining_key.clone());
+    if let Some(k) = key
+        && t.column(&k).is_some()
+        && !cols.contains(&k)
+    {
+        cols.insert(0, k);
+    }
+    Ok(tabular::select_columns(&t, &cols, name)?)
 }

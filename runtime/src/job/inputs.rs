@@ -201,7 +201,7 @@ fn load_base_model(
 
 /// Refuses, before attesting, a private pipeline whose epsilon or delta exceeds a joined
 /// dataset's budget in the contract (the broker then checks what remains of it).
-fn check_privacy_plan(contract: &Contract, pipeline: &Pipeline) -> Result<(), JobError> {
+pub fn check_privacy_plan(contract: &Contract, pipeline: &Pipeline) -> Result<(), JobError> {
     let Some((epsilon, delta)) = crate::pipeline::planned_privacy(&pipeline.train) else {
         return Ok(());
     };

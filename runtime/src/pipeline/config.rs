@@ -696,10 +696,10 @@ pub enum ModelName {
     #[serde(rename = "XGBoost")]
     XgBoost,
     /// DEPA's layer graph (`model_config` with `layers` and `forward`).
-    #[serde(skip)]
+    #[serde(rename = "graph", skip_deserializing)]
     Graph,
     /// The ONNX base model's graph (`model_type` `onnx`, no `model_config`).
-    #[serde(skip)]
+    #[serde(rename = "base_model", skip_deserializing)]
     BaseModel,
 }
 

@@ -9,5 +9,6 @@ pub(crate) mod keys;
 pub(crate) mod measure;
 pub(crate) mod model;
 pub(crate) mod policy;
+pub(crate) mod scenario;
 pub(crate) mod sim;
 pub(crate) mod verify;

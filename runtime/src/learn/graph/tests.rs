@@ -361,3 +361,33 @@ fn cifar10s_model_config_parses_and_takes_32_by_32_images() {
         .to_string();
     assert!(e.contains("in_features is 400"), "{e}");
 }
+
+#[test]
+fn the_im2col_convolution_equals_burns() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    let device = device();
+    for (stride, pad, dil, groups) in [
+        ([1, 1], [0, 0], [1, 1], 1),
+        ([2, 1], [1, 2], [1, 2], 2),
+        ([1, 3], [2, 0], [2, 1], 1),
+    ] {
+        let c = Conv2dConfig::new([4, 6], [3, 2])
+            .with_stride(stride)
+            .with_dilation(dil)
+            .with_groups(groups)
+            .with_padding(PaddingConfig2d::Explicit(pad[0], pad[1], pad[0], pad[1]))
+            .init(&device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(data(2 * 4 * 9 * 8, 3), [2, 4, 9, 8]),
+            &device,
+        );
+        let want = vecf(c.forward(x.clone()));
+        let got = vecf(super::net::conv2d_im2col(&c, x));
+        close(
+            &got,
+            &want,
+            &format!("stride {stride:?} padding {pad:?} dilation {dil:?} groups {groups}"),
+        );
+    }
+}
