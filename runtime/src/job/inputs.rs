@@ -195,7 +195,35 @@ fn load_base_model(
             },
         });
     }
-    info!(path = %path.display(), sha256 = %got, "base model read");
+    if tc.model_type == Some(crate::pipeline::ModelType::Onnx) {
+        // Refused before any key is released: an op ccr does not run (the error names the
+        // node), or a layer DP-SGD cannot clip per sample.
+        let imp = crate::learn::onnx::import::import(&bytes).map_err(|e| JobError::Input {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if tc.is_private
+            && let Some(l) = imp.spec.layers.iter().find(|l| {
+                matches!(
+                    l.def,
+                    crate::learn::graph::spec::LayerDef::Class(
+                        crate::learn::graph::spec::LayerClass::BatchNorm { .. }
+                    )
+                )
+            })
+        {
+            return Err(JobError::Input {
+                path,
+                reason: format!(
+                    "layer `{}` is a BatchNormalization, which has no per-sample gradient for DP-SGD (is_private): use GroupNorm, as Opacus does",
+                    l.name
+                ),
+            });
+        }
+        info!(path = %path.display(), sha256 = %got, opset = imp.opset, layers = imp.spec.layers.len(), sample_shape = ?imp.sample_shape, "base model read (ONNX)");
+    } else {
+        info!(path = %path.display(), sha256 = %got, "base model read");
+    }
     Ok(Some(bytes))
 }
 

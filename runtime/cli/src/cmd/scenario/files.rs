@@ -9,6 +9,32 @@ use serde_json::{Map, Value, json};
 
 use crate::io::read_json;
 
+/// A scenario folder's pipeline config: DEPA's layout (`config/`, see [`pipeline`]) or ccr's
+/// (`pipeline_config.json` at the top).
+///
+/// # Errors
+/// As [`pipeline`].
+pub(crate) fn scenario_pipeline(dir: &Path) -> Result<Value> {
+    let top = dir.join("pipeline_config.json");
+    if !dir.join("config").exists() && top.exists() {
+        return read_json(&top);
+    }
+    pipeline(&dir.join("config"))
+}
+
+/// A scenario folder's contract template: DEPA's `contract/contract.json`, or ccr's
+/// `contract.template.json` at the top.
+///
+/// # Errors
+/// Neither file, or one that does not parse.
+pub(crate) fn scenario_contract(dir: &Path) -> Result<Value> {
+    let depa = dir.join("contract").join("contract.json");
+    if depa.exists() {
+        return read_json(&depa);
+    }
+    read_json(&dir.join("contract.template.json"))
+}
+
 /// The pipeline config: `config/pipeline_config.json`, else DEPA's separate files merged as its
 /// `consolidate_pipeline.sh` merges them: `join_config.json` (the join step, when present),
 /// then `train_config.json` with `dataset_config.json`, `model_config.json` and

@@ -151,7 +151,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     println!("== scenario {name}: work folder {}", work.display());
 
     // The pipeline, as the scenario's files give it (consolidated when DEPA's are separate).
-    let pipeline_json = files::pipeline(&args.dir.join("config"))?;
+    let pipeline_json = files::scenario_pipeline(&args.dir)?;
     let pipeline_path = work.join("pipeline_config.json");
     write_atomic(
         &pipeline_path,
@@ -159,10 +159,10 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         false,
     )?;
     let mut pipeline = ccr_runtime::pipeline::Pipeline::from_value(&pipeline_json)
-        .with_context(|| format!("{}", args.dir.join("config").display()))?;
+        .with_context(|| format!("{}: the pipeline config", args.dir.display()))?;
 
     // The contract: DEPA's template with ccr's fields for this local run.
-    let template = read_json(&args.dir.join("contract").join("contract.json"))?;
+    let template = files::scenario_contract(&args.dir)?;
     let base_sha = match &args.base_model {
         Some(b) => {
             use sha2::Digest;
@@ -439,7 +439,20 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     )?;
 
     // The CCR runs the job (sim: NOT confidential).
-    let mut cmd = Command::new(&init);
+    // CCR_INIT_WRAPPER prefixes the command (BENCHMARKS.md uses "/usr/bin/time -v").
+    let wrapper: Vec<String> = std::env::var("CCR_INIT_WRAPPER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let mut cmd = match wrapper.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(&init);
+            c
+        }
+        None => Command::new(&init),
+    };
     cmd.args([
         "--platform",
         "sim",
@@ -475,6 +488,16 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             init_log.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
+    }
+
+    if !wrapper.is_empty() {
+        let log = std::fs::read_to_string(&init_log).unwrap_or_default();
+        for l in log
+            .lines()
+            .filter(|l| l.contains("Elapsed") || l.contains("Maximum resident"))
+        {
+            println!("[ccr] {}", l.trim());
+        }
     }
 
     // The data consumer unseals the model; the broker operator prints the ledger.
