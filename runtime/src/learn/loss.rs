@@ -369,12 +369,67 @@ mod tests {
         // Every gradient is the derivative of its loss (central differences, away from kinks).
         let zs = vec![0.3f32, -1.7, 2.4, 0.9];
         let ys = vec![0.0f32, 0.1, -0.2, 0.5];
+        // BCELoss of probabilities, BCEWithLogitsLoss of logits, NLLLoss of log-probabilities,
+        // by their definitions: −(y ln p + (1 − y) ln(1 − p)), softplus(z) − y z, −z_y.
+        let p = [0.2f32, 0.9, 0.6, 0.5];
+        let yb = vec![0.0f32, 1.0, 0.0, 1.0];
+        let want: f64 = p
+            .iter()
+            .zip(&yb)
+            .map(|(&p, &y)| {
+                -(f64::from(y) * f64::from(p).ln() + f64::from(1.0 - y) * f64::from(1.0 - p).ln())
+            })
+            .sum();
+        let bce = Target::Binary {
+            labels: yb.clone(),
+            logits: false,
+        };
+        let (_, l) = loss_and_gradient(t2(p.to_vec(), 1), &bce);
+        assert!((l - want).abs() < 1e-5, "BCELoss {l} vs {want}");
+        let logits: Vec<f32> = p.iter().map(|&p| (p / (1.0 - p)).ln()).collect();
+        let bcel = Target::Binary {
+            labels: yb,
+            logits: true,
+        };
+        let (_, l) = loss_and_gradient(t2(logits, 1), &bcel);
+        assert!((l - want).abs() < 1e-5, "BCEWithLogitsLoss {l} vs {want}");
+        let nll = Target::LogProbs {
+            labels: vec![2, 0],
+            classes: 3,
+        };
+        let (g, l) = loss_and_gradient(t2(vec![-1.0, -2.0, -0.5, -0.1, -3.0, -2.5], 3), &nll);
+        assert!((l - 0.6).abs() < 1e-6, "NLLLoss {l}");
+        close(
+            &vecf(g),
+            &[0.0, 0.0, -1.0, -1.0, 0.0, 0.0],
+            "NLLLoss gradient",
+        );
         let targets = [
             Target::Values(ys.clone(), RegressionLoss::Mse),
             Target::Values(ys.clone(), RegressionLoss::L1),
             Target::Values(ys.clone(), RegressionLoss::Huber(1.0)),
             Target::Values(ys, RegressionLoss::SmoothL1(0.5)),
+            Target::Binary {
+                labels: vec![0.0, 1.0, 0.0, 1.0],
+                logits: true,
+            },
         ];
+        let (g, _) = loss_and_gradient(t2(p.to_vec(), 1), &bce);
+        let g = vecf(g);
+        for i in 0..p.len() {
+            let h = 1e-3f32;
+            let at = |dp: f32| {
+                let mut q = p.to_vec();
+                q[i] += dp;
+                loss_and_gradient(t2(q, 1), &bce).1
+            };
+            let num = (at(h) - at(-h)) / (2.0 * f64::from(h));
+            assert!(
+                (num - f64::from(g[i])).abs() < 2e-2,
+                "BCELoss [{i}]: {num} vs {}",
+                g[i]
+            );
+        }
         for target in &targets {
             let (g, _) = loss_and_gradient(t2(zs.clone(), 1), target);
             let g = vecf(g);
