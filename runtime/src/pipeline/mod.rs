@@ -20,11 +20,13 @@
 mod check;
 pub mod config;
 pub mod loss;
+pub mod metric;
 pub mod scheduler;
 
 pub use config::*;
 pub use loss::expr::ExpressionLoss;
 pub use loss::*;
+pub use metric::*;
 pub use scheduler::*;
 
 use serde_json::Value;

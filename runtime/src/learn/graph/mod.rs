@@ -12,8 +12,11 @@
 //! `nn.Embedding`, and the parameterless [`ops::SUPPORTED_STATELESS_LAYERS`]; functions:
 //! [`ops::SUPPORTED_FUNCTIONS`]; submodules with `$name` placeholders.
 
+mod dense;
+mod error;
 pub mod net;
 pub mod ops;
+mod params;
 pub mod per_sample;
 pub mod spec;
 pub mod step;

@@ -263,29 +263,32 @@ pub(crate) fn conv2d_im2col(c: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             ]));
         }
     }
-    let u = Tensor::stack::<5>(cols, 2).reshape([b, ch * kh * kw, ho * wo]);
+    // The patches as one matrix [C·kh·kw, B·Ho·Wo], so that each group is one product.
+    let l = ho * wo;
+    let u = Tensor::stack::<5>(cols, 0)
+        .permute([2, 0, 1, 3, 4])
+        .reshape([ch * kh * kw, b * l]);
     let groups = c.groups;
     let (og, kk) = (o / groups, cg * kh * kw);
     let wm = weight.reshape([o, kk]);
     let y = if groups == 1 {
-        wm.unsqueeze_dim::<3>(0).matmul(u)
+        wm.matmul(u)
     } else {
         Tensor::cat(
             (0..groups)
                 .map(|g| {
                     let wg = wm.clone().slice([g * og..(g + 1) * og, 0..kk]);
-                    let ug = u.clone().slice([0..b, g * kk..(g + 1) * kk, 0..ho * wo]);
-                    wg.unsqueeze_dim::<3>(0).matmul(ug)
+                    wg.matmul(u.clone().slice([g * kk..(g + 1) * kk, 0..b * l]))
                 })
                 .collect(),
-            1,
+            0,
         )
     };
     let y = match &c.bias {
-        Some(bias) => y + bias.val().reshape([1, o, 1]),
+        Some(bias) => y + bias.val().reshape([o, 1]),
         None => y,
     };
-    y.reshape([b, o, ho, wo])
+    y.reshape([o, b, ho, wo]).swap_dims(0, 1)
 }
 
 fn add(a: Val, b: Val) -> Val {

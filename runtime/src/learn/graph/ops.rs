@@ -9,7 +9,9 @@ use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Distribution, Tensor, activation as act};
 
-use super::spec::{Params, SpecError, err};
+use super::error::{SpecError, err};
+use super::params::Params;
+pub use super::params::PoolSpec;
 
 /// Applies an expression to the tensor of any rank, keeping the rank.
 macro_rules! each {
@@ -37,22 +39,6 @@ macro_rules! with {
 }
 #[allow(unused_imports)]
 pub(crate) use with;
-
-/// A pooling window: kernel, stride, padding, dilation (max only), `count_include_pad` (average
-/// only). `ceil_mode` is false.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolSpec {
-    /// `kernel_size` `[h, w]`.
-    pub kernel: [usize; 2],
-    /// `stride` (default: the kernel).
-    pub stride: [usize; 2],
-    /// `padding`.
-    pub padding: [usize; 2],
-    /// `dilation`.
-    pub dilation: [usize; 2],
-    /// `count_include_pad`.
-    pub count_include_pad: bool,
-}
 
 /// A function of one or more values.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,6 @@
 //! One batch's parameter gradients for a [`GraphNet`]: plain (autodiff of the batch loss) or
 //! DP-SGD's clipped sum (per-sample norms from [`per_sample`], one forward and one backward
-//! pass, no per-sample backward).
+//! pass, no per-sample backward); a dense chain takes [`super::dense`]'s written-out pass.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -32,6 +32,20 @@ fn backward(
 /// The gradient of the batch's summed loss (`scale` multiplies it: `1/B` for a mean loss) for
 /// the optimizer, and the summed loss.
 pub fn plain(net: &GraphNet, x: Tensor<2>, target: &Target, scale: f64) -> (GradientsParams, f64) {
+    if let Some(chain) = net.dense_chain() {
+        let (g, loss) = super::dense::grads(net, &chain, x.inner(), target, None);
+        return (to_params(map(g, |v| scaled(v, scale))), loss);
+    }
+    plain_autodiff(net, x, target, scale)
+}
+
+/// [`plain`] through autodiff, whatever the graph.
+pub(crate) fn plain_autodiff(
+    net: &GraphNet,
+    x: Tensor<2>,
+    target: &Target,
+    scale: f64,
+) -> (GradientsParams, f64) {
     let (grads, loss_sum) = backward(net, x, target, None);
     let mut g = GradientsParams::from_grads(grads, net);
     if scale != 1.0 {
@@ -58,6 +72,19 @@ fn scale_one<const D: usize>(g: &mut GradientsParams, id: ParamId, s: f64) {
 /// DP-SGD's clipped sum `Σᵢ min(1, C / (‖gᵢ‖ + 10⁻⁶)) gᵢ` over the batch (Opacus's clip
 /// factor), per parameter, and the summed loss; the per-sample norms are over every parameter.
 pub fn clipped(net: &GraphNet, x: Tensor<2>, target: &Target, max_grad_norm: f64) -> (Grads, f64) {
+    if let Some(chain) = net.dense_chain() {
+        return super::dense::grads(net, &chain, x.inner(), target, Some(max_grad_norm));
+    }
+    clipped_probes(net, x, target, max_grad_norm)
+}
+
+/// [`clipped`] through the probes of [`per_sample`], whatever the graph.
+pub(crate) fn clipped_probes(
+    net: &GraphNet,
+    x: Tensor<2>,
+    target: &Target,
+    max_grad_norm: f64,
+) -> (Grads, f64) {
     let frozen = net.clone();
     let mut records = Vec::new();
     let (grads, loss_sum) = backward(&frozen, x, target, Some(&mut records));
@@ -104,6 +131,14 @@ pub fn zeros(net: &GraphNet, device: &burn::tensor::Device) -> Grads {
             (id, Val::R1(Tensor::<1>::zeros([n], device)).reshape(&s))
         })
         .collect()
+}
+
+fn scaled(v: Val, s: f64) -> Val {
+    if s == 1.0 {
+        v
+    } else {
+        each!(v, t => t.mul_scalar(s))
+    }
 }
 
 /// Applies `f` to each gradient (noise, scaling).

@@ -391,3 +391,58 @@ fn the_im2col_convolution_equals_burns() {
         );
     }
 }
+
+#[test]
+fn the_dense_fast_path_gives_autodiffs_and_the_probes_numbers() {
+    let device = device();
+    for act in ["F.relu", "F.tanh"] {
+        let s = spec(
+            json!({"layers": {"a": {"class": "nn.Linear", "params": {"in_features": 5, "out_features": 6}},
+                                       "b": {"class": "nn.Linear", "params": {"in_features": 6, "out_features": 4, "bias": false}},
+                                       "c": {"class": "nn.Linear", "params": {"in_features": 4, "out_features": 3}}},
+                            "input": ["x"],
+                            "forward": [{"ops": ["a", act, "b"], "input": ["x"], "output": "h"},
+                                        {"ops": [act, "c"], "input": ["h"], "output": "y"}],
+                            "output": ["y"]}),
+        );
+        let net = GraphNet::new(&s, &[5], "", &device).unwrap();
+        assert!(net.dense_chain().is_some(), "{act}: a dense chain");
+        let x = Tensor::<2>::from_data(
+            TensorData::new(data(7 * 5, 9).iter().map(|v| v * 3.0).collect(), [7, 5]),
+            &device,
+        );
+        let target = Target::Classes {
+            labels: vec![0, 2, 1, 1, 0, 2, 2],
+            classes: 3,
+            label_smoothing: 0.0,
+        };
+        let shapes = step::shapes(&net);
+        let (fast, lf) = step::plain(&net, x.clone(), &target, 0.5);
+        let (slow, ls) = step::plain_autodiff(&net, x.clone(), &target, 0.5);
+        assert!((lf - ls).abs() < 1e-4, "{act}: loss {lf} vs {ls}");
+        for (id, sh) in &shapes {
+            close(
+                &grad_vec(&fast, *id, sh.len()),
+                &grad_vec(&slow, *id, sh.len()),
+                &format!("{act}: plain gradient"),
+            );
+        }
+        let (fast, _) = step::clipped(&net, x.clone(), &target, 0.05);
+        let (slow, _) = step::clipped_probes(&net, x, &target, 0.05);
+        for ((i, a), (j, b)) in fast.into_iter().zip(slow) {
+            assert_eq!(i, j);
+            close(&val_vec(a), &val_vec(b), &format!("{act}: clipped sum"));
+        }
+    }
+    // With an activation after the last layer, or a convolution, it is not a dense chain.
+    let s = spec(
+        json!({"layers": {"a": {"class": "nn.Linear", "params": {"in_features": 5, "out_features": 1}}},
+                        "input": ["x"], "forward": [{"ops": ["a", "F.sigmoid"], "input": ["x"], "output": "y"}], "output": ["y"]}),
+    );
+    assert!(
+        GraphNet::new(&s, &[5], "", &device)
+            .unwrap()
+            .dense_chain()
+            .is_none()
+    );
+}

@@ -5,6 +5,7 @@
 pub mod export;
 pub mod import;
 pub mod proto;
+mod read;
 
 #[cfg(test)]
 mod tests;
