@@ -9,9 +9,8 @@
 use burn::tensor::Tensor;
 
 use super::net::{GraphNet, ParamLayer, Slot};
-use super::ops::{Func, Val};
+use super::ops::{Func, Grads, Val};
 use super::spec::{LayerClass, Op};
-use super::step::Grads;
 use crate::learn::loss::{Target, loss_and_gradient};
 
 /// A dense chain: parameter-layer indices in order, and the activation between them.
@@ -60,7 +59,7 @@ impl GraphNet {
                 _ => return None,
             }
         }
-        if flat.len() % 2 == 0 {
+        if flat.len().is_multiple_of(2) {
             return None; // ends in an activation
         }
         Some(Chain {

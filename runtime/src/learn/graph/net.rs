@@ -230,16 +230,56 @@ impl GraphNet {
 /// ndarray backend about a hundred times faster through the backward pass (its convolution
 /// backward is a direct loop; a product goes through the BLAS-like kernel).
 pub(crate) fn conv2d_im2col(c: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [b, ch, _, _] = x.dims();
+    let weight = c.weight.val();
+    let [o, cg, kh, kw] = weight.dims();
+    let (cols, [ho, wo]) = patches(x, [kh, kw], c.stride, padding_of(c), c.dilation);
+    // The patches as one matrix [C·kh·kw, B·Ho·Wo], so that each group is one product.
+    let l = ho * wo;
+    let u = cols.permute([2, 0, 1, 3, 4]).reshape([ch * kh * kw, b * l]);
+    let groups = c.groups;
+    let (og, kk) = (o / groups, cg * kh * kw);
+    let wm = weight.reshape([o, kk]);
+    let y = if groups == 1 {
+        wm.matmul(u)
+    } else {
+        Tensor::cat(
+            (0..groups)
+                .map(|g| {
+                    let wg = wm.clone().slice([g * og..(g + 1) * og, 0..kk]);
+                    wg.matmul(u.clone().slice([g * kk..(g + 1) * kk, 0..b * l]))
+                })
+                .collect(),
+            0,
+        )
+    };
+    let y = match &c.bias {
+        Some(bias) => y + bias.val().reshape([o, 1]),
+        None => y,
+    };
+    y.reshape([o, b, ho, wo]).swap_dims(0, 1)
+}
+
+/// A convolution's explicit padding `[h, w]`.
+pub(crate) fn padding_of(c: &Conv2d) -> [usize; 2] {
+    match c.padding {
+        PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
+        _ => [0, 0],
+    }
+}
+
+/// The input patches of a 2-d window, `[kh·kw, B, C, Ho, Wo]` (window position first), by strided
+/// slices of the zero-padded input (`x` `[B, C, H, W]`), and the output size `[Ho, Wo]`.
+pub(crate) fn patches(
+    x: Tensor<4>,
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+    [dh, dw]: [usize; 2],
+) -> (Tensor<5>, [usize; 2]) {
     use burn::tensor::Slice;
     use burn::tensor::ops::PadMode;
     let [b, ch, h, w] = x.dims();
-    let weight = c.weight.val();
-    let [o, cg, kh, kw] = weight.dims();
-    let [ph, pw] = match c.padding {
-        PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
-        _ => [0, 0],
-    };
-    let ([sh, sw], [dh, dw]) = (c.stride, c.dilation);
     let ho = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
     let wo = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
     let xp = if ph + pw > 0 {
@@ -263,32 +303,7 @@ pub(crate) fn conv2d_im2col(c: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             ]));
         }
     }
-    // The patches as one matrix [C·kh·kw, B·Ho·Wo], so that each group is one product.
-    let l = ho * wo;
-    let u = Tensor::stack::<5>(cols, 0)
-        .permute([2, 0, 1, 3, 4])
-        .reshape([ch * kh * kw, b * l]);
-    let groups = c.groups;
-    let (og, kk) = (o / groups, cg * kh * kw);
-    let wm = weight.reshape([o, kk]);
-    let y = if groups == 1 {
-        wm.matmul(u)
-    } else {
-        Tensor::cat(
-            (0..groups)
-                .map(|g| {
-                    let wg = wm.clone().slice([g * og..(g + 1) * og, 0..kk]);
-                    wg.matmul(u.clone().slice([g * kk..(g + 1) * kk, 0..b * l]))
-                })
-                .collect(),
-            0,
-        )
-    };
-    let y = match &c.bias {
-        Some(bias) => y + bias.val().reshape([o, 1]),
-        None => y,
-    };
-    y.reshape([o, b, ho, wo]).swap_dims(0, 1)
+    (Tensor::stack::<5>(cols, 0), [ho, wo])
 }
 
 fn add(a: Val, b: Val) -> Val {
@@ -615,23 +630,17 @@ impl GraphNet {
                         put(format!("{n}.bias"), b.dims().to_vec(), vec_of(b.val()));
                     }
                 }
-                (ParamLayer::Conv(c), class) => {
-                    let mut dims = c.weight.dims().to_vec();
+                (
+                    ParamLayer::Conv(Conv2d { weight, bias, .. })
+                    | ParamLayer::ConvTranspose(ConvTranspose2d { weight, bias, .. }),
+                    class,
+                ) => {
+                    let mut dims = weight.dims().to_vec();
                     if matches!(class, LayerClass::Conv(s) if s.dims == 1) {
                         dims.remove(2);
                     }
-                    put(format!("{n}.weight"), dims, vec_of(c.weight.val()));
-                    if let Some(b) = &c.bias {
-                        put(format!("{n}.bias"), b.dims().to_vec(), vec_of(b.val()));
-                    }
-                }
-                (ParamLayer::ConvTranspose(c), _) => {
-                    put(
-                        format!("{n}.weight"),
-                        c.weight.dims().to_vec(),
-                        vec_of(c.weight.val()),
-                    );
-                    if let Some(b) = &c.bias {
+                    put(format!("{n}.weight"), dims, vec_of(weight.val()));
+                    if let Some(b) = bias {
                         put(format!("{n}.bias"), b.dims().to_vec(), vec_of(b.val()));
                     }
                 }
@@ -710,24 +719,15 @@ impl GraphNet {
                         l.bias = Some(Param::from_tensor(t1(take(format!("{n}.bias")), device)));
                     }
                 }
-                ParamLayer::Conv(c) => {
-                    let d = c.weight.dims();
-                    c.weight = Param::from_tensor(Tensor::from_data(
+                ParamLayer::Conv(Conv2d { weight, bias, .. })
+                | ParamLayer::ConvTranspose(ConvTranspose2d { weight, bias, .. }) => {
+                    let d = weight.dims();
+                    *weight = Param::from_tensor(Tensor::from_data(
                         TensorData::new(take(format!("{n}.weight")), d),
                         device,
                     ));
-                    if c.bias.is_some() {
-                        c.bias = Some(Param::from_tensor(t1(take(format!("{n}.bias")), device)));
-                    }
-                }
-                ParamLayer::ConvTranspose(c) => {
-                    let d = c.weight.dims();
-                    c.weight = Param::from_tensor(Tensor::from_data(
-                        TensorData::new(take(format!("{n}.weight")), d),
-                        device,
-                    ));
-                    if c.bias.is_some() {
-                        c.bias = Some(Param::from_tensor(t1(take(format!("{n}.bias")), device)));
+                    if bias.is_some() {
+                        *bias = Some(Param::from_tensor(t1(take(format!("{n}.bias")), device)));
                     }
                 }
                 ParamLayer::BatchNorm(b) => {

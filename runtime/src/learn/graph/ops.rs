@@ -560,6 +560,9 @@ fn int_list(p: &mut Params, k: &str) -> Result<Vec<i64>, SpecError> {
     }
 }
 
+/// Gradients by parameter, without autodiff.
+pub type Grads = Vec<(burn::module::ParamId, Val)>;
+
 /// A value of a graph: a float tensor of rank 1 to 4, the batch first.
 #[derive(Debug, Clone)]
 pub enum Val {

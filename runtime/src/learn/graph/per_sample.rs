@@ -15,11 +15,9 @@
 //! gradient (Opacus replaces it with GroupNorm): [`check_private`] refuses it.
 
 use burn::module::ParamId;
-use burn::tensor::module::unfold4d;
-use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Tensor, TensorData};
 
-use super::net::{GraphNet, ParamInfo, ParamLayer, ProbeRecord};
+use super::net::{GraphNet, ParamInfo, ParamLayer, ProbeRecord, padding_of, patches};
 use super::ops::Val;
 use super::spec::{LayerClass, SpecError, err};
 
@@ -234,23 +232,10 @@ fn layer_pieces(
             } else {
                 a.r4()
             };
-            let u = unfold4d(
-                a4,
-                [kh, kw],
-                UnfoldOptions::new(c.stride, padding_of(c), c.dilation),
-            );
+            let u = unfold(a4, [kh, kw], c.stride, padding_of(c), c.dilation);
             let l = u.dims()[2];
             let d3 = d.reshape(&[b, o, l]).r3();
-            let groups = c.groups;
-            let (og, kk) = (o / groups, cg * kh * kw);
-            let per_group: Vec<Tensor<3>> = (0..groups)
-                .map(|j| {
-                    let dj = d3.clone().slice([0..b, j * og..(j + 1) * og, 0..l]);
-                    let uj = u.clone().slice([0..b, j * kk..(j + 1) * kk, 0..l]);
-                    dj.matmul(uj.swap_dims(1, 2))
-                })
-                .collect();
-            let g = Tensor::cat(per_group, 1);
+            let g = grouped(&d3, &u, c.groups);
             out.push((
                 c.weight.id,
                 Piece::Full {
@@ -278,21 +263,9 @@ fn layer_pieces(
             let d4 = d.r4();
             let o = d4.dims()[1];
             let dsum = d4.clone().sum_dim(3).sum_dim(2).reshape([b, o]);
-            let ud = unfold4d(
-                d4,
-                [kh, kw],
-                UnfoldOptions::new(c.stride, c.padding, c.dilation),
-            );
+            let ud = unfold(d4, [kh, kw], c.stride, c.padding, c.dilation);
             let ud = ud.slice([0..b, 0..og * groups * kh * kw, 0..l_in]);
-            let (cg, kk) = (cin / groups, og * kh * kw);
-            let per_group: Vec<Tensor<3>> = (0..groups)
-                .map(|j| {
-                    let aj = a3.clone().slice([0..b, j * cg..(j + 1) * cg, 0..l_in]);
-                    let uj = ud.clone().slice([0..b, j * kk..(j + 1) * kk, 0..l_in]);
-                    aj.matmul(uj.swap_dims(1, 2))
-                })
-                .collect();
-            let g = Tensor::cat(per_group, 1);
+            let g = grouped(&a3, &ud, groups);
             out.push((
                 c.weight.id,
                 Piece::Full {
@@ -377,9 +350,35 @@ fn layer_pieces(
     }
 }
 
-fn padding_of(c: &burn::nn::conv::Conv2d) -> [usize; 2] {
-    match c.padding {
-        burn::nn::PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
-        _ => [0, 0],
-    }
+/// The unfolded patches `[B, C·kh·kw, Ho·Wo]` (channel-major, as a convolution weight's
+/// `[out, C, kh, kw]` flattens).
+fn unfold(
+    x: Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+) -> Tensor<3> {
+    let [b, ch, _, _] = x.dims();
+    let (p, [ho, wo]) = patches(x, kernel, stride, padding, dilation);
+    p.permute([1, 2, 0, 3, 4])
+        .reshape([b, ch * kernel[0] * kernel[1], ho * wo])
+}
+
+/// Per group `j`, `lhsⱼ rhsⱼᵀ` over each sample (`lhs` `[B, g·m, L]`, `rhs` `[B, g·n, L]`),
+/// concatenated: `[B, g·m, n]`.
+fn grouped(lhs: &Tensor<3>, rhs: &Tensor<3>, groups: usize) -> Tensor<3> {
+    let [b, lm, l] = lhs.dims();
+    let [_, rn, _] = rhs.dims();
+    let (m, n) = (lm / groups, rn / groups);
+    Tensor::cat(
+        (0..groups)
+            .map(|j| {
+                let lj = lhs.clone().slice([0..b, j * m..(j + 1) * m, 0..l]);
+                let rj = rhs.clone().slice([0..b, j * n..(j + 1) * n, 0..l]);
+                lj.matmul(rj.swap_dims(1, 2))
+            })
+            .collect(),
+        1,
+    )
 }

@@ -11,8 +11,7 @@ use super::ops::{Val, each};
 use super::per_sample;
 use crate::learn::loss::{Target, loss_and_gradient};
 
-/// Gradients by parameter, without autodiff.
-pub type Grads = Vec<(ParamId, Val)>;
+pub use super::ops::Grads;
 
 /// The forward pass on `x` (`[B, features]`, on the autodiff device) and the backward pass of
 /// `Σᵢ wᵢ ℓᵢ`, through the surrogate `Σ out ⊙ stop_grad(∂ℓ/∂out ⊙ w)`; returns the outputs'
