@@ -104,11 +104,41 @@ fn data_paths(args: &RunArgs, contract: &Value) -> Result<Vec<(String, PathBuf)>
     Ok(out)
 }
 
+/// What the run needs, read and made before any party acts.
+struct Plan {
+    ccr: PathBuf,
+    init: PathBuf,
+    name: String,
+    work: PathBuf,
+    pipeline: ccr_runtime::pipeline::Pipeline,
+    pipeline_path: PathBuf,
+    contract: Value,
+    contract_path: PathBuf,
+    output_id: String,
+    data: Vec<(String, PathBuf)>,
+}
+
 /// Runs the scenario.
 ///
 /// # Errors
 /// A file or step that fails, naming it.
 pub(crate) fn run(args: RunArgs) -> Result<()> {
+    let plan = prepare(&args)?;
+    let mut ctx = Ctx {
+        ccr: plan.ccr.clone(),
+        env: Vec::new(),
+    };
+    let (sim, store) = (plan.work.join("sim"), plan.work.join("broker"));
+    let _broker = start_broker(&mut ctx, &plan.work, &sim, &store)?;
+    sign(&ctx, &plan, args.base_model.as_deref())?;
+    seal(&ctx, &plan)?;
+    run_init(&ctx, &plan, &sim, args.base_model.as_deref())?;
+    report(&ctx, &plan, &store)
+}
+
+/// The work folder, the pipeline and the contract as this run uses them, and each dataset's
+/// data; DEPA's policy checked.
+fn prepare(args: &RunArgs) -> Result<Plan> {
     let ccr = std::env::current_exe().context("locating ccr")?;
     let init = args
         .init
@@ -197,7 +227,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         })
         .collect();
     pipeline.bind_single(&named)?;
-    let data = data_paths(&args, &contract)?;
+    let data = data_paths(args, &contract)?;
     // DEPA's own policy over the runner's input, when the scenario brings it: a denial stops
     // the run before any key is registered.
     let rego = [
@@ -218,20 +248,32 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         println!("== DEPA's {}: allowed", r.display());
     }
 
-    let mut ctx = Ctx {
+    Ok(Plan {
         ccr,
-        env: Vec::new(),
-    };
+        init,
+        name,
+        work,
+        pipeline,
+        pipeline_path,
+        contract,
+        contract_path,
+        output_id,
+        data,
+    })
+}
+
+/// The broker operator: the sim chain and the local broker on a free loopback port; the
+/// parties' environment names it.
+fn start_broker(ctx: &mut Ctx, work: &Path, sim: &Path, store: &Path) -> Result<Broker> {
     // Broker operator: the sim chain and the local broker on a free loopback port.
-    let (sim, store) = (work.join("sim"), work.join("broker"));
-    ctx.ccr("broker operator", &["sim", "init", "--state", s(&sim)])?;
+    ctx.ccr("broker operator", &["sim", "init", "--state", s(sim)])?;
     println!(
         "[broker operator] ccr keybroker serve --listen 127.0.0.1:0 --store {} --sim-roots {}",
         store.display(),
         sim.display()
     );
     let log = std::fs::File::create(work.join("broker.log"))?;
-    let _broker = Broker(
+    let broker = Broker(
         Command::new(&ctx.ccr)
             .args([
                 "keybroker",
@@ -239,9 +281,9 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
                 "--listen",
                 "127.0.0.1:0",
                 "--store",
-                s(&store),
+                s(store),
                 "--sim-roots",
-                s(&sim),
+                s(sim),
             ])
             .stdout(Stdio::null())
             .stderr(log)
@@ -267,9 +309,16 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         ),
     ];
 
-    // Every party: a signing key, the contract filled in and signed.
-    let c = s(&contract_path);
-    let parties = files::parties(&contract);
+    Ok(broker)
+}
+
+/// Every party: a signing key, the contract filled in and signed.
+fn sign(ctx: &Ctx, plan: &Plan, base_model: Option<&Path>) -> Result<()> {
+    let (work, contract) = (&plan.work, &plan.contract);
+    let (contract_path, pipeline_path, init) =
+        (&plan.contract_path, &plan.pipeline_path, &plan.init);
+    let c = s(contract_path);
+    let parties = files::parties(contract);
     for (party, _) in &parties {
         let key = work.join("keys").join(format!("{party}.sign.pem"));
         ctx.ccr(party, &["contract", "keygen", "--out", s(&key)])?;
@@ -295,10 +344,10 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             "--contract",
             c,
             "--pipeline",
-            s(&pipeline_path),
+            s(pipeline_path),
         ],
     )?;
-    if let Some(b) = &args.base_model {
+    if let Some(b) = base_model {
         ctx.ccr(
             "tdc",
             &[
@@ -321,7 +370,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             "--contract",
             c,
             "--init",
-            s(&init),
+            s(init),
         ],
     )?;
     let policy_path = work.join("policy.json");
@@ -361,12 +410,20 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             "--contract",
             c,
             "--pipeline",
-            s(&pipeline_path),
+            s(pipeline_path),
         ],
     )?;
 
-    // Each data provider seals its data and registers the key.
-    for (id, path) in &data {
+    Ok(())
+}
+
+/// Each data provider seals its data and registers the key; the consumer registers the output
+/// key.
+fn seal(ctx: &Ctx, plan: &Plan) -> Result<()> {
+    let (work, contract, pipeline) = (&plan.work, &plan.contract, &plan.pipeline);
+    let c = s(&plan.contract_path);
+    let output_id = &plan.output_id;
+    for (id, path) in &plan.data {
         let d = pipeline.join.config().datasets.iter().find(|d| &d.id == id);
         let Some(d) = d else {
             println!("== dataset {id}: not read by this pipeline, not sealed");
@@ -438,7 +495,13 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         ],
     )?;
 
-    // The CCR runs the job (sim: NOT confidential).
+    Ok(())
+}
+
+/// The CCR runs the job (sim: NOT confidential).
+fn run_init(ctx: &Ctx, plan: &Plan, sim: &Path, base_model: Option<&Path>) -> Result<()> {
+    let (work, init) = (&plan.work, &plan.init);
+    let (c, pipeline_path) = (s(&plan.contract_path), &plan.pipeline_path);
     // CCR_INIT_WRAPPER prefixes the command (BENCHMARKS.md uses "/usr/bin/time -v").
     let wrapper: Vec<String> = std::env::var("CCR_INIT_WRAPPER")
         .unwrap_or_default()
@@ -448,26 +511,26 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     let mut cmd = match wrapper.split_first() {
         Some((w, rest)) => {
             let mut c = Command::new(w);
-            c.args(rest).arg(&init);
+            c.args(rest).arg(init);
             c
         }
-        None => Command::new(&init),
+        None => Command::new(init),
     };
     cmd.args([
         "--platform",
         "sim",
         "--sim-state",
-        s(&sim),
+        s(sim),
         "--contract",
         c,
         "--pipeline",
-        s(&pipeline_path),
+        s(pipeline_path),
         "--datasets",
         s(&work.join("images")),
         "--out",
         s(&work.join("output")),
     ]);
-    if let Some(b) = &args.base_model {
+    if let Some(b) = base_model {
         cmd.args(["--base-model", s(b)]);
     }
     println!(
@@ -500,7 +563,14 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         }
     }
 
-    // The data consumer unseals the model; the broker operator prints the ledger.
+    Ok(())
+}
+
+/// The data consumer unseals the model and reads the metrics; the broker operator prints the
+/// ledger.
+fn report(ctx: &Ctx, plan: &Plan, store: &Path) -> Result<()> {
+    let (work, name, output_id) = (&plan.work, &plan.name, &plan.output_id);
+    let out_dek = work.join("keys").join(format!("{output_id}.dek"));
     let unsealed = work.join("unsealed");
     ctx.ccr(
         "tdc",
@@ -508,7 +578,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             "model",
             "unseal",
             "--id",
-            &output_id,
+            output_id,
             "--key",
             s(&out_dek),
             s(&work.join("output")),
@@ -529,7 +599,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         "{}",
         ctx.ccr(
             "broker operator",
-            &["keybroker", "budget", "--store", s(&store)]
+            &["keybroker", "budget", "--store", s(store)]
         )?
     );
     println!(
