@@ -90,6 +90,18 @@ pub fn train(
         TaskType::Classification => p.classes.len(),
         TaskType::Regression => 1,
     };
+    if let Some(w) = cfg
+        .loss_config
+        .as_ref()
+        .and_then(|l| l.params.weight.as_ref())
+        && w.len() != p.classes.len()
+    {
+        return Err(TrainError::Data(format!(
+            "loss_config.params.weight has {} values, the labels have {} classes",
+            w.len(),
+            p.classes.len()
+        )));
+    }
     let mut net = build_net(p, cfg, &device, base_model, outputs)?;
     if dp.is_some() {
         super::graph::per_sample::check_private(net.param_info())?;
@@ -318,7 +330,7 @@ impl<'a> Rows<'a> {
         out_dim: usize,
     ) -> Self {
         let (class, loss) = match &cfg.loss_config {
-            Some(l) => (l.class, l.params),
+            Some(l) => (l.class, l.params.clone()),
             None => (
                 match cfg.task_type {
                     TaskType::Classification => LossClass::CrossEntropyLoss,
@@ -358,7 +370,42 @@ impl<'a> Rows<'a> {
                     .collect(),
                 loss: e.clone(),
             },
-            None => self.base(rows, self.class, &self.loss),
+            None => {
+                let t = self.base(rows, self.class, &self.loss);
+                match self.class_weights(rows) {
+                    Some(weights) => Target::Weighted {
+                        inner: Box::new(t),
+                        weights,
+                    },
+                    None => t,
+                }
+            }
+        }
+    }
+
+    /// Each row's class weight `w_y` (`loss_config.params.weight`), when there are weights.
+    fn class_weights(&self, rows: &[usize]) -> Option<Vec<f32>> {
+        let w = self.loss.weight.as_ref()?;
+        Some(
+            rows.iter()
+                .map(|&k| {
+                    let y = self.p.y[self.sp.train[k]] as usize;
+                    w.get(y).copied().unwrap_or(0.0) as f32
+                })
+                .collect(),
+        )
+    }
+
+    /// What a mean loss divides the batch's sum by: the rows, or with class weights their sum
+    /// (PyTorch's weighted mean).
+    fn mean_divisor(&self, rows: &[usize]) -> f64 {
+        match self.class_weights(rows) {
+            Some(w) => w
+                .iter()
+                .map(|&x| f64::from(x))
+                .sum::<f64>()
+                .max(f64::MIN_POSITIVE),
+            None => rows.len() as f64,
         }
     }
 
@@ -422,7 +469,7 @@ fn plain_epoch(
     let (mut loss_sum, mut batches) = (0.0, 0usize);
     for chunk in order.chunks(batch_size) {
         let scale = if rows.mean() {
-            1.0 / chunk.len() as f64
+            1.0 / rows.mean_divisor(chunk)
         } else {
             1.0
         };
@@ -598,6 +645,58 @@ mod tests {
                 .zip(run("sum", 0.3))
                 .any(|(a, b)| (a - b).abs() > 1e-3),
             "the reduction changes the step"
+        );
+    }
+
+    #[test]
+    fn class_weights_make_pytorchs_weighted_mean() {
+        // Equal weights give the plain mean whatever their value (Σ w ℓ / Σ w); unequal ones
+        // train another model.
+        let run = |weight: Option<Vec<f64>>| {
+            let (p, sp) = data();
+            let mut loss = serde_json::json!({"class": "torch.nn.CrossEntropyLoss"});
+            if let Some(w) = weight {
+                loss["params"] = serde_json::json!({"weight": w});
+            }
+            let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
+                "dataset_config": {"target_variable": "y"},
+                "model_config": {"name": "MLP", "hidden_layers": [4]},
+                "optimizer": {"name": "SGD", "params": {"lr": 0.5}},
+                "loss_config": loss, "total_epochs": 3, "batch_size": 8,
+            }))
+            .unwrap();
+            let _seeded = crate::learn::testing::seeded();
+            let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
+            let x = t.scaler.transform(&p, &sp.test);
+            predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
+        };
+        let plain = run(None);
+        for w in [vec![1.0, 1.0], vec![3.0, 3.0]] {
+            for (a, b) in run(Some(w.clone())).iter().zip(&plain) {
+                assert!((a - b).abs() < 1e-5, "weight {w:?}: {a} vs {b}");
+            }
+        }
+        assert!(
+            run(Some(vec![1.0, 5.0]))
+                .iter()
+                .zip(&plain)
+                .any(|(a, b)| (a - b).abs() > 1e-4),
+            "unequal weights train another model"
+        );
+        let (p, sp) = data();
+        let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
+            "dataset_config": {"target_variable": "y"},
+            "model_config": {"name": "MLP", "hidden_layers": [4]},
+            "loss_config": {"class": "nn.CrossEntropyLoss", "params": {"weight": [1.0, 2.0, 3.0]}},
+        }))
+        .unwrap();
+        let e = train(&p, &sp, &cfg, None, None, |_| true)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("weight has 3 values, the labels have 2 classes"),
+            "{e}"
         );
     }
 

@@ -32,6 +32,14 @@ pub enum Target {
         /// The output is a logit (else a probability).
         logits: bool,
     },
+    /// Another target's per-sample losses and gradients, each sample's times its weight (a
+    /// class weight `w_yᵢ`).
+    Weighted {
+        /// The target.
+        inner: Box<Target>,
+        /// One weight per sample.
+        weights: Vec<f32>,
+    },
     /// Negative log-likelihood of log-probability outputs (NLLLoss): `ℓᵢ = −zᵢ,yᵢ`.
     LogProbs {
         /// Class index per sample.
@@ -75,6 +83,11 @@ fn per_sample(out: Tensor<2>, target: &Target) -> (Tensor<2>, Tensor<2>) {
     let b = out.dims()[0];
     match target {
         Target::Composed { parts, loss } => composed(out, parts, loss),
+        Target::Weighted { inner, weights } => {
+            let (g, l) = per_sample(out, inner);
+            let w = Tensor::<2>::from_data(TensorData::new(weights.clone(), [b, 1]), &device);
+            (g * w.clone(), l * w)
+        }
         Target::Classes {
             labels,
             classes,
@@ -369,6 +382,22 @@ mod tests {
         // Every gradient is the derivative of its loss (central differences, away from kinks).
         let zs = vec![0.3f32, -1.7, 2.4, 0.9];
         let ys = vec![0.0f32, 0.1, -0.2, 0.5];
+        // A class weight scales the sample's loss and gradient (PyTorch's `weight`).
+        let weighted = Target::Weighted {
+            inner: Box::new(Target::Classes {
+                labels: vec![0],
+                classes: 3,
+                label_smoothing: 0.0,
+            }),
+            weights: vec![2.0],
+        };
+        let (g, l) = loss_and_gradient(t2(vec![0.0; 3], 3), &weighted);
+        assert!((l - 2.0 * 3f64.ln()).abs() < 1e-6, "{l}");
+        close(
+            &vecf(g),
+            &[2.0 * (1.0 / 3.0 - 1.0), 2.0 / 3.0, 2.0 / 3.0],
+            "weighted ce gradient",
+        );
         // BCELoss of probabilities, BCEWithLogitsLoss of logits, NLLLoss of log-probabilities,
         // by their definitions: −(y ln p + (1 − y) ln(1 − p)), softplus(z) − y z, −z_y.
         let p = [0.2f32, 0.9, 0.6, 0.5];

@@ -296,6 +296,29 @@ fn class_loss(
         p.label_smoothing.is_some(),
         LossClass::CrossEntropyLoss,
     )?;
+    if let Some(w) = &p.weight {
+        if !matches!(class, LossClass::CrossEntropyLoss | LossClass::NllLoss) {
+            return Err(at(
+                &format!("{path}.params.weight"),
+                &format!(
+                    "{} takes no weight (CrossEntropyLoss and NLLLoss do)",
+                    class.as_str()
+                ),
+            ));
+        }
+        if path != "loss_config" {
+            return Err(at(
+                &format!("{path}.params.weight"),
+                "class weights are not supported inside a loss expression",
+            ));
+        }
+        if w.is_empty() || w.iter().any(|x| !x.is_finite() || *x < 0.0) {
+            return Err(at(
+                &format!("{path}.params.weight"),
+                "one finite weight >= 0 per class",
+            ));
+        }
+    }
     own("delta", p.delta.is_some(), LossClass::HuberLoss)?;
     own("beta", p.beta.is_some(), LossClass::SmoothL1Loss)?;
     if p.label_smoothing.is_some_and(|e| !(0.0..=1.0).contains(&e)) {

@@ -196,6 +196,17 @@ fn loss_configs_are_depas_class_form_with_checked_params() {
         super::super::LossClass::CrossEntropyLoss
     );
     for (task, l, needle) in [
+        // Class weights are for CrossEntropyLoss and NLLLoss, each >= 0.
+        (
+            "regression",
+            json!({"class": "MSELoss", "params": {"weight": [1.0]}}),
+            "MSELoss takes no weight",
+        ),
+        (
+            "classification",
+            json!({"class": "CrossEntropyLoss", "params": {"weight": [1.0, -1.0]}}),
+            "one finite weight >= 0 per class",
+        ),
         // covid's BCELoss trains a classifier, not a regression.
         (
             "regression",

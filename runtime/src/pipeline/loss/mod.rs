@@ -82,7 +82,7 @@ impl LossClass {
 }
 
 /// A loss class's parameters (PyTorch's names and defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LossParams {
     /// `mean` (default) or `sum` over the batch.
@@ -97,6 +97,11 @@ pub struct LossParams {
     /// SmoothL1Loss: where the loss turns linear (default 1; 0 is L1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beta: Option<f64>,
+    /// CrossEntropyLoss, NLLLoss: a weight per class (in ascending order of the label values);
+    /// with `reduction` `mean` the batch's loss is `Σ wᵧ ℓ / Σ wᵧ`, as PyTorch's (under DP-SGD
+    /// the weighted sum is divided by the expected batch size, as Opacus does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Vec<f64>>,
 }
 
 impl Default for LossParams {
@@ -106,6 +111,7 @@ impl Default for LossParams {
             label_smoothing: None,
             delta: None,
             beta: None,
+            weight: None,
         }
     }
 }
