@@ -103,6 +103,7 @@ pub fn train(
         )));
     }
     let mut net = build_net(p, cfg, &device, base_model, outputs)?;
+    check_token_ids(&net, p)?;
     if dp.is_some() {
         super::graph::per_sample::check_private(net.param_info())?;
     }
@@ -237,6 +238,35 @@ fn check_schedule(
         )));
     }
     Ok(())
+}
+
+/// A model with an embedding reads its samples as token ids: each value must be a whole
+/// number below the vocabulary (Burn's lookup would panic on another).
+fn check_token_ids(net: &Net, p: &Prepared) -> Result<(), TrainError> {
+    use crate::learn::graph::spec::LayerClass;
+    let Some(vocab) = net
+        .param_info()
+        .iter()
+        .filter_map(|i| match i.class {
+            LayerClass::Embedding { num, .. } => Some(num),
+            _ => None,
+        })
+        .min()
+    else {
+        return Ok(());
+    };
+    match p
+        .x
+        .iter()
+        .position(|&v| v < 0.0 || v.fract() != 0.0 || v >= vocab as f32)
+    {
+        // The value itself stays out of the message: it is private data.
+        Some(i) => Err(TrainError::Data(format!(
+            "the model embeds token ids (whole numbers below {vocab}); sample {} holds another value",
+            i / p.d().max(1)
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The network the config describes, with the base model's weights when one is given: ccr's

@@ -8,20 +8,14 @@
 
 use burn::tensor::Tensor;
 
-use super::net::{GraphNet, ParamLayer, Slot};
+use super::net::{Chain, GraphNet, ParamLayer, Slot};
 use super::ops::{Func, Grads, Val};
 use super::spec::{LayerClass, Op};
 use crate::learn::loss::{Target, loss_and_gradient};
 
-/// A dense chain: parameter-layer indices in order, and the activation between them.
-#[derive(Debug, Clone)]
-pub(crate) struct Chain {
-    layers: Vec<usize>,
-    tanh: bool,
-}
-
 impl GraphNet {
-    /// The graph as a dense chain, when it is one (see the module docs).
+    /// The graph as a dense chain, when it is one (see the module docs); kept in
+    /// [`GraphNet::dense`].
     pub(crate) fn dense_chain(&self) -> Option<Chain> {
         let plan = &self.plan;
         if plan.spec.inputs.len() != 1 || self.sample_shape.len() != 1 {

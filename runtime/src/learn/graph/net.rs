@@ -73,6 +73,16 @@ pub struct GraphNet {
     /// The shape of one sample (without the batch).
     #[module(skip)]
     pub sample_shape: Vec<usize>,
+    /// The graph as a dense chain, when it is one (found once, at construction).
+    #[module(skip)]
+    pub(crate) dense: Option<Chain>,
+}
+
+/// A dense chain: parameter-layer indices in order, and the activation between them.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    pub(crate) layers: Vec<usize>,
+    pub(crate) tanh: bool,
 }
 
 /// The layer input and the zero "probe" added to its output, recorded per parameter layer by
@@ -108,12 +118,15 @@ impl GraphNet {
         let mut params = Vec::new();
         let mut info = Vec::new();
         let plan = build_plan(spec, prefix, device, &mut params, &mut info);
-        Ok(Self {
+        let mut net = Self {
             params,
             plan: Arc::new(plan),
             info: Arc::new(info),
             sample_shape: sample_shape.to_vec(),
-        })
+            dense: None,
+        };
+        net.dense = net.dense_chain();
+        Ok(net)
     }
 
     /// The output's shape for a batch of one, `[1, ...]`.

@@ -181,6 +181,9 @@ impl Params {
         if stride.contains(&0) {
             return Err(err(self.at("stride"), "must be at least 1"));
         }
+        if dilation.contains(&0) {
+            return Err(err(self.at("dilation"), "must be at least 1"));
+        }
         Ok(PoolSpec {
             kernel,
             stride,

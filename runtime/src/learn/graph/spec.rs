@@ -187,6 +187,32 @@ pub struct ConvSpec {
     pub output_padding: [usize; 2],
 }
 
+impl ConvSpec {
+    /// What Burn's convolutions need (they panic otherwise): a kernel, stride and dilation of at
+    /// least 1, and groups that divide both channel counts.
+    ///
+    /// # Errors
+    /// The parameter (PyTorch's name) and why.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.kernel.contains(&0) {
+            return Err(("kernel_size", "must be at least 1"));
+        }
+        if self.stride.contains(&0) {
+            return Err(("stride", "must be at least 1"));
+        }
+        if self.dilation.contains(&0) {
+            return Err(("dilation", "must be at least 1"));
+        }
+        if self.groups == 0
+            || !self.c_in.is_multiple_of(self.groups)
+            || !self.c_out.is_multiple_of(self.groups)
+        {
+            return Err(("groups", "must divide in_channels and out_channels"));
+        }
+        Ok(())
+    }
+}
+
 impl GraphSpec {
     /// Parses and checks DEPA's `model_config` JSON.
     ///
@@ -588,11 +614,8 @@ fn layer_class(class: &str, p: &mut Params) -> Result<LayerClass, SpecError> {
                     "only \"zeros\" padding is supported",
                 ));
             }
-            if spec.groups == 0 || c_in % spec.groups != 0 || c_out % spec.groups != 0 {
-                return Err(err(
-                    format!("{}.groups", p.path),
-                    "must divide in_channels and out_channels",
-                ));
+            if let Err((field, why)) = spec.check() {
+                return Err(err(format!("{}.{field}", p.path), why));
             }
             if short == "ConvTranspose2d" {
                 LayerClass::ConvTranspose2d(spec)

@@ -31,8 +31,8 @@ fn backward(
 /// The gradient of the batch's summed loss (`scale` multiplies it: `1/B` for a mean loss) for
 /// the optimizer, and the summed loss.
 pub fn plain(net: &GraphNet, x: Tensor<2>, target: &Target, scale: f64) -> (GradientsParams, f64) {
-    if let Some(chain) = net.dense_chain() {
-        let (g, loss) = super::dense::grads(net, &chain, x.inner(), target, None);
+    if let Some(chain) = &net.dense {
+        let (g, loss) = super::dense::grads(net, chain, x.inner(), target, None);
         return (to_params(map(g, |v| scaled(v, scale))), loss);
     }
     plain_autodiff(net, x, target, scale)
@@ -71,8 +71,8 @@ fn scale_one<const D: usize>(g: &mut GradientsParams, id: ParamId, s: f64) {
 /// DP-SGD's clipped sum `Σᵢ min(1, C / (‖gᵢ‖ + 10⁻⁶)) gᵢ` over the batch (Opacus's clip
 /// factor), per parameter, and the summed loss; the per-sample norms are over every parameter.
 pub fn clipped(net: &GraphNet, x: Tensor<2>, target: &Target, max_grad_norm: f64) -> (Grads, f64) {
-    if let Some(chain) = net.dense_chain() {
-        return super::dense::grads(net, &chain, x.inner(), target, Some(max_grad_norm));
+    if let Some(chain) = &net.dense {
+        return super::dense::grads(net, chain, x.inner(), target, Some(max_grad_norm));
     }
     clipped_probes(net, x, target, max_grad_norm)
 }

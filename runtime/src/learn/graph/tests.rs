@@ -446,3 +446,28 @@ fn the_dense_fast_path_gives_autodiffs_and_the_probes_numbers() {
             .is_none()
     );
 }
+
+#[test]
+fn convolution_parameters_burn_would_panic_on_are_refused_naming_them() {
+    let conv = |params: serde_json::Value| {
+        parse_err(
+            json!({"layers": {"c": {"class": "nn.Conv2d", "params": params}},
+                         "input": ["x"], "forward": [{"ops": ["c"], "input": ["x"], "output": "y"}], "output": ["y"]}),
+        )
+    };
+    let e = conv(json!({"in_channels": 2, "out_channels": 4, "kernel_size": 3, "stride": 0}));
+    assert!(
+        e.contains("`layers.c.params.stride`") && e.contains("at least 1"),
+        "{e}"
+    );
+    let e =
+        conv(json!({"in_channels": 2, "out_channels": 4, "kernel_size": 3, "dilation": [1, 0]}));
+    assert!(e.contains("`layers.c.params.dilation`"), "{e}");
+    let e = conv(json!({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "groups": 2}));
+    assert!(e.contains("`layers.c.params.groups`"), "{e}");
+    let e = parse_err(
+        json!({"layers": {"p": {"class": "nn.MaxPool2d", "params": {"kernel_size": 2, "dilation": 0}}},
+                             "input": ["x"], "forward": [{"ops": ["p"], "input": ["x"], "output": "y"}], "output": ["y"]}),
+    );
+    assert!(e.contains("`layers.p.params.dilation`"), "{e}");
+}

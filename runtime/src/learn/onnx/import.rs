@@ -571,6 +571,9 @@ impl Importer {
                 [0, 0]
             },
         };
+        if let Err((field, why)) = spec.check() {
+            return Err(err(at, format!("{field} {why}")));
+        }
         let name = self.layer_name(&inp(1), node, idx);
         self.tensor(format!("{name}.weight"), w.dims.clone(), f32s(&w.values));
         if spec.bias {

@@ -43,7 +43,19 @@ pub(crate) fn decode_tensor(t: &TensorProto, at: &str) -> Result<Const, ImportEr
                 .map_err(|_| err(at, format!("tensor `{}` has dimension {d}", t.name)))
         })
         .collect::<Result<_, _>>()?;
-    let n: usize = dims.iter().product();
+    let n = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            err(
+                at,
+                format!(
+                    "tensor `{}` of shape {dims:?} is empty or too large",
+                    t.name
+                ),
+            )
+        })?;
     let raw = &t.raw_data;
     let values: Vec<f64> = match t.data_type {
         1 if !raw.is_empty() => raw
