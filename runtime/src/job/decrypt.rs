@@ -1,6 +1,7 @@
 //! Step 4, decrypt: each dataset's sealed image opened with its key and its file decrypted as a
 //! stream into memory, then parsed into a table (CSV) or kept as the bytes of a serialized
-//! dataset (HDF5, safetensors: [`crate::learn::serialized`] reads them). A wrong key, a flipped
+//! dataset (HDF5, safetensors: [`crate::learn::serialized`] reads them) or of a directory
+//! dataset's files (images: [`crate::learn::directory`]). A wrong key, a flipped
 //! bit, a truncated, reordered or swapped file is an error naming the file; nothing decrypted
 //! touches disk.
 
@@ -19,6 +20,8 @@ pub enum Decrypted {
     Tables(Vec<(String, Table)>),
     /// A serialized dataset: its file name and plaintext (in memory, zeroized on drop).
     File(String, Zeroizing<Vec<u8>>),
+    /// A directory dataset: its folder and each file under it (path in the image, plaintext).
+    Files(String, Vec<(String, Zeroizing<Vec<u8>>)>),
 }
 
 /// Decrypts every dataset of the join, in the pipeline's order.
@@ -31,7 +34,8 @@ pub fn decrypt(
     pipeline: &Pipeline,
     keys: &[(String, DatasetKey)],
 ) -> Result<Decrypted, JobError> {
-    let serialized = pipeline.train.dataset_config.kind == DatasetKind::Serialized;
+    let kind = pipeline.train.dataset_config.kind;
+    let serialized = kind == DatasetKind::Serialized;
     let mut out = Vec::new();
     for d in &pipeline.join.config().datasets {
         let ierr = |source| JobError::Image {
@@ -46,6 +50,23 @@ pub fn decrypt(
         let dir = dataset_dir(cfg, &d.name, &d.mount_path);
         let image = Image::load(&dir).map_err(ierr)?;
         image.expect_dataset(&d.id).map_err(ierr)?;
+        if kind == DatasetKind::Directory {
+            // Every file under the folder (the image's root when `file` is empty).
+            let prefix = match d.file.trim_matches('/') {
+                "" => String::new(),
+                f => format!("{f}/"),
+            };
+            let mut files = Vec::new();
+            for entry in image.manifest().files.iter() {
+                if entry.path.starts_with(&prefix) {
+                    let plain = image.read_file(entry, &d.id, key).map_err(ierr)?;
+                    files.push((entry.path.clone(), plain));
+                }
+            }
+            let bytes: usize = files.iter().map(|f| f.1.len()).sum();
+            info!(dataset = %d.id, name = %d.name, files = files.len(), bytes, "decrypted");
+            return Ok(Decrypted::Files(d.file.clone(), files));
+        }
         let entry = image
             .manifest()
             .files

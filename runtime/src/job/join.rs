@@ -14,15 +14,18 @@ pub enum Joined {
     Table(Table),
     /// A serialized dataset (one-step pipelines): its file name and plaintext.
     File(String, zeroize::Zeroizing<Vec<u8>>),
+    /// A directory dataset (one-step pipelines): its folder and files.
+    Files(String, Vec<(String, zeroize::Zeroizing<Vec<u8>>)>),
 }
 
-/// Joins the decrypted tables (a serialized file passes through).
+/// Joins the decrypted tables (a serialized file or a directory's files pass through).
 ///
 /// # Errors
 /// [`JobError::Join`].
 pub fn join(pipeline: &Pipeline, data: Decrypted) -> Result<Joined, JobError> {
     let tables = match data {
         Decrypted::File(name, bytes) => return Ok(Joined::File(name, bytes)),
+        Decrypted::Files(folder, files) => return Ok(Joined::Files(folder, files)),
         Decrypted::Tables(t) => t,
     };
     let rows_in: Vec<usize> = tables.iter().map(|t| t.1.rows.len()).collect();

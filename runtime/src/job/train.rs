@@ -69,6 +69,7 @@ pub fn train(joined: &Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobE
     let p = match joined {
         Joined::Table(t) => learn::prepare(t, tc, inp.identifiers)?,
         Joined::File(name, bytes) => learn::serialized::prepare(bytes, name, tc)?,
+        Joined::Files(folder, files) => learn::directory::prepare(files, folder, tc)?,
     };
     let sp = learn::split(&p, tc);
     info!(

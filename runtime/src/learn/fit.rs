@@ -16,15 +16,12 @@ use super::data::{Prepared, Scaler, Split};
 use super::dp::plan::{DpPlan, DpSpent};
 use super::dp::{accountant, sgd};
 use super::graph::step as gstep;
-use super::loss::{RegressionLoss, Target};
+use super::loss::{Target, loss_and_gradient};
 use super::metrics::{accuracy, argmax_rows, mse};
 use super::model::{Net, builtin_graph, device, predict, with_weights_from};
-use super::schedule::lr_at;
-use crate::pipeline::ExpressionLoss;
-use crate::pipeline::loss::expr::Component;
-use crate::pipeline::{
-    LossClass, LossParams, ModelName, OptimizerName, Reduction, Scheduler, TaskType, TrainConfig,
-};
+use super::schedule::{Plateau, lr_at};
+use super::target::LossSpec;
+use crate::pipeline::{ModelName, OptimizerName, Scheduler, TaskType, TrainConfig};
 
 /// Per-epoch record.
 #[derive(Debug, Clone, Serialize)]
@@ -127,9 +124,20 @@ pub fn train(
     check_schedule(cfg, sp.train.len(), dp)?;
     // The learning rate of each optimizer step, from the schedule (PyTorch's, stepped after
     // every batch as DEPA's trainer does).
+    // ReduceLROnPlateau holds its rate between epochs instead (checked: never under DP).
+    let mut plateau = match &cfg.scheduler {
+        Some(Scheduler::ReduceLROnPlateau(p)) => Some(Plateau::new(p, prm.lr)),
+        _ => None,
+    };
+    let plateau_lr = std::cell::Cell::new(prm.lr);
+    let on_plateau = plateau.is_some();
     let mut t = 0u64;
     let mut step = |net: Net, grads: GradientsParams| {
-        let lr = lr_at(cfg.scheduler.as_ref(), prm.lr, t);
+        let lr = if on_plateau {
+            plateau_lr.get()
+        } else {
+            lr_at(cfg.scheduler.as_ref(), prm.lr, t)
+        };
         t += 1;
         optim.step(lr, net, grads)
     };
@@ -169,6 +177,10 @@ pub fn train(
         } else {
             let out = predict(&net, &device, &xval, sp.val.len(), p.d())?;
             let labels: Vec<f32> = sp.val.iter().map(|&i| p.y[i]).collect();
+            if let Some(plateau) = &mut plateau {
+                plateau.step(rows.mean_loss(&out, &sp.val, &device));
+                plateau_lr.set(plateau.lr());
+            }
             Some(match cfg.task_type {
                 TaskType::Classification => accuracy(&argmax_rows(&out, rows.out_dim), &labels),
                 TaskType::Regression => mse(&out, &labels),
@@ -342,13 +354,9 @@ struct Rows<'a> {
     sp: &'a Split,
     /// Scaled training features, `[train rows, d]` row-major.
     x: Vec<f32>,
-    task: TaskType,
     out_dim: usize,
-    /// The loss's class and parameters (`loss_config`, else by task: cross-entropy or MSE).
-    loss: LossParams,
-    class: LossClass,
-    /// A loss by expression (its components' classes and params are in it).
-    expression: Option<std::sync::Arc<ExpressionLoss>>,
+    /// The loss and how its targets are made.
+    loss: LossSpec,
 }
 
 impl<'a> Rows<'a> {
@@ -359,119 +367,50 @@ impl<'a> Rows<'a> {
         cfg: &TrainConfig,
         out_dim: usize,
     ) -> Self {
-        let (class, loss) = match &cfg.loss_config {
-            Some(l) => (l.class, l.params.clone()),
-            None => (
-                match cfg.task_type {
-                    TaskType::Classification => LossClass::CrossEntropyLoss,
-                    TaskType::Regression => LossClass::MseLoss,
-                },
-                LossParams::default(),
-            ),
-        };
         Self {
             p,
             sp,
             x: scaler.transform(p, &sp.train),
-            task: cfg.task_type,
             out_dim,
-            loss,
-            class,
-            expression: cfg.loss_config.as_ref().and_then(|l| l.expression.clone()),
+            loss: LossSpec::new(cfg, out_dim),
         }
     }
 
     /// Whether the batch gradient is the mean (else the sum) of the per-sample gradients.
     fn mean(&self) -> bool {
-        self.loss.reduction == Reduction::Mean
+        self.loss.mean()
+    }
+
+    /// The labels of the dataset's rows `rows`.
+    fn labels(&self, rows: &[usize]) -> Vec<f32> {
+        rows.iter().map(|&k| self.p.y[k]).collect()
     }
 
     /// The targets of training rows `rows` (indices into the training split).
     fn target(&self, rows: &[usize]) -> Target {
-        match &self.expression {
-            Some(e) => Target::Composed {
-                parts: e
-                    .components
-                    .iter()
-                    .filter_map(|(_, c)| match c {
-                        Component::Loss(class, params) => Some(self.base(rows, *class, params)),
-                        Component::Function { .. } => None,
-                    })
-                    .collect(),
-                loss: e.clone(),
-            },
-            None => {
-                let t = self.base(rows, self.class, &self.loss);
-                match self.class_weights(rows) {
-                    Some(weights) => Target::Weighted {
-                        inner: Box::new(t),
-                        weights,
-                    },
-                    None => t,
-                }
-            }
-        }
+        self.loss.target(&self.labels(&self.ids(rows)))
     }
 
-    /// Each row's class weight `w_y` (`loss_config.params.weight`), when there are weights.
-    fn class_weights(&self, rows: &[usize]) -> Option<Vec<f32>> {
-        let w = self.loss.weight.as_ref()?;
-        Some(
-            rows.iter()
-                .map(|&k| {
-                    let y = self.p.y[self.sp.train[k]] as usize;
-                    w.get(y).copied().unwrap_or(0.0) as f32
-                })
-                .collect(),
-        )
+    /// The dataset's row indices of training rows `rows`.
+    fn ids(&self, rows: &[usize]) -> Vec<usize> {
+        rows.iter().map(|&k| self.sp.train[k]).collect()
     }
 
-    /// What a mean loss divides the batch's sum by: the rows, or with class weights their sum
-    /// (PyTorch's weighted mean).
+    /// What a mean loss divides the sum over the dataset's rows `rows` by.
     fn mean_divisor(&self, rows: &[usize]) -> f64 {
-        match self.class_weights(rows) {
-            Some(w) => w
-                .iter()
-                .map(|&x| f64::from(x))
-                .sum::<f64>()
-                .max(f64::MIN_POSITIVE),
-            None => rows.len() as f64,
-        }
+        self.loss.mean_divisor(&self.labels(rows))
     }
 
-    /// One loss class's targets for training rows `rows`.
-    fn base(&self, rows: &[usize], class: LossClass, params: &LossParams) -> Target {
-        let y = |k: usize| self.p.y[self.sp.train[k]];
-        match self.task {
-            TaskType::Classification => match class {
-                LossClass::BceLoss | LossClass::BceWithLogitsLoss => Target::Binary {
-                    labels: rows.iter().map(|&k| y(k)).collect(),
-                    logits: class == LossClass::BceWithLogitsLoss,
-                },
-                LossClass::NllLoss => Target::LogProbs {
-                    labels: rows.iter().map(|&k| y(k) as usize).collect(),
-                    classes: self.out_dim,
-                },
-                _ => Target::Classes {
-                    labels: rows.iter().map(|&k| y(k) as usize).collect(),
-                    classes: self.out_dim,
-                    label_smoothing: params.label_smoothing.unwrap_or(0.0) as f32,
-                },
-            },
-            TaskType::Regression => {
-                let kind = match class {
-                    LossClass::L1Loss => RegressionLoss::L1,
-                    LossClass::HuberLoss => {
-                        RegressionLoss::Huber(params.delta.unwrap_or(1.0) as f32)
-                    }
-                    LossClass::SmoothL1Loss => {
-                        RegressionLoss::SmoothL1(params.beta.unwrap_or(1.0) as f32)
-                    }
-                    _ => RegressionLoss::Mse,
-                };
-                Target::Values(rows.iter().map(|&k| y(k)).collect(), kind)
-            }
-        }
+    /// The mean loss (weighted by class weights where given) of outputs `out` (`[rows, out_dim]`
+    /// row-major, from [`predict`]) for the dataset's rows `rows`.
+    fn mean_loss(&self, out: &[f32], rows: &[usize], device: &Device) -> f64 {
+        let out = Tensor::<2>::from_data(
+            TensorData::new(out.to_vec(), [rows.len(), self.out_dim]),
+            &device.clone().inner(),
+        );
+        let labels = self.labels(rows);
+        let (_, sum) = loss_and_gradient(out, &self.loss.target(&labels));
+        sum / self.loss.mean_divisor(&labels)
     }
 
     /// The features of training rows `rows`, `[rows, d]`.
@@ -499,7 +438,7 @@ fn plain_epoch(
     let (mut loss_sum, mut batches) = (0.0, 0usize);
     for chunk in order.chunks(batch_size) {
         let scale = if rows.mean() {
-            1.0 / rows.mean_divisor(chunk)
+            1.0 / rows.mean_divisor(&rows.ids(chunk))
         } else {
             1.0
         };
@@ -599,7 +538,8 @@ mod tests {
     }
 
     fn outputs(epochs: usize, scheduler: Option<serde_json::Value>) -> Vec<f32> {
-        let (p, sp) = data();
+        let (p, mut sp) = data();
+        sp.val = sp.test.clone(); // a validation loss for ReduceLROnPlateau
         let mut c = serde_json::json!({
             "dataset_config": {"target_variable": "y"},
             "model_config": {"name": "MLP", "hidden_layers": [4]},
@@ -625,6 +565,20 @@ mod tests {
         assert_eq!(outputs(3, Some(zero_after_first)), outputs(1, None));
         // Without the schedule the later steps move it.
         assert_ne!(outputs(3, None), outputs(1, None));
+    }
+
+    #[test]
+    fn reduce_lr_on_plateau_follows_the_validation_loss_per_epoch() {
+        // Any later epoch is a plateau (an absolute threshold no loss can beat) and patience 0:
+        // after the second epoch the rate drops to 0 (factor 0), so five epochs end where two do.
+        let plateau = serde_json::json!({"name": "ReduceLROnPlateau", "params": {
+            "factor": 0.0, "patience": 0, "threshold_mode": "abs", "threshold": 1e9}});
+        assert_eq!(outputs(5, Some(plateau)), outputs(2, None));
+        assert_ne!(outputs(5, None), outputs(2, None));
+        // With a threshold any change beats, the rate never drops.
+        let never = serde_json::json!({"name": "ReduceLROnPlateau", "params": {
+            "factor": 0.0, "patience": 0, "threshold_mode": "abs", "threshold": -1e9}});
+        assert_eq!(outputs(5, Some(never)), outputs(5, None));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Nothing here knows about contracts, keys or the job's steps: `job::train` calls it.
 
 pub mod data;
+pub mod directory;
 pub mod dp;
 pub mod export;
 pub mod fit;
@@ -24,6 +25,7 @@ pub mod model;
 pub mod onnx;
 pub mod schedule;
 pub mod serialized;
+pub mod target;
 pub mod xgb;
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ pub fn device() -> Device {
         let index: usize = rest.trim_start_matches(':').parse().unwrap_or(0);
         return Device::cuda(index).autodiff();
     }
-    Device::ndarray().autodiff()
+    Device::flex().autodiff()
 }
 
 /// Forward pass in evaluation mode (no dropout, BatchNorm's running statistics) on rows

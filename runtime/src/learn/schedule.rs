@@ -5,9 +5,12 @@
 
 use std::f64::consts::PI;
 
-use crate::pipeline::{Anneal, CyclicMode, Scheduler};
+use crate::pipeline::{
+    Anneal, CyclicMode, PlateauMode, ReduceLrOnPlateau, Scheduler, ThresholdMode,
+};
 
-/// The learning rate of optimizer step `t`, for the optimizer's `lr` and an optional schedule.
+/// The learning rate of optimizer step `t`, for the optimizer's `lr` and an optional schedule
+/// (`ReduceLROnPlateau` has no rate per step: [`Plateau`] holds it).
 pub fn lr_at(scheduler: Option<&Scheduler>, lr: f64, t: u64) -> f64 {
     let Some(s) = scheduler else {
         return lr;
@@ -21,6 +24,7 @@ pub fn lr_at(scheduler: Option<&Scheduler>, lr: f64, t: u64) -> f64 {
                 .powi(p.milestones.iter().filter(|&&m| m <= t).count() as i32)
         }
         Scheduler::ExponentialLR(p) => lr * p.gamma.powf(tf),
+        Scheduler::ReduceLROnPlateau(_) => lr,
         Scheduler::CosineAnnealingLR(p) => {
             p.eta_min + (lr - p.eta_min) * (1.0 + (PI * tf / p.t_max.max(1) as f64).cos()) / 2.0
         }
@@ -71,6 +75,71 @@ pub fn lr_at(scheduler: Option<&Scheduler>, lr: f64, t: u64) -> f64 {
                 start = end;
             }
             min
+        }
+    }
+}
+
+/// `ReduceLROnPlateau`'s state, stepped once per epoch with the monitored value (PyTorch's
+/// `step(metrics)`): the best value so far, the epochs since it, the cooldown left, and the
+/// current rate.
+#[derive(Debug, Clone)]
+pub struct Plateau {
+    p: ReduceLrOnPlateau,
+    best: f64,
+    bad_epochs: u64,
+    cooldown_left: u64,
+    lr: f64,
+}
+
+impl Plateau {
+    /// The state before the first epoch, at the optimizer's `lr`.
+    pub fn new(p: &ReduceLrOnPlateau, lr: f64) -> Self {
+        Self {
+            best: match p.mode {
+                PlateauMode::Min => f64::INFINITY,
+                PlateauMode::Max => f64::NEG_INFINITY,
+            },
+            p: p.clone(),
+            bad_epochs: 0,
+            cooldown_left: 0,
+            lr,
+        }
+    }
+
+    /// The current learning rate.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// One epoch's monitored value (a NaN is never better, as in PyTorch).
+    pub fn step(&mut self, value: f64) {
+        if self.better(value) {
+            self.best = value;
+            self.bad_epochs = 0;
+        } else {
+            self.bad_epochs += 1;
+        }
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            self.bad_epochs = 0;
+        }
+        if self.bad_epochs > self.p.patience {
+            let reduced = (self.lr * self.p.factor).max(self.p.min_lr);
+            if self.lr - reduced > self.p.eps {
+                self.lr = reduced;
+            }
+            self.cooldown_left = self.p.cooldown;
+            self.bad_epochs = 0;
+        }
+    }
+
+    fn better(&self, a: f64) -> bool {
+        let (best, th) = (self.best, self.p.threshold);
+        match (self.p.mode, self.p.threshold_mode) {
+            (PlateauMode::Min, ThresholdMode::Rel) => a < best * (1.0 - th),
+            (PlateauMode::Min, ThresholdMode::Abs) => a < best - th,
+            (PlateauMode::Max, ThresholdMode::Rel) => a > best * (th + 1.0),
+            (PlateauMode::Max, ThresholdMode::Abs) => a > best + th,
         }
     }
 }
@@ -190,5 +259,35 @@ mod tests {
         close(lr_at(Some(&s), 0.5, 29), 1.0);
         close(lr_at(Some(&s), 0.5, 58), 0.04);
         close(lr_at(Some(&s), 0.5, 99), 0.04 / 1e4);
+    }
+
+    #[test]
+    fn reduce_lr_on_plateau_drops_after_patience_and_waits_out_its_cooldown() {
+        let Scheduler::ReduceLROnPlateau(p) =
+            parse(serde_json::json!({"name": "ReduceLROnPlateau",
+            "params": {"factor": 0.5, "patience": 1, "cooldown": 1, "min_lr": 0.2}}))
+        else {
+            unreachable!()
+        };
+        let mut s = Plateau::new(&p, 1.0);
+        // PyTorch 2.x, same parameters, step(v) for each value: the rate after each step.
+        let mut lrs = Vec::new();
+        for v in [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8, 0.8] {
+            s.step(v);
+            lrs.push(s.lr());
+        }
+        assert_eq!(
+            lrs,
+            [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2, 0.2]
+        );
+        // An improvement smaller than the relative threshold is a bad epoch; max mode flips it.
+        let mut p2 = p;
+        p2.mode = PlateauMode::Max;
+        p2.threshold = 0.1;
+        let mut s = Plateau::new(&p2, 1.0);
+        for v in [1.0, 1.05, 1.09] {
+            s.step(v);
+        }
+        assert_eq!(s.lr(), 0.5);
     }
 }

@@ -5,8 +5,8 @@ use serde_json::Value;
 use super::loss::expr::Component;
 use super::{
     DatasetKind, Framework, Join, LossClass, LossParams, MetricName, MissingStrategy, ModelFormat,
-    ModelName, ModelType, PRIVACY_PARAMS, PipelineError, Scheduler, Step, TrainConfig, XGB_FIELDS,
-    XgbObjective, privacy_param,
+    ModelName, ModelType, PRIVACY_PARAMS, PipelineError, Scheduler, Step, StructureType, TaskType,
+    TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -90,9 +90,22 @@ pub(super) fn single(t: &TrainConfig) -> Result<Join, PipelineError> {
                 "required in a one-step pipeline (the dataset file, /mnt/remote/<dataset>/<file>)",
             )
         })?;
+    // A directory dataset names a folder: the image's root (`/mnt/remote/<dataset>`) or one
+    // inside it, with or without a trailing slash.
+    let dir = t.dataset_config.kind == DatasetKind::Directory;
+    let path = if dir {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
     let rest = path.strip_prefix("/mnt/remote/");
-    let (mount, name, file) = match rest.and_then(|r| r.split_once('/')) {
-        Some((name, file)) => (format!("/mnt/remote/{name}/"), name, file),
+    let split = |r: &'_ str| match r.split_once('/') {
+        None if dir => Some((r.to_string(), String::new())),
+        o => o.map(|(a, b)| (a.to_string(), b.to_string())),
+    };
+    let parts = rest.and_then(split);
+    let (mount, name, file) = match &parts {
+        Some((name, file)) => (format!("/mnt/remote/{name}/"), name.as_str(), file.as_str()),
         None => {
             let p = std::path::Path::new(path);
             let (Some(parent), Some(file)) = (p.parent(), p.file_name().and_then(|f| f.to_str()))
@@ -106,7 +119,15 @@ pub(super) fn single(t: &TrainConfig) -> Result<Join, PipelineError> {
             (format!("{}/", parent.display()), name, file)
         }
     };
-    if name.is_empty() || file.is_empty() || file.split('/').any(|c| c == ".." || c.is_empty()) {
+    let bad_file = if dir && file.is_empty() {
+        false
+    } else {
+        file.is_empty()
+            || file
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.is_empty())
+    };
+    if name.is_empty() || bad_file {
         return Err(at(
             "paths.input_dataset_path",
             &format!("`{path}`: expected /mnt/remote/<dataset>/<file>"),
@@ -125,6 +146,68 @@ pub(super) fn single(t: &TrainConfig) -> Result<Join, PipelineError> {
     }))
 }
 
+/// A directory dataset: image files in class folders (`nested`), or in one folder with a
+/// labels file (`flat`), as tensors (`image_config.to_tensor`).
+fn directory(t: &TrainConfig) -> Result<(), PipelineError> {
+    let dc = &t.dataset_config;
+    for (k, given) in [
+        ("target_variable", dc.target_variable.is_some()),
+        ("feature_columns", dc.feature_columns.is_some()),
+        ("format", dc.format.is_some()),
+        ("structure", dc.structure.is_some()),
+        ("features_key", dc.features_key.is_some()),
+        ("targets_key", dc.targets_key.is_some()),
+    ] {
+        if given {
+            return Err(at(
+                &format!("dataset_config.{k}"),
+                "is not for directory datasets (their labels are class folders or labels_file)",
+            ));
+        }
+    }
+    if dc.data_type.as_deref().is_some_and(|d| d != "image") {
+        return Err(at(
+            "dataset_config.data_type",
+            "directory datasets of images only (`image`): text and audio files are not supported",
+        ));
+    }
+    if let Some(p) = &dc.file_pattern
+        && glob::Pattern::new(p).is_err()
+    {
+        return Err(at("dataset_config.file_pattern", "not a glob pattern"));
+    }
+    if dc.image_config.is_some_and(|i| !i.to_tensor) {
+        return Err(at(
+            "dataset_config.image_config.to_tensor",
+            "must be true: a sample is the image's tensor",
+        ));
+    }
+    match (
+        dc.structure_type.unwrap_or(StructureType::Flat),
+        &dc.labels_file,
+    ) {
+        (StructureType::Paired, _) => Err(at(
+            "dataset_config.structure_type",
+            "`paired` (input and target files, segmentation) is not supported: use nested (one \
+             folder per class) or flat with labels_file",
+        )),
+        (StructureType::Nested, Some(_)) => Err(at(
+            "dataset_config.labels_file",
+            "a nested directory's labels are its class folders",
+        )),
+        (StructureType::Nested, None) if t.task_type == TaskType::Regression => Err(at(
+            "dataset_config.structure_type",
+            "class folders are labels for classification: a regression needs flat with labels_file",
+        )),
+        (StructureType::Flat, None) => Err(at(
+            "dataset_config.labels_file",
+            "a flat directory has no labels (DEPA's flat layout is unlabelled): give labels_file \
+             (a CSV with columns file and label), or use structure_type nested",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The train step: data, task, model, optimizer, metrics and DP parameters.
 pub(super) fn train(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
     data(t)?;
@@ -140,6 +223,7 @@ pub(super) fn train(t: &TrainConfig, framework: Framework) -> Result<(), Pipelin
     if let Some(sch) = &t.scheduler {
         scheduler(sch)?;
     }
+    plateau(t)?;
     if t.is_private {
         privacy(t)?;
     }
@@ -184,11 +268,21 @@ fn data(t: &TrainConfig) -> Result<(), PipelineError> {
                 ));
             }
         }
-        DatasetKind::Directory => {
-            return Err(at(
-                "dataset_config.type",
-                "directory datasets (image folders) are not supported yet: serialize them (hdf5 or safetensors)",
-            ));
+        DatasetKind::Directory => directory(t)?,
+    }
+    if dc.kind != DatasetKind::Directory {
+        for (k, given) in [
+            ("structure_type", dc.structure_type.is_some()),
+            ("file_pattern", dc.file_pattern.is_some()),
+            ("labels_file", dc.labels_file.is_some()),
+            ("image_config", dc.image_config.is_some()),
+        ] {
+            if given {
+                return Err(at(
+                    &format!("dataset_config.{k}"),
+                    "is for directory datasets",
+                ));
+            }
         }
     }
     if dc.fill_value.is_some() && dc.missing_strategy != Some(MissingStrategy::Fill) {
@@ -375,8 +469,41 @@ fn scheduler(s: &Scheduler) -> Result<(), PipelineError> {
                 "max_lr, div_factor and final_div_factor must be > 0",
             )
         }
+        Scheduler::ReduceLROnPlateau(p) if !(p.factor >= 0.0 && p.factor < 1.0) => {
+            bad("factor", "must be in [0, 1): the rate drops by it")
+        }
+        Scheduler::ReduceLROnPlateau(p)
+            if ![p.threshold, p.min_lr, p.eps]
+                .iter()
+                .all(|v| *v >= 0.0 && v.is_finite()) =>
+        {
+            bad("threshold", "threshold, min_lr and eps must be >= 0")
+        }
         _ => Ok(()),
     }
+}
+
+/// ReduceLROnPlateau follows the validation loss: it needs a validation split, and DP-SGD runs
+/// refuse it (the validation rows are the private datasets' rows, and the accountant does not
+/// count training steered by them).
+fn plateau(t: &TrainConfig) -> Result<(), PipelineError> {
+    if !matches!(t.scheduler, Some(Scheduler::ReduceLROnPlateau(_))) {
+        return Ok(());
+    }
+    if t.is_private {
+        return Err(at(
+            "scheduler.name",
+            "ReduceLROnPlateau steers training by the validation loss of the private datasets, \
+             which DP-SGD's accountant does not count: use a fixed schedule with is_private",
+        ));
+    }
+    if t.dataset_config.splits.val.is_nan() || t.dataset_config.splits.val <= 0.0 {
+        return Err(at(
+            "dataset_config.splits.val",
+            "ReduceLROnPlateau follows the validation loss: give the validation split a share > 0",
+        ));
+    }
+    Ok(())
 }
 
 /// A metric's params are those of its scikit-learn function that ccr honours: `average` for

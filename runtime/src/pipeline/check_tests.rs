@@ -160,6 +160,35 @@ fn schedulers_are_pytorchs_with_their_params_checked() {
 }
 
 #[test]
+fn reduce_lr_on_plateau_needs_a_validation_split_and_no_dp() {
+    let plateau = json!({"name": "ReduceLROnPlateau", "params": {"patience": 2}});
+    let t = |val: f64, private: bool| {
+        let mut t = json!({"dataset_config": {"target_variable": "y",
+                                              "splits": {"train": 0.7, "val": val, "test": 0.3 - val}},
+                           "model_config": {"name": "MLP", "hidden_layers": [4]},
+                           "scheduler": plateau.clone()});
+        if private {
+            t["is_private"] = json!(true);
+            t["privacy_params"] = json!({"epsilon": 3.0, "delta": 1e-5, "max_grad_norm": 1.0});
+        }
+        t
+    };
+    assert!(Pipeline::from_value(&pipeline(t(0.1, false))).is_ok());
+    let e = refusal(t(0.0, false));
+    assert!(e.contains("dataset_config.splits.val"), "{e}");
+    let e = refusal(t(0.1, true));
+    assert!(
+        e.contains("scheduler.name") && e.contains("accountant"),
+        "{e}"
+    );
+    let e = refusal(json!({"dataset_config": {"target_variable": "y",
+                                              "splits": {"train": 0.7, "val": 0.1, "test": 0.2}},
+                           "model_config": {"name": "MLP", "hidden_layers": [4]},
+                           "scheduler": {"name": "ReduceLROnPlateau", "params": {"factor": 1.5}}}));
+    assert!(e.contains("scheduler.params.factor"), "{e}");
+}
+
+#[test]
 fn loss_configs_are_depas_class_form_with_checked_params() {
     let t = |task: &str, l: serde_json::Value| {
         json!({"dataset_config": {"target_variable": "y"}, "task_type": task,

@@ -321,6 +321,22 @@ pub struct DatasetConfig {
     /// Serialized: the targets' key (default `targets`).
     #[serde(default)]
     pub targets_key: Option<String>,
+    /// Directory: how the files are laid out (DEPA's `structure_type`): `nested` (one folder
+    /// per class, classes in sorted order of name, DEPA's ImageFolder-like layout) or `flat`
+    /// with `labels_file`; `paired` (input/target files, segmentation) is refused.
+    #[serde(default)]
+    pub structure_type: Option<StructureType>,
+    /// Directory: which files are samples, a glob on the file name (DEPA's `file_pattern`,
+    /// default `*`).
+    #[serde(default)]
+    pub file_pattern: Option<String>,
+    /// Directory, `flat`: a CSV inside the folder with columns `file` and `label` (ccr's; DEPA's
+    /// flat layout has no labels).
+    #[serde(default)]
+    pub labels_file: Option<String>,
+    /// Directory images: how a file becomes a tensor (DEPA's `image_config`).
+    #[serde(default)]
+    pub image_config: Option<ImageConfig>,
     /// DEPA's `transforms` (`normalize`, `augment`): DEPA's trainer applies none (its
     /// `_setup_transforms` is a placeholder), and ccr applies none either; the run report
     /// says so.
@@ -372,6 +388,60 @@ pub enum Structure {
     Dict,
     /// As `list_of_tuples`.
     SeparateTensors,
+}
+
+/// A directory dataset's layout (`dataset_config.structure_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StructureType {
+    /// Files in one folder, labelled by `labels_file`.
+    Flat,
+    /// One folder per class.
+    Nested,
+    /// Input and target files (segmentation masks): refused.
+    Paired,
+}
+
+/// How an image file becomes a tensor (DEPA's `image_config`): decoded (PNG or JPEG), then
+/// torchvision's `ToTensor` (`[C, H, W]`, values / 255).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// One channel, PIL's `convert("L")` (ITU-R 601-2 luma; default false).
+    #[serde(default)]
+    pub grayscale: bool,
+    /// Must be true (the default): a sample is the image's tensor.
+    #[serde(default = "yes")]
+    pub to_tensor: bool,
+    /// Values above `binarize_threshold` become 1, others 0 (default false).
+    #[serde(default)]
+    pub binarize: bool,
+    /// `binarize`'s threshold on the [0, 1] values (default 0).
+    #[serde(default)]
+    pub binarize_threshold: f64,
+    /// Read as OpenCV does: channels in BGR order (default false: PIL's RGB).
+    #[serde(default)]
+    pub use_cv2: bool,
+    /// With `use_cv2`, a PIL image made from OpenCV's array (the values do not change).
+    #[serde(default)]
+    pub convert_to_pil: bool,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self {
+            grayscale: false,
+            to_tensor: true,
+            binarize: false,
+            binarize_threshold: 0.0,
+            use_cv2: false,
+            convert_to_pil: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// DEPA's `transforms`.

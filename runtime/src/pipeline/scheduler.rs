@@ -21,6 +21,64 @@ pub enum Scheduler {
     CyclicLR(CyclicLr),
     /// One cycle up to `max_lr` and down (Smith and Topin 2017).
     OneCycleLR(OneCycleLr),
+    /// The rate times `factor` when the mean validation loss has not improved for `patience`
+    /// epochs: stepped once per epoch on that loss (PyTorch's `step(val_loss)`), so it needs a
+    /// validation split, and it is refused under DP (it would steer training by held-out rows
+    /// of the private datasets outside the accountant).
+    ReduceLROnPlateau(ReduceLrOnPlateau),
+}
+
+/// `ReduceLROnPlateau` parameters (PyTorch's names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceLrOnPlateau {
+    /// `min` (default: a lower loss is better) or `max`.
+    #[serde(default)]
+    pub mode: PlateauMode,
+    /// The rate's factor on a plateau (default 0.1; must be < 1).
+    #[serde(default = "gamma_tenth")]
+    pub factor: f64,
+    /// Epochs without improvement tolerated before the rate drops (default 10).
+    #[serde(default = "default_patience")]
+    pub patience: u64,
+    /// The least change that counts as an improvement (default 1e-4), relative or absolute per
+    /// `threshold_mode`.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// `rel` (default: better than `best · (1 ∓ threshold)`) or `abs` (`best ∓ threshold`).
+    #[serde(default)]
+    pub threshold_mode: ThresholdMode,
+    /// Epochs after a drop during which no bad epoch counts (default 0).
+    #[serde(default)]
+    pub cooldown: u64,
+    /// The rate never drops below this (default 0).
+    #[serde(default)]
+    pub min_lr: f64,
+    /// A drop smaller than this is skipped (default 1e-8).
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+}
+
+/// `ReduceLROnPlateau`'s `mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlateauMode {
+    /// Lower is better.
+    #[default]
+    Min,
+    /// Higher is better.
+    Max,
+}
+
+/// `ReduceLROnPlateau`'s `threshold_mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdMode {
+    /// Relative to the best value.
+    #[default]
+    Rel,
+    /// Absolute.
+    Abs,
 }
 
 /// `StepLR` parameters.
@@ -161,6 +219,15 @@ pub enum Anneal {
 
 fn gamma_tenth() -> f64 {
     0.1
+}
+fn default_patience() -> u64 {
+    10
+}
+fn default_threshold() -> f64 {
+    1e-4
+}
+fn default_eps() -> f64 {
+    1e-8
 }
 fn gamma_one() -> f64 {
     1.0

@@ -224,11 +224,11 @@ impl GraphNet {
                 let [b, ch, len] = x.dims()[..] else {
                     unreachable!("checked: a 1-d convolution's input is [N, C, L]")
                 };
-                let y = conv2d_im2col(c, x.r3().reshape([b, ch, 1, len]));
+                let y = c.forward(x.r3().reshape([b, ch, 1, len]));
                 let [_, o, _, l2] = y.dims();
                 Val::R3(y.reshape([b, o, l2]))
             }
-            (ParamLayer::Conv(c), _) => Val::R4(conv2d_im2col(c, x.r4())),
+            (ParamLayer::Conv(c), _) => Val::R4(c.forward(x.r4())),
             (ParamLayer::ConvTranspose(c), _) => Val::R4(c.forward(x.r4())),
             (ParamLayer::BatchNorm(n), _) => each!(x, t => n.forward(t)),
             (ParamLayer::GroupNorm(n), _) => each!(x, t => n.forward(t)),
@@ -238,85 +238,12 @@ impl GraphNet {
     }
 }
 
-/// A convolution as one matrix product per group over the unfolded input patches (im2col by
-/// strided slices of the zero-padded input): the same values as Burn's `conv2d`, and on the
-/// ndarray backend about a hundred times faster through the backward pass (its convolution
-/// backward is a direct loop; a product goes through the BLAS-like kernel).
-pub(crate) fn conv2d_im2col(c: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [b, ch, _, _] = x.dims();
-    let weight = c.weight.val();
-    let [o, cg, kh, kw] = weight.dims();
-    let (cols, [ho, wo]) = patches(x, [kh, kw], c.stride, padding_of(c), c.dilation);
-    // The patches as one matrix [C·kh·kw, B·Ho·Wo], so that each group is one product.
-    let l = ho * wo;
-    let u = cols.permute([2, 0, 1, 3, 4]).reshape([ch * kh * kw, b * l]);
-    let groups = c.groups;
-    let (og, kk) = (o / groups, cg * kh * kw);
-    let wm = weight.reshape([o, kk]);
-    let y = if groups == 1 {
-        wm.matmul(u)
-    } else {
-        Tensor::cat(
-            (0..groups)
-                .map(|g| {
-                    let wg = wm.clone().slice([g * og..(g + 1) * og, 0..kk]);
-                    wg.matmul(u.clone().slice([g * kk..(g + 1) * kk, 0..b * l]))
-                })
-                .collect(),
-            0,
-        )
-    };
-    let y = match &c.bias {
-        Some(bias) => y + bias.val().reshape([o, 1]),
-        None => y,
-    };
-    y.reshape([o, b, ho, wo]).swap_dims(0, 1)
-}
-
 /// A convolution's explicit padding `[h, w]`.
 pub(crate) fn padding_of(c: &Conv2d) -> [usize; 2] {
     match c.padding {
         PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
         _ => [0, 0],
     }
-}
-
-/// The input patches of a 2-d window, `[kh·kw, B, C, Ho, Wo]` (window position first), by strided
-/// slices of the zero-padded input (`x` `[B, C, H, W]`), and the output size `[Ho, Wo]`.
-pub(crate) fn patches(
-    x: Tensor<4>,
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [ph, pw]: [usize; 2],
-    [dh, dw]: [usize; 2],
-) -> (Tensor<5>, [usize; 2]) {
-    use burn::tensor::Slice;
-    use burn::tensor::ops::PadMode;
-    let [b, ch, h, w] = x.dims();
-    let ho = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
-    let wo = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
-    let xp = if ph + pw > 0 {
-        x.pad((pw, pw, ph, ph), PadMode::Constant(0.0))
-    } else {
-        x
-    };
-    let span = |start: usize, n: usize, step: usize| Slice {
-        start: start as isize,
-        end: Some((start + (n - 1) * step + 1) as isize),
-        step: step as isize,
-    };
-    let mut cols = Vec::with_capacity(kh * kw);
-    for i in 0..kh {
-        for j in 0..kw {
-            cols.push(xp.clone().slice([
-                Slice::from(0..b),
-                Slice::from(0..ch),
-                span(i * dh, ho, sh),
-                span(j * dw, wo, sw),
-            ]));
-        }
-    }
-    (Tensor::stack::<5>(cols, 0), [ho, wo])
 }
 
 fn add(a: Val, b: Val) -> Val {

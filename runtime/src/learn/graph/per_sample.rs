@@ -17,7 +17,7 @@
 use burn::module::ParamId;
 use burn::tensor::{Tensor, TensorData};
 
-use super::net::{GraphNet, ParamInfo, ParamLayer, ProbeRecord, padding_of, patches};
+use super::net::{GraphNet, ParamInfo, ParamLayer, ProbeRecord, padding_of};
 use super::ops::Val;
 use super::spec::{LayerClass, SpecError, err};
 
@@ -350,19 +350,58 @@ fn layer_pieces(
     }
 }
 
-/// The unfolded patches `[B, C·kh·kw, Ho·Wo]` (channel-major, as a convolution weight's
-/// `[out, C, kh, kw]` flattens).
-fn unfold(
+/// The unfolded patches `[B, C·kh·kw, Ho·Wo]` of `x` `[B, C, H, W]` (channel-major, as a
+/// convolution weight's `[out, C, kh, kw]` flattens; zero outside the input): PyTorch's
+/// `F.unfold`, written as one pass over the values (the input is detached, so no graph is kept).
+pub(crate) fn unfold(
     x: Tensor<4>,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+    [dh, dw]: [usize; 2],
 ) -> Tensor<3> {
-    let [b, ch, _, _] = x.dims();
-    let (p, [ho, wo]) = patches(x, kernel, stride, padding, dilation);
-    p.permute([1, 2, 0, 3, 4])
-        .reshape([b, ch * kernel[0] * kernel[1], ho * wo])
+    let [b, ch, h, w] = x.dims();
+    let device = x.device();
+    let src = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("a float tensor converts to f32");
+    let ho = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+    let wo = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+    let (rows, l) = (ch * kh * kw, ho * wo);
+    let mut out = vec![0f32; b * rows * l];
+    for (n_c, plane) in src.chunks_exact(h * w).enumerate() {
+        let (n, c) = (n_c / ch, n_c % ch);
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = (c * kh + i) * kw + j;
+                let dst = &mut out[(n * rows + row) * l..][..l];
+                for oy in 0..ho {
+                    let Some(iy) = (oy * sh + i * dh).checked_sub(ph).filter(|&y| y < h) else {
+                        continue;
+                    };
+                    let line = &plane[iy * w..][..w];
+                    // The outputs whose input column `ox·sw + j·dw − pw` lies in `0..w`.
+                    let first = (pw.saturating_sub(j * dw)).div_ceil(sw);
+                    let end = ((w + pw).saturating_sub(j * dw)).div_ceil(sw).min(wo);
+                    if first >= end {
+                        continue;
+                    }
+                    let row = &mut dst[oy * wo + first..oy * wo + end];
+                    let ix0 = first * sw + j * dw - pw;
+                    if sw == 1 {
+                        row.copy_from_slice(&line[ix0..ix0 + row.len()]);
+                    } else {
+                        for (k, v) in row.iter_mut().enumerate() {
+                            *v = line[ix0 + k * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [b, rows, l]), &device)
 }
 
 /// Per group `j`, `lhsⱼ rhsⱼᵀ` over each sample (`lhs` `[B, g·m, L]`, `rhs` `[B, g·n, L]`),

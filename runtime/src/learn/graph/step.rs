@@ -84,7 +84,9 @@ pub(crate) fn clipped_probes(
     target: &Target,
     max_grad_norm: f64,
 ) -> (Grads, f64) {
-    let frozen = net.clone();
+    // Parameters untracked: the backward pass then computes only the probes' (the layers'
+    // output) gradients, not the batch's parameter gradients, which DP-SGD does not use.
+    let frozen = net.clone().no_grad();
     let mut records = Vec::new();
     let (grads, loss_sum) = backward(&frozen, x, target, Some(&mut records));
     let pieces = per_sample::pieces(&frozen, &records, &grads);

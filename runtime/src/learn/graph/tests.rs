@@ -363,7 +363,7 @@ fn cifar10s_model_config_parses_and_takes_32_by_32_images() {
 }
 
 #[test]
-fn the_im2col_convolution_equals_burns() {
+fn unfolded_patches_times_the_weight_equal_burns_convolution() {
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     let device = device();
@@ -383,7 +383,25 @@ fn the_im2col_convolution_equals_burns() {
             &device,
         );
         let want = vecf(c.forward(x.clone()));
-        let got = vecf(super::net::conv2d_im2col(&c, x));
+        // F.unfold's patches [B, C·kh·kw, L] times each group's weight rows [O/g, C/g·kh·kw].
+        let u = per_sample::unfold(x, [3, 2], stride, pad, dil);
+        let [b, rows, l] = u.dims();
+        let w = c.weight.val().reshape([6, 4 / groups * 6]);
+        let (og, kg) = (6 / groups, rows / groups);
+        let y = Tensor::cat(
+            (0..groups)
+                .map(|g| {
+                    let wg = w
+                        .clone()
+                        .slice([g * og..(g + 1) * og, 0..kg])
+                        .unsqueeze::<3>();
+                    wg.matmul(u.clone().slice([0..b, g * kg..(g + 1) * kg, 0..l]))
+                })
+                .collect(),
+            1,
+        );
+        let y = y + c.bias.as_ref().unwrap().val().reshape([1, 6, 1]);
+        let got = vecf(y);
         close(
             &got,
             &want,
