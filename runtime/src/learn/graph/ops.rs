@@ -114,6 +114,24 @@ pub const SUPPORTED_STATELESS_LAYERS: &str = "nn.ReLU, nn.LeakyReLU, nn.GELU, nn
 nn.Tanh, nn.SiLU, nn.ELU, nn.Softmax, nn.LogSoftmax, nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, \
 nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity";
 
+/// A dim index `d` (negative counts from the end) of a rank-`rank` shape.
+fn dim(d: i64, rank: usize) -> Result<usize, String> {
+    let i = if d < 0 { d + rank as i64 } else { d };
+    if i < 0 || i >= rank as i64 {
+        return Err(format!("dim {d} is out of range for rank {rank}"));
+    }
+    Ok(i as usize)
+}
+
+/// `i`, unless it is the batch dim, which `what` may not work over.
+fn not_batch(i: usize, what: &str) -> Result<usize, String> {
+    if i == 0 {
+        Err(format!("{what} over dim 0 (the batch) is not supported"))
+    } else {
+        Ok(i)
+    }
+}
+
 impl Func {
     /// A parameterless `nn.*` class (without its `nn.` prefix).
     pub(crate) fn from_class(class: &str, p: &mut Params) -> Result<Self, SpecError> {
@@ -229,20 +247,6 @@ impl Func {
         }
         let s = &ins[0];
         let r = s.len();
-        let dim = |d: i64, rank: usize| -> Result<usize, String> {
-            let i = if d < 0 { d + rank as i64 } else { d };
-            if i < 0 || i >= rank as i64 {
-                return Err(format!("dim {d} is out of range for rank {rank}"));
-            }
-            Ok(i as usize)
-        };
-        let not_batch = |i: usize, what: &str| -> Result<usize, String> {
-            if i == 0 {
-                Err(format!("{what} over dim 0 (the batch) is not supported"))
-            } else {
-                Ok(i)
-            }
-        };
         Ok(match self {
             Self::Relu
             | Self::LeakyRelu(_)
@@ -280,6 +284,23 @@ impl Func {
                 }
                 vec![s[0], s[1], *h, *w]
             }
+            Self::Flatten(..)
+            | Self::Reshape(_)
+            | Self::Permute(_)
+            | Self::Transpose(..)
+            | Self::Unsqueeze(_)
+            | Self::Squeeze(_) => self.layout_shape(s)?,
+            Self::Cat(_) | Self::Stack(_) | Self::Sum(..) | Self::Mean(..) | Self::Matmul => {
+                self.combine_shape(ins)?
+            }
+        })
+    }
+
+    /// [`Func::out_shape`] of the ops that rearrange one input: flatten, reshape, permute,
+    /// transpose, (un)squeeze.
+    fn layout_shape(&self, s: &[usize]) -> Result<Vec<usize>, String> {
+        let r = s.len();
+        Ok(match self {
             Self::Flatten(a, b) => {
                 let (a, b) = (dim(*a, r)?, dim(*b, r)?);
                 not_batch(a, "flatten")?;
@@ -322,7 +343,7 @@ impl Func {
             Self::Transpose(a, b) => {
                 let (a, b) = (dim(*a, r)?, dim(*b, r)?);
                 not_batch(a.min(b), "transpose")?;
-                let mut o = s.clone();
+                let mut o = s.to_vec();
                 o.swap(a, b);
                 o
             }
@@ -331,7 +352,7 @@ impl Func {
                 if r + 1 > 4 {
                     return Err("ranks above 4 are not supported".into());
                 }
-                let mut o = s.clone();
+                let mut o = s.to_vec();
                 o.insert(i, 1);
                 o
             }
@@ -340,10 +361,19 @@ impl Func {
                 if s[i] != 1 || r == 1 {
                     return Err(format!("dim {i} of {s:?} is not of size 1"));
                 }
-                let mut o = s.clone();
+                let mut o = s.to_vec();
                 o.remove(i);
                 o
             }
+            _ => unreachable!("dispatched by out_shape"),
+        })
+    }
+
+    /// [`Func::out_shape`] of the ops that combine or reduce: cat, stack, sum, mean, matmul.
+    fn combine_shape(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>, String> {
+        let s = &ins[0];
+        let r = s.len();
+        Ok(match self {
             Self::Cat(d) => {
                 let i = not_batch(dim(*d, r)?, "cat")?;
                 let mut o = s.clone();
@@ -383,6 +413,7 @@ impl Func {
                 o[r - 1] = t[r - 1];
                 o
             }
+            _ => unreachable!("dispatched by out_shape"),
         })
     }
 

@@ -15,6 +15,7 @@
 //! gradient (Opacus replaces it with GroupNorm): [`check_private`] refuses it.
 
 use burn::module::ParamId;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::{Tensor, TensorData};
 
 use super::net::{GraphNet, ParamInfo, ParamLayer, ProbeRecord, padding_of};
@@ -190,13 +191,7 @@ fn layer_pieces(
                     },
                 ));
                 if let Some(b) = &l.bias {
-                    out.push((
-                        b.id,
-                        Piece::Full {
-                            g: d2,
-                            shape: vec![dout],
-                        },
-                    ));
+                    full(out, b.id, d2, vec![dout]);
                 }
             } else {
                 let dims = a.dims();
@@ -205,84 +200,14 @@ fn layer_pieces(
                 let a3 = a.reshape(&[b, t, din]).r3();
                 let d3 = d.reshape(&[b, t, dout]).r3();
                 let g = a3.swap_dims(1, 2).matmul(d3.clone());
-                out.push((
-                    l.weight.id,
-                    Piece::Full {
-                        g: flat(g),
-                        shape: vec![din, dout],
-                    },
-                ));
+                full(out, l.weight.id, flat(g), vec![din, dout]);
                 if let Some(bias) = &l.bias {
-                    out.push((
-                        bias.id,
-                        Piece::Full {
-                            g: flat(d3.sum_dim(1)),
-                            shape: vec![dout],
-                        },
-                    ));
+                    full(out, bias.id, flat(d3.sum_dim(1)), vec![dout]);
                 }
             }
         }
-        (ParamLayer::Conv(c), _) => {
-            let [o, cg, kh, kw] = c.weight.dims();
-            let dims = a.dims();
-            let b = dims[0];
-            let a4 = if dims.len() == 3 {
-                a.reshape(&[b, dims[1], 1, dims[2]]).r4()
-            } else {
-                a.r4()
-            };
-            let u = unfold(a4, [kh, kw], c.stride, padding_of(c), c.dilation);
-            let l = u.dims()[2];
-            let d3 = d.reshape(&[b, o, l]).r3();
-            let g = grouped(&d3, &u, c.groups);
-            out.push((
-                c.weight.id,
-                Piece::Full {
-                    g: flat(g),
-                    shape: vec![o, cg, kh, kw],
-                },
-            ));
-            if let Some(bias) = &c.bias {
-                out.push((
-                    bias.id,
-                    Piece::Full {
-                        g: flat(d3.sum_dim(2)),
-                        shape: vec![o],
-                    },
-                ));
-            }
-        }
-        (ParamLayer::ConvTranspose(c), _) => {
-            let [cin, og, kh, kw] = c.weight.dims();
-            let groups = c.groups;
-            let dims = a.dims();
-            let b = dims[0];
-            let l_in = dims[2] * dims[3];
-            let a3 = a.r4().reshape([b, cin, l_in]);
-            let d4 = d.r4();
-            let o = d4.dims()[1];
-            let dsum = d4.clone().sum_dim(3).sum_dim(2).reshape([b, o]);
-            let ud = unfold(d4, [kh, kw], c.stride, c.padding, c.dilation);
-            let ud = ud.slice([0..b, 0..og * groups * kh * kw, 0..l_in]);
-            let g = grouped(&a3, &ud, groups);
-            out.push((
-                c.weight.id,
-                Piece::Full {
-                    g: flat(g),
-                    shape: vec![cin, og, kh, kw],
-                },
-            ));
-            if let Some(bias) = &c.bias {
-                out.push((
-                    bias.id,
-                    Piece::Full {
-                        g: dsum,
-                        shape: vec![o],
-                    },
-                ));
-            }
-        }
+        (ParamLayer::Conv(c), _) => conv_pieces(c, a, d, out),
+        (ParamLayer::ConvTranspose(c), _) => conv_transpose_pieces(c, a, d, out),
         (ParamLayer::GroupNorm(g), LayerClass::GroupNorm { groups, eps, .. }) => {
             let dims = a.dims();
             let (b, ch) = (dims[0], dims[1]);
@@ -293,20 +218,8 @@ fn layer_pieces(
             let d3 = d.reshape(&[b, ch, s]).r3();
             if let (Some(gm), Some(bt)) = (&g.gamma, &g.beta) {
                 let gg = (d3.clone() * xhat).sum_dim(2).reshape([b, ch]);
-                out.push((
-                    gm.id,
-                    Piece::Full {
-                        g: gg,
-                        shape: vec![ch],
-                    },
-                ));
-                out.push((
-                    bt.id,
-                    Piece::Full {
-                        g: d3.sum_dim(2).reshape([b, ch]),
-                        shape: vec![ch],
-                    },
-                ));
+                full(out, gm.id, gg, vec![ch]);
+                full(out, bt.id, d3.sum_dim(2).reshape([b, ch]), vec![ch]);
             }
         }
         (ParamLayer::LayerNorm(n), LayerClass::LayerNorm { d: dim, eps, .. }) => {
@@ -318,21 +231,9 @@ fn layer_pieces(
             let xhat = (a3 - mean) / (var + *eps).sqrt();
             let d3 = d.reshape(&[b, t, *dim]).r3();
             let gg = (d3.clone() * xhat).sum_dim(1).reshape([b, *dim]);
-            out.push((
-                n.gamma.id,
-                Piece::Full {
-                    g: gg,
-                    shape: vec![*dim],
-                },
-            ));
+            full(out, n.gamma.id, gg, vec![*dim]);
             if let Some(beta) = &n.beta {
-                out.push((
-                    beta.id,
-                    Piece::Full {
-                        g: d3.sum_dim(1).reshape([b, *dim]),
-                        shape: vec![*dim],
-                    },
-                ));
+                full(out, beta.id, d3.sum_dim(1).reshape([b, *dim]), vec![*dim]);
             }
         }
         (ParamLayer::Embedding(e), _) => {
@@ -348,6 +249,52 @@ fn layer_pieces(
         }
         _ => {}
     }
+}
+
+/// A convolution's (1-d as 2-d) weight pieces `δᵢ Uᵢᵀ` per group, `Uᵢ` the unfolded input
+/// patches, and its bias pieces `Σ_positions δᵢ`.
+fn conv_pieces(c: &Conv2d, a: Val, d: Val, out: &mut Vec<(ParamId, Piece)>) {
+    let [o, cg, kh, kw] = c.weight.dims();
+    let dims = a.dims();
+    let b = dims[0];
+    let a4 = if dims.len() == 3 {
+        a.reshape(&[b, dims[1], 1, dims[2]]).r4()
+    } else {
+        a.r4()
+    };
+    let u = unfold(a4, [kh, kw], c.stride, padding_of(c), c.dilation);
+    let l = u.dims()[2];
+    let d3 = d.reshape(&[b, o, l]).r3();
+    let g = grouped(&d3, &u, c.groups);
+    full(out, c.weight.id, flat(g), vec![o, cg, kh, kw]);
+    if let Some(bias) = &c.bias {
+        full(out, bias.id, flat(d3.sum_dim(2)), vec![o]);
+    }
+}
+
+/// A transposed convolution's weight pieces `aᵢ unfold(δᵢ)ᵀ` per group and its bias pieces.
+fn conv_transpose_pieces(c: &ConvTranspose2d, a: Val, d: Val, out: &mut Vec<(ParamId, Piece)>) {
+    let [cin, og, kh, kw] = c.weight.dims();
+    let groups = c.groups;
+    let dims = a.dims();
+    let b = dims[0];
+    let l_in = dims[2] * dims[3];
+    let a3 = a.r4().reshape([b, cin, l_in]);
+    let d4 = d.r4();
+    let o = d4.dims()[1];
+    let dsum = d4.clone().sum_dim(3).sum_dim(2).reshape([b, o]);
+    let ud = unfold(d4, [kh, kw], c.stride, c.padding, c.dilation);
+    let ud = ud.slice([0..b, 0..og * groups * kh * kw, 0..l_in]);
+    let g = grouped(&a3, &ud, groups);
+    full(out, c.weight.id, flat(g), vec![cin, og, kh, kw]);
+    if let Some(bias) = &c.bias {
+        full(out, bias.id, dsum, vec![o]);
+    }
+}
+
+/// Pushes a parameter's per-sample gradients `g` `[B, numel]` of a parameter of `shape`.
+fn full(out: &mut Vec<(ParamId, Piece)>, id: ParamId, g: Tensor<2>, shape: Vec<usize>) {
+    out.push((id, Piece::Full { g, shape }));
 }
 
 /// The unfolded patches `[B, C·kh·kw, Ho·Wo]` of `x` `[B, C, H, W]` (channel-major, as a

@@ -154,6 +154,8 @@ impl Importer {
         });
     }
 
+    /// One node into the graph: a constant, a parameter layer, a function or a shape op; an op
+    /// outside the supported set is an error naming the node.
     fn node(&mut self, idx: usize, node: &NodeProto) -> Result<(), ImportError> {
         let at = format!(
             "node {idx} ({}{})",
@@ -172,7 +174,6 @@ impl Importer {
         }
         let a = Attrs(&node.attribute);
         let out = node.output.first().cloned().unwrap_or_default();
-        let inp = |k: usize| node.input.get(k).cloned().unwrap_or_default();
         let op = node.op_type.as_str();
         match op {
             "Constant" => {
@@ -184,24 +185,56 @@ impl Importer {
                 self.consts.insert(out, c);
             }
             "Identity" | "Dropout" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), &at)?;
                 self.values.insert(out, x);
             }
+            "Conv" | "ConvTranspose" => self.conv(node, idx, &a, &at)?,
+            "Gemm" | "MatMul" | "Add" => {
+                self.linear_node(idx, node, &at)?;
+            }
+            "BatchNormalization" | "LayerNormalization" | "Gather" => {
+                self.layer_node(idx, node, &at)?;
+            }
+            "Relu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "LeakyRelu" | "Elu" | "Softmax"
+            | "LogSoftmax" | "MaxPool" | "AveragePool" | "GlobalAveragePool" => {
+                self.function_node(idx, node, &at)?;
+            }
+            "Flatten" | "Reshape" | "Transpose" | "Unsqueeze" | "Squeeze" | "Concat"
+            | "ReduceSum" | "ReduceMean" => {
+                self.shape_node(idx, node, &at)?;
+            }
+            other => {
+                return Err(err(
+                    &at,
+                    format!(
+                        "the ONNX op `{other}` is not supported (see learn::onnx::import for the supported set)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A linear layer: Gemm, MatMul by a weight initializer (else a product of two values), and Add as such a MatMul's bias.
+    fn linear_node(&mut self, idx: usize, node: &NodeProto, at: &str) -> Result<(), ImportError> {
+        let a = Attrs(&node.attribute);
+        let out = node.output.first().cloned().unwrap_or_default();
+        match node.op_type.as_str() {
             "Gemm" => {
                 if a.int("transA", 0) != 0
                     || a.float("alpha", 1.0) != 1.0
                     || a.float("beta", 1.0) != 1.0
                 {
                     return Err(err(
-                        &at,
+                        at,
                         "only Gemm with transA 0 and alpha = beta = 1 (a linear layer)",
                     ));
                 }
-                let x = self.input(&inp(0), &at)?;
-                let wname = inp(1);
-                let w = self.constant(&wname, &at)?.clone();
+                let x = self.input(&inp(node, 0), at)?;
+                let wname = inp(node, 1);
+                let w = self.constant(&wname, at)?.clone();
                 if w.dims.len() != 2 {
-                    return Err(err(&at, "the weight must be a matrix"));
+                    return Err(err(at, "the weight must be a matrix"));
                 }
                 let (out_f, in_f, values) = if a.int("transB", 0) == 1 {
                     (w.dims[0], w.dims[1], f32s(&w.values))
@@ -213,12 +246,12 @@ impl Importer {
                     )
                 };
                 let name = self.layer_name(&wname, node, idx);
-                let bias = node.input.len() > 2 && !inp(2).is_empty();
+                let bias = node.input.len() > 2 && !inp(node, 2).is_empty();
                 if bias {
-                    let b = self.constant(&inp(2), &at)?.clone();
+                    let b = self.constant(&inp(node, 2), at)?.clone();
                     if b.values.len() != out_f {
                         return Err(err(
-                            &at,
+                            at,
                             format!(
                                 "the bias has {} values, the layer {out_f} outputs",
                                 b.values.len()
@@ -237,17 +270,17 @@ impl Importer {
                     },
                     x,
                     &out,
-                    &at,
+                    at,
                 )?;
             }
             "MatMul" => {
-                let x = self.input(&inp(0), &at)?;
-                if let Some(w) = self.consts.get(&inp(1)).cloned() {
+                let x = self.input(&inp(node, 0), at)?;
+                if let Some(w) = self.consts.get(&inp(node, 1)).cloned() {
                     if w.dims.len() != 2 {
-                        return Err(err(&at, "a constant MatMul operand must be a matrix"));
+                        return Err(err(at, "a constant MatMul operand must be a matrix"));
                     }
                     let (in_f, out_f) = (w.dims[0], w.dims[1]);
-                    let name = self.layer_name(&inp(1), node, idx);
+                    let name = self.layer_name(&inp(node, 1), node, idx);
                     self.tensor(
                         format!("{name}.weight"),
                         vec![out_f, in_f],
@@ -262,25 +295,25 @@ impl Importer {
                         },
                         x,
                         &out,
-                        &at,
+                        at,
                     )?;
                     self.bias_free.insert(out, i);
                 } else {
-                    let y = self.input(&inp(1), &at)?;
-                    self.func(Func::Matmul, vec![x, y], &out, &at)?;
+                    let y = self.input(&inp(node, 1), at)?;
+                    self.func(Func::Matmul, vec![x, y], &out, at)?;
                 }
             }
             "Add" => {
                 // Only the bias of a preceding MatMul layer.
-                let (v, c) = if self.consts.contains_key(&inp(1)) {
-                    (inp(0), inp(1))
+                let (v, c) = if self.consts.contains_key(&inp(node, 1)) {
+                    (inp(node, 0), inp(node, 1))
                 } else {
-                    (inp(1), inp(0))
+                    (inp(node, 1), inp(node, 0))
                 };
                 let (Some(&i), Some(b)) = (self.bias_free.get(&v), self.consts.get(&c).cloned())
                 else {
                     return Err(err(
-                        &at,
+                        at,
                         "Add is read only as the bias of a MatMul by a weight initializer",
                     ));
                 };
@@ -290,7 +323,7 @@ impl Importer {
                 {
                     if b.values.len() != *d_out {
                         return Err(err(
-                            &at,
+                            at,
                             format!(
                                 "the bias has {} values, the layer {d_out} outputs",
                                 b.values.len()
@@ -302,17 +335,26 @@ impl Importer {
                     self.tensor(format!("{name}.bias"), vec![d_out], f32s(&b.values));
                 }
                 self.bias_free.remove(&v);
-                let x = self.input(&v, &at)?;
+                let x = self.input(&v, at)?;
                 self.values.insert(out, x);
             }
-            "Conv" | "ConvTranspose" => self.conv(node, idx, &a, &at)?,
+            _ => unreachable!("dispatched by node()"),
+        }
+        Ok(())
+    }
+
+    /// The other parameter layers: BatchNormalization, LayerNormalization, Gather of a weight matrix (an embedding).
+    fn layer_node(&mut self, idx: usize, node: &NodeProto, at: &str) -> Result<(), ImportError> {
+        let a = Attrs(&node.attribute);
+        let out = node.output.first().cloned().unwrap_or_default();
+        match node.op_type.as_str() {
             "BatchNormalization" => {
-                let x = self.input(&inp(0), &at)?;
-                let scale = self.constant(&inp(1), &at)?.clone();
+                let x = self.input(&inp(node, 0), at)?;
+                let scale = self.constant(&inp(node, 1), at)?.clone();
                 let names = ["weight", "bias", "running_mean", "running_var"];
-                let name = self.layer_name(&inp(1), node, idx);
+                let name = self.layer_name(&inp(node, 1), node, idx);
                 for (k, n) in names.iter().enumerate() {
-                    let c = self.constant(&inp(k + 1), &at)?.clone();
+                    let c = self.constant(&inp(node, k + 1), at)?.clone();
                     self.tensor(format!("{name}.{n}"), c.dims.clone(), f32s(&c.values));
                 }
                 let class = LayerClass::BatchNorm {
@@ -320,21 +362,21 @@ impl Importer {
                     eps: f64::from(a.float("epsilon", 1e-5)),
                     momentum: 1.0 - f64::from(a.float("momentum", 0.9)),
                 };
-                self.add_layer(name, class, x, &out, &at)?;
+                self.add_layer(name, class, x, &out, at)?;
             }
             "LayerNormalization" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), at)?;
                 let axis = a.int("axis", -1);
                 if axis != -1 && axis != x.1.len() as i64 - 1 {
-                    return Err(err(&at, "only normalization over the last axis"));
+                    return Err(err(at, "only normalization over the last axis"));
                 }
-                let scale = self.constant(&inp(1), &at)?.clone();
-                let name = self.layer_name(&inp(1), node, idx);
+                let scale = self.constant(&inp(node, 1), at)?.clone();
+                let name = self.layer_name(&inp(node, 1), node, idx);
                 let d = scale.values.len();
                 self.tensor(format!("{name}.weight"), vec![d], f32s(&scale.values));
-                let bias = node.input.len() > 2 && !inp(2).is_empty();
+                let bias = node.input.len() > 2 && !inp(node, 2).is_empty();
                 if bias {
-                    let b = self.constant(&inp(2), &at)?.clone();
+                    let b = self.constant(&inp(node, 2), at)?.clone();
                     self.tensor(format!("{name}.bias"), vec![d], f32s(&b.values));
                 }
                 let class = LayerClass::LayerNorm {
@@ -343,25 +385,41 @@ impl Importer {
                     affine: true,
                     bias,
                 };
-                self.add_layer(name, class, x, &out, &at)?;
+                self.add_layer(name, class, x, &out, at)?;
             }
             "Gather" => {
-                let w = self.constant(&inp(0), &at)?.clone();
+                let w = self.constant(&inp(node, 0), at)?.clone();
                 if a.int("axis", 0) != 0 || w.dims.len() != 2 {
                     return Err(err(
-                        &at,
+                        at,
                         "only Gather of rows of a weight matrix (an embedding)",
                     ));
                 }
-                let x = self.input(&inp(1), &at)?;
-                let name = self.layer_name(&inp(0), node, idx);
+                let x = self.input(&inp(node, 1), at)?;
+                let name = self.layer_name(&inp(node, 0), node, idx);
                 self.tensor(format!("{name}.weight"), w.dims.clone(), f32s(&w.values));
                 let class = LayerClass::Embedding {
                     num: w.dims[0],
                     dim: w.dims[1],
                 };
-                self.add_layer(name, class, x, &out, &at)?;
+                self.add_layer(name, class, x, &out, at)?;
             }
+            _ => unreachable!("dispatched by node()"),
+        }
+        Ok(())
+    }
+
+    /// Parameterless functions: activations, (log-)softmax, max and average pooling.
+    fn function_node(
+        &mut self,
+        _idx: usize,
+        node: &NodeProto,
+        at: &str,
+    ) -> Result<(), ImportError> {
+        let a = Attrs(&node.attribute);
+        let out = node.output.first().cloned().unwrap_or_default();
+        let op = node.op_type.as_str();
+        match node.op_type.as_str() {
             "Relu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "LeakyRelu" | "Elu" => {
                 let f = match op {
                     "Relu" => Func::Relu,
@@ -372,17 +430,17 @@ impl Importer {
                     "LeakyRelu" => Func::LeakyRelu(f64::from(a.float("alpha", 0.01))),
                     _ => Func::Elu(f64::from(a.float("alpha", 1.0))),
                 };
-                let x = self.input(&inp(0), &at)?;
-                self.func(f, vec![x], &out, &at)?;
+                let x = self.input(&inp(node, 0), at)?;
+                self.func(f, vec![x], &out, at)?;
             }
             "Softmax" | "LogSoftmax" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), at)?;
                 let default = if self.opset >= 13 { -1 } else { 1 };
                 let axis = a.int("axis", default);
                 let r = x.1.len() as i64;
                 if self.opset < 13 && (if axis < 0 { axis + r } else { axis }) != r - 1 {
                     return Err(err(
-                        &at,
+                        at,
                         "before opset 13 only a softmax over the last axis is read",
                     ));
                 }
@@ -391,24 +449,24 @@ impl Importer {
                 } else {
                     Func::LogSoftmax(axis)
                 };
-                self.func(f, vec![x], &out, &at)?;
+                self.func(f, vec![x], &out, at)?;
             }
             "MaxPool" | "AveragePool" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), at)?;
                 if a.int("ceil_mode", 0) != 0 {
-                    return Err(err(&at, "ceil_mode 1 is not supported"));
+                    return Err(err(at, "ceil_mode 1 is not supported"));
                 }
-                check_auto_pad(&a, &at)?;
+                check_auto_pad(&a, at)?;
                 let k = pair(
                     a.ints("kernel_shape").unwrap_or_default(),
-                    &at,
+                    at,
                     "kernel_shape",
                 )?;
                 let pool = PoolSpec {
                     kernel: k,
-                    stride: pair(a.ints("strides").unwrap_or(vec![1, 1]), &at, "strides")?,
-                    padding: pads(a.ints("pads"), 2, &at)?,
-                    dilation: pair(a.ints("dilations").unwrap_or(vec![1, 1]), &at, "dilations")?,
+                    stride: pair(a.ints("strides").unwrap_or(vec![1, 1]), at, "strides")?,
+                    padding: pads(a.ints("pads"), 2, at)?,
+                    dilation: pair(a.ints("dilations").unwrap_or(vec![1, 1]), at, "dilations")?,
                     count_include_pad: a.int("count_include_pad", 0) != 0,
                 };
                 let f = if op == "MaxPool" {
@@ -416,66 +474,77 @@ impl Importer {
                 } else {
                     Func::AvgPool2d(pool)
                 };
-                self.func(f, vec![x], &out, &at)?;
+                self.func(f, vec![x], &out, at)?;
             }
             "GlobalAveragePool" => {
-                let x = self.input(&inp(0), &at)?;
-                self.func(Func::AdaptiveAvgPool2d([1, 1]), vec![x], &out, &at)?;
+                let x = self.input(&inp(node, 0), at)?;
+                self.func(Func::AdaptiveAvgPool2d([1, 1]), vec![x], &out, at)?;
             }
+            _ => unreachable!("dispatched by node()"),
+        }
+        Ok(())
+    }
+
+    /// Shape ops and reductions: Flatten, Reshape, Transpose, (Un)squeeze, Concat, ReduceSum/Mean.
+    fn shape_node(&mut self, _idx: usize, node: &NodeProto, at: &str) -> Result<(), ImportError> {
+        let a = Attrs(&node.attribute);
+        let out = node.output.first().cloned().unwrap_or_default();
+        let op = node.op_type.as_str();
+        match node.op_type.as_str() {
             "Flatten" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), at)?;
                 if a.int("axis", 1) != 1 {
-                    return Err(err(&at, "only Flatten with axis 1 (the batch kept)"));
+                    return Err(err(at, "only Flatten with axis 1 (the batch kept)"));
                 }
-                self.func(Func::Flatten(1, -1), vec![x], &out, &at)?;
+                self.func(Func::Flatten(1, -1), vec![x], &out, at)?;
             }
             "Reshape" => {
-                let x = self.input(&inp(0), &at)?;
-                let shape = self.constant(&inp(1), &at)?.values.clone();
-                let f = Func::Reshape(reshape_target(&shape, &x.1, self.static_batch, &at)?);
-                self.func(f, vec![x], &out, &at)?;
+                let x = self.input(&inp(node, 0), at)?;
+                let shape = self.constant(&inp(node, 1), at)?.values.clone();
+                let f = Func::Reshape(reshape_target(&shape, &x.1, self.static_batch, at)?);
+                self.func(f, vec![x], &out, at)?;
             }
             "Transpose" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), at)?;
                 let r = x.1.len() as i64;
                 let perm = a.ints("perm").unwrap_or_else(|| (0..r).rev().collect());
-                self.func(Func::Permute(perm), vec![x], &out, &at)?;
+                self.func(Func::Permute(perm), vec![x], &out, at)?;
             }
             "Unsqueeze" | "Squeeze" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), at)?;
                 let axes = match a.ints("axes") {
                     Some(v) => v,
                     None => self
-                        .constant(&inp(1), &at)?
+                        .constant(&inp(node, 1), at)?
                         .values
                         .iter()
                         .map(|&v| v as i64)
                         .collect(),
                 };
                 let [axis] = axes[..] else {
-                    return Err(err(&at, "only one axis is read"));
+                    return Err(err(at, "only one axis is read"));
                 };
                 let f = if op == "Unsqueeze" {
                     Func::Unsqueeze(axis)
                 } else {
                     Func::Squeeze(axis)
                 };
-                self.func(f, vec![x], &out, &at)?;
+                self.func(f, vec![x], &out, at)?;
             }
             "Concat" => {
                 let ins = node
                     .input
                     .iter()
-                    .map(|n| self.input(n, &at))
+                    .map(|n| self.input(n, at))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.func(Func::Cat(a.int("axis", 1)), ins, &out, &at)?;
+                self.func(Func::Cat(a.int("axis", 1)), ins, &out, at)?;
             }
             "ReduceSum" | "ReduceMean" => {
-                let x = self.input(&inp(0), &at)?;
+                let x = self.input(&inp(node, 0), at)?;
                 let axes = match a.ints("axes") {
                     Some(v) => v,
                     None if node.input.len() > 1 => self
-                        .constant(&inp(1), &at)?
+                        .constant(&inp(node, 1), at)?
                         .values
                         .iter()
                         .map(|&v| v as i64)
@@ -483,7 +552,7 @@ impl Importer {
                     None => Vec::new(),
                 };
                 let [axis] = axes[..] else {
-                    return Err(err(&at, "only a reduction over one axis is read"));
+                    return Err(err(at, "only a reduction over one axis is read"));
                 };
                 let keep = a.int("keepdims", 1) != 0;
                 let f = if op == "ReduceSum" {
@@ -491,16 +560,10 @@ impl Importer {
                 } else {
                     Func::Mean(axis, keep)
                 };
-                self.func(f, vec![x], &out, &at)?;
+                self.func(f, vec![x], &out, at)?;
             }
-            other => {
-                return Err(err(
-                    &at,
-                    format!(
-                        "the ONNX op `{other}` is not supported (see learn::onnx::import for the supported set)"
-                    ),
-                ));
-            }
+
+            _ => unreachable!("dispatched by node()"),
         }
         Ok(())
     }
@@ -588,6 +651,11 @@ impl Importer {
         self.add_layer(name, class, x, &out, at)?;
         Ok(())
     }
+}
+
+/// A node's `k`-th input name (empty when absent).
+fn inp(node: &NodeProto, k: usize) -> String {
+    node.input.get(k).cloned().unwrap_or_default()
 }
 
 /// Imports an ONNX model (bytes of a `.onnx` file).
