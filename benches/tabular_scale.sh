@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 14's benchmark: the breast-cancer job (two providers keyed by patient_id, 15 features
+# each, SQL join, LogisticRegression) on N synthetic rows per provider, run by ccr's full job
+# (`ccr scenario run`, platform sim: sealing, broker, attestation, key release, decrypt, join,
+# train, seal) and by pandas + scikit-learn on the same CSV files, in one run. Prints wall time
+# and peak RSS of ccr-init (the job inside the TEE; sealing and unsealing are the parties'
+# steps, outside it) and of the Python process, held-out accuracy, and the ratios.
+#
+# usage: benches/tabular_scale.sh N
+#   BIN: the folder with ccr and ccr-init (default target/release);
+#   PYTHON: a Python with numpy, pandas and scikit-learn (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+BIN=${BIN:-target/release}
+PYTHON=${PYTHON:-python3}
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+mkdir -p "$W/scenario"
+cp examples/breast-cancer/contract.template.json examples/breast-cancer/pipeline_config.json "$W/scenario/"
+"$PYTHON" benches/py/make_tabular.py "$W/data" "$N"
+printf '{"hospital_a": "%s", "hospital_b": "%s"}\n' \
+  "$W/data/breast_cancer_hospital_a.csv" "$W/data/breast_cancer_hospital_b.csv" > "$W/scenario/data.json"
+CCR_INIT_WRAPPER="/usr/bin/time -v -o $W/init.time" \
+  "$BIN/ccr" scenario run "$W/scenario" --work "$W/work" --init "$BIN/ccr-init" > "$W/ccr.log" 2>&1 \
+  || { tail -20 "$W/ccr.log"; tail -20 "$W/work/ccr-init.log" 2>/dev/null; exit 1; }
+/usr/bin/time -v -o "$W/py.time" "$PYTHON" benches/py/tabular_sklearn.py "$W/data" > "$W/py.json"
+"$PYTHON" - "$W" "$N" <<'PY'
+import json, re, sys
+w, n = sys.argv[1], int(sys.argv[2])
+def gnu_time(p):
+    t = open(p).read()
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", t).group(1)
+    secs = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall.split(":"))))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) / 1024
+    return secs, rss
+cs, cr = gnu_time(f"{w}/init.time")
+ps, pr = gnu_time(f"{w}/py.time")
+run = json.load(open(f"{w}/work/unsealed/run.json"))
+m = json.load(open(f"{w}/work/unsealed/metrics.json"))
+py = json.load(open(f"{w}/py.json"))
+steps = run.get("timings_ms", {})
+print("| rows per provider | joined | ccr-init s | peak RSS MB | decrypt / join / train s | accuracy "
+      "| pandas+sklearn s | peak RSS MB | read+join s | accuracy | ccr/peer time | ccr/peer RSS |")
+print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+dj = " / ".join(f"{steps.get(k, 0) / 1000:.1f}" for k in ("decrypt", "join", "train"))
+print(f"| {n} | {py['rows']} | {cs:.1f} | {cr:.0f} | {dj} | {m['test']['accuracy']:.4f} "
+      f"| {ps:.1f} | {pr:.0f} | {py['read_join_s']:.1f} | {py['accuracy']:.4f} "
+      f"| {cs / ps:.2f}× | {cr / pr:.2f}× |")
+PY
