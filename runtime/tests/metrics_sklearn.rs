@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use ccr_runtime::learn::metrics::{
     accuracy, averaged, classification_report, confusion_matrix, mae, mse, per_class,
     precision_recall_curve, r2, roc_auc, roc_auc_ovr, softmax_rows,
@@ -120,23 +117,7 @@ fn classification_and_regression_metrics_equal_scikit_learns() {
         "multi": {"labels": ml, "preds": mp, "proba": rows(&mpr, 5)},
         "reg": {"labels": rl, "preds": rp},
     });
-    let script = common::repo_root().join("tests/py/metrics_check.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let sk: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sk = common::python_json("python3", "tests/py/metrics_check.py", &[], &input);
     close(&ccr_side(&bl, &bp, &bpr, 2), &sk["binary"], "binary");
     close(&ccr_side(&ml, &mp, &mpr, 5), &sk["multi"], "multi");
     let reg = json!({"mse": mse(&rp, &rl), "mae": mae(&rp, &rl), "rmse": mse(&rp, &rl).sqrt(), "r2": r2(&rp, &rl)});

@@ -5,9 +5,10 @@
 //! present; otherwise prints why it skipped. The formulas are also checked without PyTorch by
 //! the unit tests of `learn::loss` and `learn::schedule`.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use burn::tensor::{Tensor, TensorData};
 use ccr_runtime::learn::loss::loss_and_gradient;
@@ -230,27 +231,7 @@ fn losses_and_schedules_equal_pytorchs() {
             .chain(plateau_cases().iter().map(|s| json!({"config": s, "lr": 0.1, "values": PLATEAU_VALUES})))
             .collect::<Vec<_>>(),
     });
-    let mut child = Command::new(&py)
-        .arg(root().join("tests/py/torch_definitions.py"))
-        .arg(&utilities)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(cases.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let torch: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let torch = common::python_json(&py, "tests/py/torch_definitions.py", &[&utilities], &cases);
     println!("PyTorch {}", torch["torch"]);
 
     for (i, c) in losses.iter().enumerate() {

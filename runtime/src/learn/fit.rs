@@ -21,7 +21,7 @@ use super::metrics::{accuracy, argmax_rows, mse};
 use super::model::{Net, builtin_graph, device, predict, with_weights_from};
 use super::schedule::{Plateau, lr_at};
 use super::target::LossSpec;
-use crate::pipeline::{ModelName, OptimizerName, Scheduler, TaskType, TrainConfig};
+use crate::pipeline::{ModelName, OptimizerName, Scheduler, Solver, TaskType, TrainConfig};
 
 /// Per-epoch record.
 #[derive(Debug, Clone, Serialize)]
@@ -107,6 +107,38 @@ pub fn train(
     let scaler = Scaler::fit(cfg.dataset_config.scaler(), p, &sp.train);
     let rows = Rows::new(p, sp, &scaler, cfg, outputs);
     let xval = scaler.transform(p, &sp.val);
+    if cfg.model_config.solver == Some(Solver::Lbfgs) && dp.is_none() {
+        // scikit-learn's full-batch solve in place of epochs (checked: a linear model, no DP).
+        let y: Vec<f32> = sp.train.iter().map(|&i| p.y[i]).collect();
+        let (net, objective) =
+            super::solver::train_linear(net, cfg, &rows.x, &y, p.d(), outputs, &device)?;
+        let val_metric = if sp.val.is_empty() {
+            None
+        } else {
+            let out = predict(&net, &device, &xval, sp.val.len(), p.d())?;
+            let labels: Vec<f32> = sp.val.iter().map(|&i| p.y[i]).collect();
+            Some(match cfg.task_type {
+                TaskType::Classification => accuracy(&argmax_rows(&out, outputs), &labels),
+                TaskType::Regression => mse(&out, &labels),
+            })
+        };
+        let log = EpochLog {
+            epoch: 1,
+            train_loss: Some(objective),
+            epsilon: None,
+            val_metric,
+        };
+        if !on_epoch(&log) {
+            return Ok(None);
+        }
+        return Ok(Some(Trained {
+            net,
+            outputs,
+            scaler,
+            epochs: vec![log],
+            dp: None,
+        }));
+    }
     let prm = &cfg.optimizer.params;
     let wd = (prm.weight_decay > 0.0).then(|| WeightDecayConfig::new(prm.weight_decay as f32));
     let mut optim = match cfg.optimizer.name {
@@ -583,6 +615,7 @@ mod tests {
 
     #[test]
     fn a_one_cycle_shorter_than_the_run_is_refused() {
+        let _seeded = crate::learn::testing::seeded();
         let (p, sp) = data();
         let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
             "dataset_config": {"target_variable": "y"},

@@ -25,6 +25,7 @@ pub mod model;
 pub mod onnx;
 pub mod schedule;
 pub mod serialized;
+pub mod solver;
 pub mod target;
 pub mod xgb;
 

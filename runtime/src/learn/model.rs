@@ -195,6 +195,7 @@ mod tests {
 
     #[test]
     fn a_base_model_of_another_shape_is_refused_naming_the_tensor() {
+        let _seeded = crate::learn::testing::seeded();
         let device = device();
         let st = |tensors: Vec<(&str, Vec<usize>)>| {
             let data: Vec<Vec<u8>> = tensors

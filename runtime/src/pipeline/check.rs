@@ -5,8 +5,8 @@ use serde_json::Value;
 use super::loss::expr::Component;
 use super::{
     DatasetKind, Framework, Join, LossClass, LossParams, MetricName, MissingStrategy, ModelFormat,
-    ModelName, ModelType, PRIVACY_PARAMS, PipelineError, Scheduler, Step, StructureType, TaskType,
-    TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
+    ModelName, ModelType, PRIVACY_PARAMS, PipelineError, Scheduler, Solver, Step, StructureType,
+    TaskType, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -144,6 +144,71 @@ pub(super) fn single(t: &TrainConfig) -> Result<Join, PipelineError> {
         }],
         joined_dataset: None,
     }))
+}
+
+/// `model_config.solver` `lbfgs` (scikit-learn's full-batch solve) and its parameters.
+fn solver(t: &TrainConfig) -> Result<(), PipelineError> {
+    let mc = &t.model_config;
+    if mc.solver != Some(Solver::Lbfgs) {
+        for (k, given) in [
+            ("C", mc.c.is_some()),
+            ("max_iter", mc.max_iter.is_some()),
+            ("tol", mc.tol.is_some()),
+        ] {
+            if given {
+                return Err(at(
+                    &format!("model_config.{k}"),
+                    "goes with solver lbfgs (LogisticRegression, LinearRegression)",
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let refuse = |k: &str, reason: &str| Err(at(&format!("model_config.{k}"), reason));
+    if !matches!(
+        mc.name,
+        ModelName::LogisticRegression | ModelName::LinearRegression
+    ) {
+        return refuse(
+            "solver",
+            "lbfgs solves LogisticRegression and LinearRegression only",
+        );
+    }
+    if t.is_private {
+        return refuse(
+            "solver",
+            "a DP run trains by DP-SGD: use solver sgd (or leave it out) with is_private",
+        );
+    }
+    if mc.model_format == Some(ModelFormat::Safetensors) {
+        return refuse(
+            "solver",
+            "lbfgs solves from zero; a base model is trained on with solver sgd",
+        );
+    }
+    if t.loss_config.is_some() {
+        return Err(at(
+            "loss_config",
+            "solver lbfgs fits scikit-learn's loss (log loss, squared error): leave loss_config \
+             out, or use solver sgd",
+        ));
+    }
+    if t.scheduler.is_some() {
+        return Err(at(
+            "scheduler",
+            "solver lbfgs takes no learning rate: leave the scheduler out, or use solver sgd",
+        ));
+    }
+    if mc.c.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+        return refuse("C", "must be > 0");
+    }
+    if mc.max_iter == Some(0) {
+        return refuse("max_iter", "must be > 0");
+    }
+    if mc.tol.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+        return refuse("tol", "must be > 0");
+    }
+    Ok(())
 }
 
 /// A directory dataset: image files in class folders (`nested`), or in one folder with a
@@ -632,6 +697,7 @@ fn model(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
             &format!("{} are for XGBoost only", XGB_FIELDS.join(", ")),
         ));
     }
+    solver(t)?;
     match mc.model_format {
         None | Some(ModelFormat::Instantiate) => {
             if mc.model_path.is_some() || mc.model_sha256.is_some() {

@@ -1,7 +1,7 @@
 //! The pipeline checks' tests: each refusal names its JSON path.
 use serde_json::json;
 
-use super::super::{Pipeline, PipelineError};
+use super::super::{Pipeline, PipelineError, Solver};
 
 fn pipeline(train: serde_json::Value) -> serde_json::Value {
     json!({"pipeline": [
@@ -186,6 +186,68 @@ fn reduce_lr_on_plateau_needs_a_validation_split_and_no_dp() {
                            "model_config": {"name": "MLP", "hidden_layers": [4]},
                            "scheduler": {"name": "ReduceLROnPlateau", "params": {"factor": 1.5}}}));
     assert!(e.contains("scheduler.params.factor"), "{e}");
+}
+
+#[test]
+fn train_mls_linear_models_default_to_the_lbfgs_solver_and_its_params_are_checked() {
+    let ml = |model: serde_json::Value, extra: serde_json::Value| {
+        let mut t = json!({"dataset_config": {"target_variable": "y"}, "model_config": model});
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        json!({"pipeline": [
+            {"name": "DirectoryJoin", "config": {"datasets": [{"id": "d", "name": "d", "file": "d.csv"}]}},
+            {"name": "Train_ML", "config": t},
+        ]})
+    };
+    let lr = json!({"name": "LogisticRegression"});
+    let p = Pipeline::from_value(&ml(lr.clone(), json!({}))).unwrap();
+    assert_eq!(p.train.model_config.solver, Some(Solver::Lbfgs));
+    // Train_DL, DP, or SGD's own settings keep the epochs.
+    let p = Pipeline::from_value(&pipeline(
+        json!({"dataset_config": {"target_variable": "y"},
+        "model_config": lr}),
+    ))
+    .unwrap();
+    assert_eq!(p.train.model_config.solver, None);
+    let p = Pipeline::from_value(&ml(
+        lr,
+        json!({"is_private": true, "privacy_params": {"epsilon": 3.0, "delta": 1e-5, "max_grad_norm": 1.0}}),
+    ))
+    .unwrap();
+    assert_eq!(p.train.model_config.solver, None);
+    for (model, extra, needle) in [
+        (
+            json!({"name": "LogisticRegression", "C": 0.0}),
+            json!({}),
+            "model_config.C",
+        ),
+        (
+            json!({"name": "MLP", "hidden_layers": [4], "solver": "lbfgs"}),
+            json!({}),
+            "model_config.solver",
+        ),
+        (
+            json!({"name": "LogisticRegression", "solver": "sgd", "tol": 0.1}),
+            json!({}),
+            "model_config.tol",
+        ),
+        (
+            json!({"name": "LogisticRegression", "solver": "lbfgs"}),
+            json!({"scheduler": {"name": "StepLR", "params": {"step_size": 2}}}),
+            "scheduler",
+        ),
+        (
+            json!({"name": "LogisticRegression", "solver": "lbfgs"}),
+            json!({"is_private": true, "privacy_params": {"epsilon": 3.0, "delta": 1e-5, "max_grad_norm": 1.0}}),
+            "model_config.solver",
+        ),
+    ] {
+        let e = Pipeline::from_value(&ml(model, extra))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
 }
 
 #[test]

@@ -591,6 +591,31 @@ pub struct ModelConfig {
     /// `XGBoost`: the seed of the subsampling (default 0).
     #[serde(default)]
     pub seed: Option<u64>,
+    /// `LogisticRegression` and `LinearRegression`: `lbfgs` (solved on the full training set as
+    /// scikit-learn solves them; the default in `Train_ML` without DP) or `sgd` (epochs of
+    /// `optimizer`, as in `Train_DL` and under DP).
+    #[serde(default)]
+    pub solver: Option<Solver>,
+    /// `lbfgs` logistic regression: scikit-learn's `C`, the inverse of the L2 penalty's strength
+    /// (default 1).
+    #[serde(default, rename = "C")]
+    pub c: Option<f64>,
+    /// `lbfgs`: the most iterations (default 100, scikit-learn's).
+    #[serde(default)]
+    pub max_iter: Option<u64>,
+    /// `lbfgs`: the gradient norm at which to stop (default 1e-4, scikit-learn's `tol`).
+    #[serde(default)]
+    pub tol: Option<f64>,
+}
+
+/// How `LogisticRegression` and `LinearRegression` are fitted (`model_config.solver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    /// L-BFGS on the full training set (scikit-learn's `lbfgs`).
+    Lbfgs,
+    /// Mini-batch epochs of the pipeline's `optimizer`.
+    Sgd,
 }
 
 impl Default for ModelConfig {
@@ -614,6 +639,10 @@ impl Default for ModelConfig {
             objective: None,
             subsample: None,
             seed: None,
+            solver: None,
+            c: None,
+            max_iter: None,
+            tol: None,
         }
     }
 }

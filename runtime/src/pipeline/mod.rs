@@ -149,7 +149,7 @@ impl Pipeline {
         } else {
             Some(check::join(it.next())?)
         };
-        let (train, framework) = match it.next() {
+        let (mut train, framework) = match it.next() {
             Some(Step::TrainDl(c)) => (c, Framework::TrainDl),
             Some(Step::TrainMl(c)) => (c, Framework::TrainMl),
             Some(Step::TrainXgb(c)) => (c, Framework::TrainXgb),
@@ -172,6 +172,20 @@ impl Pipeline {
             },
             e => e,
         };
+        // Train_ML's linear models without DP are solved as scikit-learn solves them.
+        if framework == Framework::TrainMl
+            && !train.is_private
+            && train.model_config.solver.is_none()
+            && train.model_config.model_format != Some(ModelFormat::Safetensors)
+            && train.loss_config.is_none()
+            && train.scheduler.is_none()
+            && matches!(
+                train.model_config.name,
+                ModelName::LogisticRegression | ModelName::LinearRegression
+            )
+        {
+            train.model_config.solver = Some(Solver::Lbfgs);
+        }
         check::train(&train, framework).map_err(renumber)?;
         let join = match join {
             Some(j) => {

@@ -457,6 +457,33 @@ pub fn python_with(modules: &str) -> bool {
     ok
 }
 
+/// Runs `PY SCRIPT ARGS…` (the script a path under the repository) with `input` as JSON on its
+/// standard input and returns the JSON it prints; panics with its standard error when it fails.
+pub fn python_json(py: &str, script: &str, args: &[&Path], input: &Value) -> Value {
+    use std::io::Write;
+    let mut child = Command::new(py)
+        .arg(repo_root().join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A temporary work folder, the sim chain and a broker accepting it.
 pub struct World {
     pub _tmp: tempfile::TempDir,

@@ -207,6 +207,7 @@ fn embedding_per_sample_gradients_equal_autodiff() {
 
 #[test]
 fn batch_norm_is_refused_under_dp_naming_the_layer() {
+    let _seeded = crate::learn::testing::seeded();
     let device = device();
     let net = GraphNet::new(
         &spec(json!({"layers": {"bn": {"class": "nn.BatchNorm1d", "params": {"num_features": 3}}},
@@ -224,6 +225,7 @@ fn batch_norm_is_refused_under_dp_naming_the_layer() {
 
 #[test]
 fn submodules_take_their_placeholders_and_name_parameters_as_pytorch_does() {
+    let _seeded = crate::learn::testing::seeded();
     let device = device();
     let s = spec(json!({
         "submodules": {"Block": {"layers": {"fc": {"class": "nn.Linear", "params": {"in_features": "$d", "out_features": "$d"}}},
@@ -269,6 +271,7 @@ fn submodules_take_their_placeholders_and_name_parameters_as_pytorch_does() {
 
 #[test]
 fn grammar_errors_name_their_json_path() {
+    let _seeded = crate::learn::testing::seeded();
     let base = |forward: serde_json::Value| {
         json!({"layers": {"fc": {"class": "nn.Linear", "params": {"in_features": 4, "out_features": 2}}},
                "input": ["x"], "forward": forward, "output": ["y"]})
@@ -344,6 +347,7 @@ fn grammar_errors_name_their_json_path() {
 
 #[test]
 fn cifar10s_model_config_parses_and_takes_32_by_32_images() {
+    let _seeded = crate::learn::testing::seeded();
     let Ok(text) = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/depa/cifar10/config/model_config.json"
@@ -364,6 +368,7 @@ fn cifar10s_model_config_parses_and_takes_32_by_32_images() {
 
 #[test]
 fn unfolded_patches_times_the_weight_equal_burns_convolution() {
+    let _seeded = crate::learn::testing::seeded();
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     let device = device();
@@ -412,6 +417,7 @@ fn unfolded_patches_times_the_weight_equal_burns_convolution() {
 
 #[test]
 fn the_dense_fast_path_gives_autodiffs_and_the_probes_numbers() {
+    let _seeded = crate::learn::testing::seeded();
     let device = device();
     for act in ["F.relu", "F.tanh"] {
         let s = spec(
@@ -467,6 +473,7 @@ fn the_dense_fast_path_gives_autodiffs_and_the_probes_numbers() {
 
 #[test]
 fn convolution_parameters_burn_would_panic_on_are_refused_naming_them() {
+    let _seeded = crate::learn::testing::seeded();
     let conv = |params: serde_json::Value| {
         parse_err(
             json!({"layers": {"c": {"class": "nn.Conv2d", "params": params}},

@@ -58,6 +58,7 @@ fn load(imp: &Imported) -> GraphNet {
 
 #[test]
 fn depa_onnx_base_models_import_with_onnxruntimes_outputs() {
+    let _seeded = crate::learn::testing::seeded();
     for scenario in ["covid", "mnist"] {
         let imp = import(&fixture(&format!("{scenario}/model.onnx"))).unwrap();
         assert_eq!(imp.opset, 11);
@@ -75,6 +76,7 @@ fn depa_onnx_base_models_import_with_onnxruntimes_outputs() {
 
 #[test]
 fn cifar10s_safetensors_state_dict_loads_into_its_model_config_graph() {
+    let _seeded = crate::learn::testing::seeded();
     let Ok(text) = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/depa/cifar10/config/model_config.json"
@@ -126,6 +128,7 @@ fn node(name: &str, op: &str, inputs: &[&str], out: &str) -> NodeProto {
 
 #[test]
 fn unsupported_onnx_is_refused_naming_the_node() {
+    let _seeded = crate::learn::testing::seeded();
     let e = import(&model(vec![node("/odd", "Hardmax", &["x"], "y")], 13))
         .unwrap_err()
         .to_string();
@@ -218,6 +221,7 @@ fn within_rel(a: &[f32], b: &[f32], what: &str) {
 
 #[test]
 fn exported_models_give_ccrs_outputs_in_onnxruntime() {
+    let _seeded = crate::learn::testing::seeded();
     let mut nets: Vec<(String, GraphNet, &str)> = Vec::new();
     for s in ["covid", "mnist"] {
         let imp = import(&fixture(&format!("{s}/model.onnx"))).unwrap();
