@@ -146,22 +146,37 @@ pub(super) fn single(t: &TrainConfig) -> Result<Join, PipelineError> {
     }))
 }
 
+/// Refuses the first of `fields` (`(name, given)`) that is given, at `prefix.name`.
+fn none_given(prefix: &str, fields: &[(&str, bool)], reason: &str) -> Result<(), PipelineError> {
+    match fields.iter().find(|(_, given)| *given) {
+        Some((k, _)) => Err(at(&format!("{prefix}.{k}"), reason)),
+        None => Ok(()),
+    }
+}
+
+/// The serialized-dataset fields of `dataset_config` and whether each is given.
+fn serialized_fields(dc: &super::DatasetConfig) -> [(&'static str, bool); 4] {
+    [
+        ("format", dc.format.is_some()),
+        ("structure", dc.structure.is_some()),
+        ("features_key", dc.features_key.is_some()),
+        ("targets_key", dc.targets_key.is_some()),
+    ]
+}
+
 /// `model_config.solver` `lbfgs` (scikit-learn's full-batch solve) and its parameters.
 fn solver(t: &TrainConfig) -> Result<(), PipelineError> {
     let mc = &t.model_config;
     if mc.solver != Some(Solver::Lbfgs) {
-        for (k, given) in [
-            ("C", mc.c.is_some()),
-            ("max_iter", mc.max_iter.is_some()),
-            ("tol", mc.tol.is_some()),
-        ] {
-            if given {
-                return Err(at(
-                    &format!("model_config.{k}"),
-                    "goes with solver lbfgs (LogisticRegression, LinearRegression)",
-                ));
-            }
-        }
+        none_given(
+            "model_config",
+            &[
+                ("C", mc.c.is_some()),
+                ("max_iter", mc.max_iter.is_some()),
+                ("tol", mc.tol.is_some()),
+            ],
+            "goes with solver lbfgs (LogisticRegression, LinearRegression)",
+        )?;
         return Ok(());
     }
     let refuse = |k: &str, reason: &str| Err(at(&format!("model_config.{k}"), reason));
@@ -215,21 +230,15 @@ fn solver(t: &TrainConfig) -> Result<(), PipelineError> {
 /// labels file (`flat`), as tensors (`image_config.to_tensor`).
 fn directory(t: &TrainConfig) -> Result<(), PipelineError> {
     let dc = &t.dataset_config;
-    for (k, given) in [
+    let tabular = [
         ("target_variable", dc.target_variable.is_some()),
         ("feature_columns", dc.feature_columns.is_some()),
-        ("format", dc.format.is_some()),
-        ("structure", dc.structure.is_some()),
-        ("features_key", dc.features_key.is_some()),
-        ("targets_key", dc.targets_key.is_some()),
-    ] {
-        if given {
-            return Err(at(
-                &format!("dataset_config.{k}"),
-                "is not for directory datasets (their labels are class folders or labels_file)",
-            ));
-        }
-    }
+    ];
+    none_given(
+        "dataset_config",
+        &[&tabular[..], &serialized_fields(dc)[..]].concat(),
+        "is not for directory datasets (their labels are class folders or labels_file)",
+    )?;
     if dc.data_type.as_deref().is_some_and(|d| d != "image") {
         return Err(at(
             "dataset_config.data_type",
@@ -305,19 +314,11 @@ fn data(t: &TrainConfig) -> Result<(), PipelineError> {
                     "required for tabular data",
                 ));
             }
-            for (k, given) in [
-                ("format", dc.format.is_some()),
-                ("structure", dc.structure.is_some()),
-                ("features_key", dc.features_key.is_some()),
-                ("targets_key", dc.targets_key.is_some()),
-            ] {
-                if given {
-                    return Err(at(
-                        &format!("dataset_config.{k}"),
-                        "is for serialized datasets",
-                    ));
-                }
-            }
+            none_given(
+                "dataset_config",
+                &serialized_fields(dc),
+                "is for serialized datasets",
+            )?;
         }
         DatasetKind::Serialized => {
             if dc.format.is_none() {
@@ -336,19 +337,16 @@ fn data(t: &TrainConfig) -> Result<(), PipelineError> {
         DatasetKind::Directory => directory(t)?,
     }
     if dc.kind != DatasetKind::Directory {
-        for (k, given) in [
-            ("structure_type", dc.structure_type.is_some()),
-            ("file_pattern", dc.file_pattern.is_some()),
-            ("labels_file", dc.labels_file.is_some()),
-            ("image_config", dc.image_config.is_some()),
-        ] {
-            if given {
-                return Err(at(
-                    &format!("dataset_config.{k}"),
-                    "is for directory datasets",
-                ));
-            }
-        }
+        none_given(
+            "dataset_config",
+            &[
+                ("structure_type", dc.structure_type.is_some()),
+                ("file_pattern", dc.file_pattern.is_some()),
+                ("labels_file", dc.labels_file.is_some()),
+                ("image_config", dc.image_config.is_some()),
+            ],
+            "is for directory datasets",
+        )?;
     }
     if dc.fill_value.is_some() && dc.missing_strategy != Some(MissingStrategy::Fill) {
         return Err(at(
