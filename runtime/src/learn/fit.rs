@@ -582,9 +582,15 @@ mod tests {
             c["scheduler"] = s;
         }
         let cfg: TrainConfig = serde_json::from_value(c).unwrap();
+        test_predictions(&p, &sp, &cfg)
+    }
+
+    /// Trains `cfg` (holding the seed lock, so the initial weights repeat) and predicts the test
+    /// rows.
+    fn test_predictions(p: &Prepared, sp: &Split, cfg: &TrainConfig) -> Vec<f32> {
         let _seeded = crate::learn::testing::seeded();
-        let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
-        let x = t.scaler.transform(&p, &sp.test);
+        let t = train(p, sp, cfg, None, None, |_| true).unwrap().unwrap();
+        let x = t.scaler.transform(p, &sp.test);
         predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
     }
 
@@ -647,10 +653,7 @@ mod tests {
                 "total_epochs": 3, "batch_size": 64,
             }))
             .unwrap();
-            let _seeded = crate::learn::testing::seeded();
-            let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
-            let x = t.scaler.transform(&p, &sp.test);
-            predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
+            test_predictions(&p, &sp, &cfg)
         };
         let mean = run("mean", 0.3);
         let sum = run("sum", 0.01);
@@ -682,10 +685,7 @@ mod tests {
                 "loss_config": loss, "total_epochs": 3, "batch_size": 8,
             }))
             .unwrap();
-            let _seeded = crate::learn::testing::seeded();
-            let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
-            let x = t.scaler.transform(&p, &sp.test);
-            predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
+            test_predictions(&p, &sp, &cfg)
         };
         let plain = run(None);
         for w in [vec![1.0, 1.0], vec![3.0, 3.0]] {
@@ -727,10 +727,7 @@ mod tests {
                 "loss_config": loss, "total_epochs": 3, "batch_size": 8,
             }))
             .unwrap();
-            let _seeded = crate::learn::testing::seeded();
-            let t = train(&p, &sp, &cfg, None, None, |_| true).unwrap().unwrap();
-            let x = t.scaler.transform(&p, &sp.test);
-            predict(&t.net, &device(), &x, sp.test.len(), p.d()).unwrap()
+            test_predictions(&p, &sp, &cfg)
         };
         let focal = |gamma: f64| {
             serde_json::json!({"expression": "alpha * (1 - pt)**gamma * ce_loss",

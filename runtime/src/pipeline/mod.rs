@@ -19,11 +19,13 @@
 
 mod check;
 pub mod config;
+pub mod dataset;
 pub mod loss;
 pub mod metric;
 pub mod scheduler;
 
 pub use config::*;
+pub use dataset::*;
 pub use loss::expr::ExpressionLoss;
 pub use loss::*;
 pub use metric::*;
