@@ -7,12 +7,12 @@
 # steps, outside it) and of the Python process, held-out accuracy, and the ratios.
 #
 # usage: benches/tabular_scale.sh N
-#   BIN: the folder with ccr and ccr-init (default target/release);
+#   BIN: the folder with ccr and ccr-init (default target/opt: `cargo build --profile opt`);
 #   PYTHON: a Python with numpy, pandas and scikit-learn (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
-BIN=${BIN:-target/release}
+BIN=${BIN:-target/opt}
 PYTHON=${PYTHON:-python3}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT

@@ -48,14 +48,14 @@ fn main() {
             let bytes = std::fs::read(root.join("examples/data").join(&d.file)).expect("csv");
             (
                 d.name.clone(),
-                ccr_runtime::tabular::parse_csv(&d.name, &d.file, &bytes).expect("csv"),
+                ccr_runtime::tabular::read::read(&d.name, &d.file, &bytes, &[]).expect("csv"),
             )
         })
         .collect();
     let table = ccr_runtime::tabular::run(&pipeline.join, tables).expect("union");
     let tc = &pipeline.train;
-    let p = train::prepare(&table, tc, &["sample_id".to_string()]).expect("prepare");
-    let sp = train::split(&p, tc);
+    let (p, sp, _) =
+        train::features::prepare(&table, tc, &["sample_id".to_string()]).expect("prepare");
     let n = sp.train.len();
     let scaler = train::Scaler::fit(ScalerKind::Standard, &p, &sp.train);
     let xs = scaler.transform(&p, &sp.train);

@@ -230,7 +230,7 @@ fn train_xgb_boosts_trees_for_binary_and_multiclass_labels() {
 }
 
 #[test]
-fn train_xgb_is_refused_when_a_dataset_requires_dp() {
+fn train_xgb_without_is_private_is_refused_when_a_dataset_requires_dp() {
     let w = world();
     let mut setup = Setup::breast_cancer();
     setup.edit_pipeline = &|p: &mut Value| xgb(p, "binary:logistic");

@@ -1,5 +1,5 @@
 //! Step 4, decrypt: each dataset's sealed image opened with its key and its file decrypted as a
-//! stream into memory, then parsed into a table (CSV) or kept as the bytes of a serialized
+//! stream into memory, then read into an Arrow table (CSV or parquet) or kept as the bytes of a serialized
 //! dataset (HDF5, safetensors: [`crate::learn::serialized`] reads them) or of a directory
 //! dataset's files (images: [`crate::learn::directory`]). A wrong key, a flipped
 //! bit, a truncated, reordered or swapped file is an error naming the file; nothing decrypted
@@ -28,7 +28,7 @@ pub enum Decrypted {
 ///
 /// # Errors
 /// [`JobError::Image`] naming the dataset (and the file and segment), [`JobError::Join`] for
-/// CSV that does not parse, [`JobError::Config`] for a key or file that is missing.
+/// CSV or parquet that does not parse, [`JobError::Config`] for a key or file that is missing.
 pub fn decrypt(
     cfg: &JobConfig,
     pipeline: &Pipeline,
@@ -37,6 +37,21 @@ pub fn decrypt(
     let kind = pipeline.train.dataset_config.kind;
     let serialized = kind == DatasetKind::Serialized;
     let mut out = Vec::new();
+    // Text columns the join matches on or names as identifiers stay plain text; other text
+    // columns are categories (Arrow dictionaries).
+    let plain_text: Vec<String> = pipeline
+        .join
+        .config()
+        .joined_dataset
+        .as_ref()
+        .map(|j| {
+            j.joining_key
+                .iter()
+                .chain(&j.identifiers)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     for d in &pipeline.join.config().datasets {
         let ierr = |source| JobError::Image {
             dataset: d.id.clone(),
@@ -85,12 +100,12 @@ pub fn decrypt(
             info!(dataset = %d.id, name = %d.name, bytes = plain.len(), "decrypted");
             return Ok(Decrypted::File(d.file.clone(), plain));
         }
-        let mut t = tabular::parse_csv(&d.name, &d.file, &plain)?;
+        let mut t = tabular::read::read(&d.name, &d.file, &plain, &plain_text)?;
         drop(plain);
         if let Some(sel) = &d.select_variables {
             t = select(t, sel, pipeline, &d.name)?;
         }
-        info!(dataset = %d.id, name = %d.name, rows = t.rows.len(), columns = t.columns.len(), "decrypted");
+        info!(dataset = %d.id, name = %d.name, rows = t.num_rows(), columns = t.schema.fields().len(), arrow_bytes = t.memory_size(), "decrypted");
         out.push((d.name.clone(), t));
     }
     Ok(Decrypted::Tables(out))
@@ -118,5 +133,5 @@ fn select(t: Table, sel: &[String], pipeline: &Pipeline, name: &str) -> Result<T
     {
         cols.insert(0, k);
     }
-    Ok(tabular::select_columns(&t, &cols, name)?)
+    Ok(tabular::select_columns(t, &cols, name)?)
 }

@@ -1,5 +1,5 @@
 //! Step 5, join: the decrypted tables joined as the pipeline says (a keyed SQL join, or a
-//! union of like-shaped tables), in memory ([`crate::tabular`]).
+//! union of like-shaped tables), in memory on Arrow and DataFusion ([`crate::tabular`]).
 
 use tracing::info;
 
@@ -28,8 +28,8 @@ pub fn join(pipeline: &Pipeline, data: Decrypted) -> Result<Joined, JobError> {
         Decrypted::Files(folder, files) => return Ok(Joined::Files(folder, files)),
         Decrypted::Tables(t) => t,
     };
-    let rows_in: Vec<usize> = tables.iter().map(|t| t.1.rows.len()).collect();
+    let rows_in: Vec<usize> = tables.iter().map(|t| t.1.num_rows()).collect();
     let t = tabular::run(&pipeline.join, tables)?;
-    info!(rows_in = ?rows_in, rows = t.rows.len(), columns = t.columns.len(), "joined");
+    info!(rows_in = ?rows_in, rows = t.num_rows(), columns = t.schema.fields().len(), arrow_bytes = t.memory_size(), "joined");
     Ok(Joined::Table(t))
 }

@@ -40,6 +40,7 @@ pub fn run_report(f: &RunFacts<'_>) -> Value {
     let (platform, runtime_key) = f.attested;
     let plan = f.plan;
     let dp_spent = &f.trained.dp;
+    let trees = pipeline.train.model_config.name == crate::pipeline::ModelName::XgBoost;
     let datasets = &pipeline.join.config().datasets;
     let privacy: serde_json::Map<String, Value> = datasets
         .iter()
@@ -68,7 +69,7 @@ pub fn run_report(f: &RunFacts<'_>) -> Value {
         "datasets": datasets.iter().map(|d| json!({"id": d.id, "name": d.name})).collect::<Vec<_>>(),
         "rows": f.trained.metrics["rows"],
         "privacy": privacy,
-        "dp_sgd": dp_spent.as_ref().map(|s| json!({
+        "dp_sgd": dp_spent.as_ref().filter(|_| !trees).map(|s| json!({
             "accountant": "rdp",
             "epsilon": s.epsilon,
             "delta": s.delta,
@@ -82,6 +83,20 @@ pub fn run_report(f: &RunFacts<'_>) -> Value {
             // training split, inside the model) and the held-out metrics. The training loss and
             // validation metric are not reported for DP runs.
             "not_covered": ["scaler.offset and scaler.scale in the model", "held-out metrics"],
+        })),
+        "dp_trees": dp_spent.as_ref().filter(|_| trees).map(|s| json!({
+            "algorithm": "DP-TR Newton (Maddock et al., CCS 2022)",
+            "accountant": "rdp",
+            "epsilon": s.epsilon,
+            "delta": s.delta,
+            "order": s.order,
+            "trees": s.steps,
+            "noise_multiplier": s.plan.noise_multiplier,
+            "sampling_rate": s.plan.sampling_rate,
+            "sensitivity": s.plan.max_grad_norm,
+            "target_epsilon": s.plan.target_epsilon,
+            // As DEPA's Train_XGB computes its feature_min/feature_max from the training rows.
+            "not_covered": ["feature bounds (training split's min and max) in the model", "categories of text columns", "held-out and eval_metric metrics"],
         })),
         // The held-out metrics (the numbers only; no per-row predictions).
         "metrics": f.trained.metrics.get("test").cloned().unwrap_or(Value::Null),

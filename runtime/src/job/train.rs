@@ -56,6 +56,8 @@ struct Fitted {
     k: usize,
     epochs: Vec<learn::EpochLog>,
     dp: Option<DpSpent>,
+    /// `model_config.eval_metric` on the validation (else test) split.
+    eval: Option<Value>,
     files: Vec<(String, Vec<u8>)>,
 }
 
@@ -66,12 +68,22 @@ struct Fitted {
 /// [`JobError::Aborted`].
 pub fn train(joined: &Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobError> {
     let tc = inp.config;
-    let p = match joined {
-        Joined::Table(t) => learn::prepare(t, tc, inp.identifiers)?,
-        Joined::File(name, bytes) => learn::serialized::prepare(bytes, name, tc)?,
-        Joined::Files(folder, files) => learn::directory::prepare(files, folder, tc)?,
+    let (p, sp, pre) = match joined {
+        Joined::Table(t) => {
+            let (p, sp, pre) = learn::features::prepare(t, tc, inp.identifiers)?;
+            (p, sp, Some(pre))
+        }
+        Joined::File(name, bytes) => {
+            let p = learn::serialized::prepare(bytes, name, tc)?;
+            let sp = learn::split(&p.y, tc);
+            (p, sp, None)
+        }
+        Joined::Files(folder, files) => {
+            let p = learn::directory::prepare(files, folder, tc)?;
+            let sp = learn::split(&p.y, tc);
+            (p, sp, None)
+        }
     };
-    let sp = learn::split(&p, tc);
     info!(
         rows = p.n(),
         features = p.d(),
@@ -80,10 +92,16 @@ pub fn train(joined: &Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobE
         test = sp.test.len(),
         "data prepared"
     );
-    let fitted = match tc.model_config.name {
-        ModelName::XgBoost => fit_xgb(&p, &sp, tc, inp.formats)?,
+    let mut fitted = match tc.model_config.name {
+        ModelName::XgBoost => fit_xgb(&p, &sp, inp)?,
         _ => fit_net(&p, &sp, inp)?,
     };
+    if let Some(pre) = &pre {
+        // What was fitted on the training split, so that the consumer can prepare new rows.
+        let json = serde_json::to_vec_pretty(pre)
+            .map_err(|e| JobError::Config(format!("preprocessing.json: {e}")))?;
+        fitted.files.push(("preprocessing.json".to_string(), json));
+    }
     let metrics = metrics(&p, &sp, tc, &fitted);
     Ok(TrainOutput {
         metrics,
@@ -92,26 +110,63 @@ pub fn train(joined: &Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobE
     })
 }
 
-fn fit_xgb(
-    p: &Prepared,
-    sp: &Split,
-    tc: &TrainConfig,
-    formats: &[OutputFormat],
-) -> Result<Fitted, JobError> {
-    if !formats.contains(&OutputFormat::XgboostJson) {
+fn fit_xgb(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, JobError> {
+    let tc = inp.config;
+    if !inp.formats.contains(&OutputFormat::XgboostJson) {
         return Err(JobError::Config(
             "Train_XGB writes model.xgb.json, and the contract's allowedModelFormats does not list XGBoostJSON".into(),
         ));
     }
     let t0 = Instant::now();
-    let m = xgb::train(p, sp, tc)?;
-    info!(objective = %m.objective.as_str(), boosters = m.boosters.len(), seconds = t0.elapsed().as_secs_f64(), "Train_XGB done");
+    // The metric XGBoost's evals would print: on the validation split, else the test split.
+    let eval_rows = if sp.val.is_empty() { &sp.test } else { &sp.val };
+    let eval_split = if sp.val.is_empty() { "test" } else { "val" };
+    let (out, eval_out, k, dp, model) = if tc.is_private {
+        let (b, spent) = learn::xgb_dp::train(p, sp, tc, inp.contract_noise)?;
+        info!(
+            trees = b.trees.len(),
+            epsilon = spent.epsilon,
+            delta = spent.delta,
+            noise_multiplier = spent.plan.noise_multiplier,
+            seconds = t0.elapsed().as_secs_f64(),
+            "Train_XGB (DP-TR Newton) done: privacy spent"
+        );
+        let obj = xgb::objective(tc);
+        let outputs = |idx: &[usize]| xgb::dp_outputs(&b, p, idx, obj);
+        let doc = xgb::dp_json(&b, p, obj);
+        (
+            outputs(&sp.test),
+            outputs(eval_rows),
+            xgb::outputs_of(obj, p),
+            Some(spent),
+            doc,
+        )
+    } else {
+        let m = xgb::train(p, sp, tc)?;
+        info!(objective = %m.objective.as_str(), boosters = m.boosters.len(), seconds = t0.elapsed().as_secs_f64(), "Train_XGB done");
+        (
+            m.predict(p, &sp.test),
+            m.predict(p, eval_rows),
+            m.outputs,
+            None,
+            m.to_json(p)?,
+        )
+    };
+    let eval = tc.model_config.eval_metric.map(|metric| {
+        let labels: Vec<f32> = eval_rows.iter().map(|&i| p.y[i]).collect();
+        json!({
+            "metric": metric.as_str(),
+            "split": eval_split,
+            "value": xgb::eval_metric(metric, &eval_out, &labels, k),
+        })
+    });
     Ok(Fitted {
-        out: m.predict(p, &sp.test),
-        k: m.outputs,
+        out,
+        k,
         epochs: Vec::new(),
-        dp: None,
-        files: vec![("model.xgb.json".to_string(), m.to_json(p)?)],
+        dp,
+        eval,
+        files: vec![("model.xgb.json".to_string(), model)],
     })
 }
 
@@ -188,6 +243,7 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
         k,
         epochs: trained.epochs,
         dp: trained.dp,
+        eval: None,
         files,
     })
 }
@@ -269,7 +325,15 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
         "epochs": fitted.epochs,
     });
     if let Some(s) = &fitted.dp {
-        metrics["dp_sgd"] = serde_json::to_value(s).unwrap_or(Value::Null);
+        let key = if tc.model_config.name == ModelName::XgBoost {
+            "dp_trees"
+        } else {
+            "dp_sgd"
+        };
+        metrics[key] = serde_json::to_value(s).unwrap_or(Value::Null);
+    }
+    if let Some(e) = &fitted.eval {
+        metrics["eval"] = e.clone();
     }
     if tc.export_test_predictions {
         let rows: Vec<Value> = sp
@@ -278,7 +342,7 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
             .enumerate()
             .map(|(j, &i)| {
                 json!({
-                    "id": p.ids[i],
+                    "id": p.ids.get(i).cloned().unwrap_or_else(|| i.to_string()),
                     "label": p.y[i],
                     "prediction": held_out.preds[j],
                     "output": out[j * k..(j + 1) * k],

@@ -1,11 +1,9 @@
-//! Features and labels from the joined table, the train/validation/test split, and the
-//! feature scaler.
+//! Prepared data (features and labels, whichever kind of dataset they came from), the
+//! train/validation/test split, and the feature scaler.
 //!
-//! Rows with a missing feature or label are dropped (`missing_strategy` `drop`, the default) or
-//! the cell takes `fill_value` (`fill`). Classification labels are mapped to class
-//! indices in ascending order of their value (`classes` in the output). The split is
-//! stratified by class when asked (per class: shuffle with the seed, take the test share, then
-//! the validation share, the rest trains), and the scaler is fitted on the training split only.
+//! The split is stratified by class when asked (per class: shuffle with the seed, take the
+//! test share, then the validation share, the rest trains), and the scaler is fitted on the
+//! training split only. Tables become [`Prepared`] in [`super::features`].
 
 use std::collections::BTreeMap;
 
@@ -13,9 +11,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::TrainError;
-use crate::pipeline::{MissingStrategy, ScalerKind, TaskType, TrainConfig};
-use crate::tabular::{Cell, Table};
+use crate::pipeline::{ScalerKind, TaskType, TrainConfig};
 
 /// Prepared data: features, labels and row identifiers.
 #[derive(Debug, Clone)]
@@ -45,123 +41,6 @@ impl Prepared {
     }
 }
 
-/// Builds features and labels from the joined table.
-///
-/// # Errors
-/// [`TrainError`] naming the column.
-pub fn prepare(
-    t: &Table,
-    cfg: &TrainConfig,
-    identifiers: &[String],
-) -> Result<Prepared, TrainError> {
-    let dc = &cfg.dataset_config;
-    let Some(target_name) = &dc.target_variable else {
-        return Err(TrainError::Data(
-            "dataset_config.target_variable: required for tabular data".into(),
-        ));
-    };
-    let target = t.column(target_name).ok_or_else(|| TrainError::Column {
-        field: "dataset_config.target_variable",
-        column: target_name.clone(),
-        available: t.columns.join(", "),
-    })?;
-    // DEPA's `missing_strategy` `fill` puts `fill_value` in every missing cell, the label's too.
-    let fill =
-        (dc.missing_strategy == Some(MissingStrategy::Fill)).then(|| dc.fill_value.unwrap_or(0.0));
-    let excluded = |c: &String| {
-        c == target_name
-            || identifiers.contains(c)
-            || identifiers.iter().any(|i| c.starts_with(&format!("{i}:")))
-    };
-    let features: Vec<String> = match &dc.feature_columns {
-        Some(f) => f.clone(),
-        None => t.columns.iter().filter(|c| !excluded(c)).cloned().collect(),
-    };
-    let fidx = features
-        .iter()
-        .map(|c| {
-            t.column(c).ok_or_else(|| TrainError::Column {
-                field: "dataset_config.feature_columns",
-                column: c.clone(),
-                available: t.columns.join(", "),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if fidx.is_empty() {
-        return Err(TrainError::Data("no feature columns".into()));
-    }
-    let id_col = identifiers.iter().find_map(|i| t.column(i));
-    let classification = cfg.task_type == TaskType::Classification;
-    let mut class_values: Vec<(f64, String)> = Vec::new();
-    if classification {
-        let mut seen = BTreeMap::new();
-        for r in &t.rows {
-            if let Some(v) = r[target].as_f64() {
-                seen.insert(ordered(v), (v, r[target].to_text()));
-            } else if let Cell::Text(s) = &r[target] {
-                return Err(TrainError::Data(format!(
-                    "target `{target_name}` holds text (`{s}`); labels must be numbers"
-                )));
-            } else if let Some(f) = fill {
-                seen.insert(ordered(f), (f, format!("{f}")));
-            }
-        }
-        class_values = seen.into_values().collect();
-        if class_values.len() < 2 {
-            return Err(TrainError::Data("fewer than two classes".into()));
-        }
-    }
-    let mut p = Prepared {
-        sample_shape: vec![features.len()],
-        features,
-        x: Vec::new(),
-        y: Vec::new(),
-        classes: class_values.iter().map(|c| c.1.clone()).collect(),
-        ids: Vec::new(),
-    };
-    'rows: for (ri, r) in t.rows.iter().enumerate() {
-        let Some(yv) = r[target].as_f64().or(fill) else {
-            continue;
-        };
-        let mut xs = Vec::with_capacity(fidx.len());
-        for (k, &i) in fidx.iter().enumerate() {
-            match (&r[i], fill) {
-                (Cell::Num(v), _) => xs.push(*v as f32),
-                (Cell::Null, Some(f)) => xs.push(f as f32),
-                (Cell::Null, None) => continue 'rows,
-                (Cell::Text(_), _) => {
-                    return Err(TrainError::NotNumeric {
-                        column: p.features[k].clone(),
-                        row: ri,
-                    });
-                }
-            }
-        }
-        p.x.extend(xs);
-        p.y.push(if classification {
-            class_values.iter().position(|c| c.0 == yv).unwrap_or(0) as f32
-        } else {
-            yv as f32
-        });
-        p.ids
-            .push(id_col.map_or_else(|| ri.to_string(), |c| r[c].to_text()));
-    }
-    if p.n() < 10 {
-        return Err(TrainError::Data(format!("only {} complete rows", p.n())));
-    }
-    Ok(p)
-}
-
-fn ordered(v: f64) -> u64 {
-    // Labels are small integers in practice; order by value through a monotone key.
-    let b = v.to_bits();
-    if v.is_sign_negative() {
-        !b
-    } else {
-        b | (1 << 63)
-    }
-}
-
 /// Row indices of the train, validation and test splits.
 #[derive(Debug, Clone)]
 pub struct Split {
@@ -173,18 +52,19 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
-/// Splits rows, stratified by class when `stratify` (classification), with `seed`.
-pub fn split(p: &Prepared, train_cfg: &TrainConfig) -> Split {
+/// Splits rows by their labels `y`, stratified by class when `stratify` (classification), with
+/// `random_state`.
+pub fn split(y: &[f32], train_cfg: &TrainConfig) -> Split {
     let s = &train_cfg.dataset_config.splits;
     let mut rng = ChaCha8Rng::seed_from_u64(s.random_state);
     let groups: Vec<Vec<usize>> = if s.stratify && train_cfg.task_type == TaskType::Classification {
         let mut g: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, y) in p.y.iter().enumerate() {
+        for (i, y) in y.iter().enumerate() {
             g.entry(*y as u32).or_default().push(i);
         }
         g.into_values().collect()
     } else {
-        vec![(0..p.n()).collect()]
+        vec![(0..y.len()).collect()]
     };
     let mut out = Split {
         train: Vec::new(),
@@ -237,6 +117,12 @@ impl Scaler {
                     (lo, hi - lo)
                 }
                 ScalerKind::MaxAbs => (0.0, col(j).fold(0.0, |m, v| f64::max(m, v.abs()))),
+                ScalerKind::Robust => {
+                    let mut v: Vec<f64> = col(j).collect();
+                    v.sort_by(f64::total_cmp);
+                    let q = |p: f64| percentile(&v, p);
+                    (q(50.0), q(75.0) - q(25.0))
+                }
                 ScalerKind::Identity => (0.0, 1.0),
             };
             offset[j] = o as f32;
@@ -262,30 +148,20 @@ impl Scaler {
     }
 }
 
+/// numpy's `percentile` (linear interpolation) of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let h = (sorted.len() - 1) as f64 * p / 100.0;
+    let (lo, frac) = (h.floor() as usize, h - h.floor());
+    let hi = (lo + 1).min(sorted.len() - 1);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * frac
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_map_to_class_indices_in_value_order() {
-        let csv =
-            "id,f,y\na,1,7\nb,2,3\nc,3,7\nd,4,-1\ne,5,3\nf,6,7\ng,7,3\nh,8,-1\ni,9,7\nj,10,3\n";
-        let t = crate::tabular::parse_csv("d", "f.csv", csv.as_bytes()).unwrap();
-        let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
-            "dataset_config": {"target_variable": "y"},
-            "model_config": {"name": "LogisticRegression"}
-        }))
-        .unwrap();
-        let p = prepare(&t, &cfg, &["id".to_string()]).unwrap();
-        assert_eq!(p.classes, vec!["-1", "3", "7"]);
-        assert_eq!(p.y, vec![2.0, 1.0, 2.0, 0.0, 1.0, 2.0, 1.0, 0.0, 2.0, 1.0]);
-        assert_eq!(
-            p.features,
-            vec!["f"],
-            "identifiers and the target are not features"
-        );
-        assert_eq!(p.ids[3], "d");
-    }
 
     #[test]
     fn standard_scaler_uses_training_rows_only() {
@@ -300,5 +176,21 @@ mod tests {
         let s = Scaler::fit(ScalerKind::Standard, &p, &[0, 1]);
         assert_eq!(s.offset, vec![2.0]);
         assert_eq!(s.scale, vec![1.0]);
+    }
+
+    #[test]
+    fn robust_scaler_is_the_median_and_interquartile_range() {
+        // numpy: percentile([1, 2, 4, 10], [25, 50, 75]) = [1.75, 3.0, 5.5]
+        let p = Prepared {
+            features: vec!["a".into()],
+            x: vec![4.0, 1.0, 10.0, 2.0],
+            y: vec![0.0; 4],
+            classes: vec![],
+            ids: vec![],
+            sample_shape: vec![1],
+        };
+        let s = Scaler::fit(ScalerKind::Robust, &p, &[0, 1, 2, 3]);
+        assert_eq!(s.offset, vec![3.0]);
+        assert_eq!(s.scale, vec![3.75]);
     }
 }

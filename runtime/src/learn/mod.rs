@@ -1,13 +1,15 @@
 //! Everything that learns: from the joined table to a fitted model, its metrics and its files.
 //!
 //! One module per concern, in the order a run uses them:
-//! - [`data`]: features and labels from the joined table, the split, the scaler;
+//! - [`features`]: features and labels from the joined table (missing values, categorical
+//!   encoding, the fitted preprocessing);
+//! - [`data`]: prepared data of any kind, the split, the scaler;
 //! - [`model`]: the network (Burn), its forward pass and the device;
 //! - [`loss`]: each sample's loss and its gradient (cross-entropy, MSE, L1, Huber, SmoothL1);
 //! - [`fit`]: the training loop, plain or DP-SGD, with the learning-rate [`schedule`];
 //! - [`dp`]: DP-SGD's per-sample clipping and noise ([`dp::sgd`]), the RDP accountant
 //!   ([`dp::accountant`]) and the run's privacy plan ([`dp::plan`]);
-//! - [`xgb`]: gradient-boosted trees (`Train_XGB`);
+//! - [`xgb`]: gradient-boosted trees (`Train_XGB`), and [`xgb_dp`] their DP variant;
 //! - [`metrics`]: accuracy, ROC AUC, F1, MSE on the held-out split;
 //! - [`export`]: what leaves the CCR: `model.safetensors`, `model.onnx`, the loss chart.
 //!
@@ -17,6 +19,7 @@ pub mod data;
 pub mod directory;
 pub mod dp;
 pub mod export;
+pub mod features;
 pub mod fit;
 pub mod graph;
 pub mod loss;
@@ -28,11 +31,12 @@ pub mod serialized;
 pub mod solver;
 pub mod target;
 pub mod xgb;
+pub mod xgb_dp;
 
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use data::{Prepared, Scaler, Split, prepare, split};
+pub use data::{Prepared, Scaler, Split, split};
 pub use fit::{EpochLog, Trained, train};
 pub use model::{Net, device, predict};
 
@@ -50,13 +54,28 @@ pub enum TrainError {
         /// Available columns.
         available: String,
     },
-    /// A feature column holds text.
-    #[error("feature column `{column}` holds non-numeric values (for example row {row})")]
-    NotNumeric {
+    /// A feature column holds neither numbers nor text.
+    #[error(
+        "feature column `{column}` holds {kind}: only numbers and text (categories) are features"
+    )]
+    ColumnType {
         /// The column.
         column: String,
-        /// A row index with text.
-        row: usize,
+        /// Its type.
+        kind: String,
+    },
+    /// A categorical feature has values in held-out rows that the training split does not
+    /// have (`preprocessing.handle_unknown` `error`). The values are not named: they are data.
+    #[error(
+        "feature column `{column}`: categories not in the training split ({val} validation rows, {test} test rows); set dataset_config.preprocessing.handle_unknown to \"ignore\" to encode them as unknown"
+    )]
+    UnseenCategory {
+        /// The column.
+        column: String,
+        /// Validation rows with such a value.
+        val: usize,
+        /// Test rows with such a value.
+        test: usize,
     },
     /// Too few rows or classes.
     #[error("data: {0}")]

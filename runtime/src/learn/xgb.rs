@@ -21,15 +21,21 @@
 //! "classes", "feature_columns", "boosters": [forust-ml's JSON model, one per class or one]}`;
 //! `forust`'s Python package (`GradientBooster.load_booster`) reads each booster.
 //!
-//! There is no DP variant: a pipeline whose datasets require DP is refused before training.
+//! With `is_private` the trees are trained by [`super::xgb_dp`] (DP-TR Newton): `model.xgb.json`
+//! then holds `"dp"` (its trees, base margin and feature bounds) instead of `boosters`.
+//!
+//! `eval_metric` (XGBoost's names) is computed once on the validation split (the test split when
+//! there is none) after training: [`eval_metric`].
 
 use forust_ml::Matrix;
 use forust_ml::gradientbooster::GradientBooster;
 use forust_ml::objective::ObjectiveType;
 use serde_json::{Value, json};
 
+use crate::learn::metrics::{argmax_rows, roc_auc, softmax_rows};
+use crate::learn::xgb_dp::DpBooster;
 use crate::learn::{Prepared, Split, TrainError};
-use crate::pipeline::{TrainConfig, XgbObjective};
+use crate::pipeline::{EvalMetric, TrainConfig, XgbObjective};
 
 /// A trained tree ensemble.
 pub struct XgbModel {
@@ -167,5 +173,107 @@ impl XgbModel {
             "boosters": boosters,
         });
         Ok(serde_json::to_vec(&doc).unwrap_or_default())
+    }
+}
+
+/// Output width for an objective: classes (2 for binary) or 1.
+pub fn outputs_of(obj: XgbObjective, p: &Prepared) -> usize {
+    match obj {
+        XgbObjective::RegSquaredError => 1,
+        XgbObjective::BinaryLogistic => 2,
+        _ => p.classes.len(),
+    }
+}
+
+/// A DP booster's outputs for rows `idx`, laid out as [`XgbModel::predict`]'s.
+pub fn dp_outputs(b: &DpBooster, p: &Prepared, idx: &[usize], obj: XgbObjective) -> Vec<f32> {
+    let d = p.d();
+    let mut out = Vec::with_capacity(idx.len() * 2);
+    for &i in idx {
+        let m = b.margin(&p.x[i * d..(i + 1) * d]);
+        if obj == XgbObjective::BinaryLogistic {
+            out.extend([-m / 2.0, m / 2.0]);
+        } else {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// `model.xgb.json` of a DP booster: `{"format": "ccr-xgb/1", "objective", "classes",
+/// "feature_columns", "dp": {algorithm, base_margin, feature_bounds, trees}}`.
+pub fn dp_json(b: &DpBooster, p: &Prepared, obj: XgbObjective) -> Vec<u8> {
+    let doc = json!({
+        "format": "ccr-xgb/1",
+        "objective": obj.as_str(),
+        "classes": p.classes,
+        "feature_columns": p.features,
+        "dp": b.to_json(),
+    });
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// `eval_metric` as XGBoost computes it, from outputs laid out as [`XgbModel::predict`]'s
+/// (`k` per row) and labels (class indices or values). `None` when undefined (AUC of one
+/// class).
+pub fn eval_metric(metric: EvalMetric, out: &[f32], labels: &[f32], k: usize) -> Option<f64> {
+    let n = labels.len().max(1) as f64;
+    let proba = softmax_rows(out, k);
+    let p_true = |r: usize| proba[r * k + labels[r] as usize].max(1e-16);
+    Some(match metric {
+        EvalMetric::Auc => {
+            let scores: Vec<f64> = (0..labels.len()).map(|r| proba[r * k + 1]).collect();
+            return roc_auc(&scores, labels);
+        }
+        EvalMetric::Logloss | EvalMetric::Mlogloss => {
+            -(0..labels.len()).map(|r| p_true(r).ln()).sum::<f64>() / n
+        }
+        EvalMetric::Error | EvalMetric::Merror => {
+            let pred = argmax_rows(out, k);
+            pred.iter().zip(labels).filter(|(a, b)| a != b).count() as f64 / n
+        }
+        EvalMetric::Rmse => (out
+            .iter()
+            .zip(labels)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt(),
+        EvalMetric::Mae => {
+            out.iter()
+                .zip(labels)
+                .map(|(a, b)| f64::from(a - b).abs())
+                .sum::<f64>()
+                / n
+        }
+    })
+}
+
+#[cfg(test)]
+mod eval_tests {
+    use super::*;
+
+    #[test]
+    fn eval_metrics_match_their_definitions() {
+        // Binary margins m: outputs [-m/2, m/2]; p = sigmoid(m).
+        let m = [2.0f32, -1.0, 0.5, -3.0];
+        let out: Vec<f32> = m.iter().flat_map(|&m| [-m / 2.0, m / 2.0]).collect();
+        let y = [1.0f32, 0.0, 0.0, 0.0];
+        let sig = |m: f32| 1.0 / (1.0 + (-f64::from(m)).exp());
+        let ll = -(sig(2.0).ln()
+            + (1.0 - sig(-1.0)).ln()
+            + (1.0 - sig(0.5)).ln()
+            + (1.0 - sig(-3.0)).ln())
+            / 4.0;
+        let got = eval_metric(EvalMetric::Logloss, &out, &y, 2).unwrap();
+        assert!((got - ll).abs() < 1e-9, "{got} vs {ll}");
+        assert_eq!(eval_metric(EvalMetric::Error, &out, &y, 2), Some(0.25));
+        assert_eq!(eval_metric(EvalMetric::Auc, &out, &y, 2), Some(1.0));
+        let r = eval_metric(EvalMetric::Rmse, &[1.0, 3.0], &[0.0, 0.0], 1).unwrap();
+        assert!((r - 5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(
+            eval_metric(EvalMetric::Mae, &[1.0, -3.0], &[0.0, 0.0], 1),
+            Some(2.0)
+        );
     }
 }

@@ -4,9 +4,9 @@ use serde_json::Value;
 
 use super::loss::expr::Component;
 use super::{
-    DatasetKind, Framework, Join, LossClass, LossParams, MetricName, MissingStrategy, ModelFormat,
-    ModelName, ModelType, PRIVACY_PARAMS, PipelineError, Scheduler, Solver, Step, StructureType,
-    TaskType, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
+    DatasetKind, EvalMetric, Framework, Join, LossClass, LossParams, MetricName, MissingStrategy,
+    ModelFormat, ModelName, ModelType, PRIVACY_PARAMS, PipelineError, Scheduler, Solver, Step,
+    StructureType, TaskType, TrainConfig, XGB_FIELDS, XgbObjective, privacy_param,
 };
 
 /// The train step's path.
@@ -31,11 +31,15 @@ pub(super) fn join(step: Option<Step>) -> Result<Join, PipelineError> {
                 .joined_dataset
                 .as_ref()
                 .and_then(|j| j.joining_query.as_deref());
-            if q.is_none_or(|q| q.trim().is_empty()) {
-                return Err(field(
-                    "pipeline[0].config.joined_dataset.joining_query",
-                    "required for SparkJoin",
-                ));
+            const QUERY: &str = "pipeline[0].config.joined_dataset.joining_query";
+            match q {
+                None => return Err(field(QUERY, "required for SparkJoin")),
+                Some(q) if q.trim().is_empty() => {
+                    return Err(field(QUERY, "required for SparkJoin"));
+                }
+                // One read-only query, refused here, before anything is attested or released.
+                Some(q) => crate::tabular::sql::check_read_only(q)
+                    .map_err(|e| field(QUERY, &e.to_string()))?,
             }
             Join::Keyed(c)
         }
@@ -346,6 +350,24 @@ fn data(t: &TrainConfig) -> Result<(), PipelineError> {
                 ("image_config", dc.image_config.is_some()),
             ],
             "is for directory datasets",
+        )?;
+    }
+    if dc.kind != DatasetKind::Tabular {
+        let pre = dc.preprocessing.as_ref();
+        none_given(
+            "dataset_config",
+            &[
+                ("missing_strategy", dc.missing_strategy.is_some()),
+                (
+                    "preprocessing.categorical_encoding",
+                    pre.is_some_and(|p| p.categorical_encoding.is_some()),
+                ),
+                (
+                    "preprocessing.handle_unknown",
+                    pre.is_some_and(|p| p.handle_unknown.is_some()),
+                ),
+            ],
+            "is for tabular datasets",
         )?;
     }
     if dc.fill_value.is_some() && dc.missing_strategy != Some(MissingStrategy::Fill) {
@@ -689,6 +711,7 @@ fn model(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
         || mc.objective.is_some()
         || mc.subsample.is_some()
         || mc.seed.is_some()
+        || mc.eval_metric.is_some()
     {
         return Err(at(
             "model_config",
@@ -755,15 +778,47 @@ fn model(t: &TrainConfig, framework: Framework) -> Result<(), PipelineError> {
 
 fn xgboost(t: &TrainConfig) -> Result<(), PipelineError> {
     let mc = &t.model_config;
-    if t.is_private {
-        return Err(at(
-            "is_private",
-            "Train_XGB has no DP training; a dataset that requires DP cannot be used with it",
-        ));
-    }
     let obj = mc
         .objective
         .unwrap_or_else(|| XgbObjective::default_for(t.task_type));
+    if t.is_private {
+        if !matches!(
+            obj,
+            XgbObjective::BinaryLogistic | XgbObjective::RegSquaredError
+        ) {
+            return Err(at(
+                "model_config.objective",
+                "DP trees (is_private) train binary:logistic or reg:squarederror",
+            ));
+        }
+        if mc.max_depth.is_some_and(|d| d == 0 || d > 16) {
+            return Err(at(
+                "model_config.max_depth",
+                "1 to 16 for DP trees (2^depth leaves, each with its own noise)",
+            ));
+        }
+    }
+    if let Some(m) = mc.eval_metric {
+        let fits = match obj {
+            XgbObjective::BinaryLogistic => {
+                matches!(m, EvalMetric::Auc | EvalMetric::Logloss | EvalMetric::Error)
+            }
+            XgbObjective::MultiSoftprob | XgbObjective::MultiSoftmax => {
+                matches!(m, EvalMetric::Mlogloss | EvalMetric::Merror)
+            }
+            XgbObjective::RegSquaredError => m.regression(),
+        };
+        if !fits {
+            return Err(at(
+                "model_config.eval_metric",
+                &format!(
+                    "`{}` does not fit objective {} (binary: auc, logloss, error; multi-class: mlogloss, merror; regression: rmse, mae)",
+                    m.as_str(),
+                    obj.as_str()
+                ),
+            ));
+        }
+    }
     if obj.task() != t.task_type {
         return Err(at(
             "model_config.objective",
@@ -814,13 +869,40 @@ fn privacy(t: &TrainConfig) -> Result<(), PipelineError> {
             "an object {\"epsilon\", \"delta\", \"max_grad_norm\"[, \"noise_multiplier\"]} is required with is_private",
         ));
     }
+    let trees = t.model_config.name == ModelName::XgBoost;
+    let given = |k: &str| pp.and_then(|v| v.get(k)).is_some();
+    // DP-SGD clips each sample's gradient at max_grad_norm; DP trees bound a row's gradient by
+    // the objective (binary:logistic) or clip it at clip_value (reg:squarederror).
+    let (wrong, why) = if trees {
+        (
+            "max_grad_norm",
+            "is DP-SGD's; DP trees take clip_value (reg:squarederror)",
+        )
+    } else {
+        (
+            "clip_value",
+            "is for DP trees (Train_XGB); DP-SGD clips at max_grad_norm",
+        )
+    };
+    if given(wrong) {
+        return Err(at(&format!("privacy_params.{wrong}"), why));
+    }
+    if pp
+        .and_then(|v| v.get("mechanism"))
+        .is_some_and(|m| m.as_str() != Some("gaussian"))
+    {
+        return Err(at(
+            "privacy_params.mechanism",
+            "ccr's DP mechanisms are Gaussian: \"gaussian\"",
+        ));
+    }
     if let Some(k) = pp
         .and_then(Value::as_object)
         .and_then(|m| m.keys().find(|k| !PRIVACY_PARAMS.contains(&k.as_str())))
     {
         return Err(at(
             &format!("privacy_params.{k}"),
-            "unknown (known: epsilon, delta, max_grad_norm, noise_multiplier)",
+            "unknown (known: epsilon, delta, max_grad_norm, noise_multiplier, clip_value, mechanism)",
         ));
     }
     for (k, ok, want) in [
@@ -836,7 +918,12 @@ fn privacy(t: &TrainConfig) -> Result<(), PipelineError> {
         ),
         (
             "max_grad_norm",
-            num("max_grad_norm").is_some_and(|c| c > 0.0 && c.is_finite()),
+            trees || num("max_grad_norm").is_some_and(|c| c > 0.0 && c.is_finite()),
+            "a number > 0",
+        ),
+        (
+            "clip_value",
+            !given("clip_value") || num("clip_value").is_some_and(|c| c > 0.0 && c.is_finite()),
             "a number > 0",
         ),
     ] {

@@ -38,7 +38,7 @@ fn unknown_values_are_refused_naming_their_json_path() {
         ("/optimizer", json!({"name": "RMSprop"}), "optimizer.name"),
         (
             "/dataset_config/preprocessing",
-            json!({"scaler": "robust"}),
+            json!({"scaler": "normalizer"}),
             "preprocessing.scaler",
         ),
         (
@@ -367,4 +367,67 @@ fn loss_configs_are_depas_class_form_with_checked_params() {
         let e = refusal(t(task, l));
         assert!(e.contains(needle) && e.contains("loss_config"), "{e}");
     }
+}
+
+#[test]
+fn a_joining_query_that_writes_is_refused_when_the_pipeline_is_read() {
+    let keyed = |q: &str| {
+        json!({"pipeline": [
+            {"name": "SparkJoin", "config": {"datasets": [{"id": "d", "name": "d", "file": "d.csv"}],
+                "joined_dataset": {"joining_query": q}}},
+            {"name": "Train_DL", "config": {"dataset_config": {"target_variable": "y"},
+                "model_config": {"name": "MLP", "hidden_layers": [4]}}},
+        ]})
+    };
+    assert!(Pipeline::from_value(&keyed("SELECT * FROM d")).is_ok());
+    for q in [
+        "DROP TABLE d",
+        "SELECT * FROM d; DELETE FROM d",
+        "COPY d TO 'x.csv'",
+    ] {
+        let e = Pipeline::from_value(&keyed(q)).unwrap_err().to_string();
+        assert!(
+            e.contains("joined_dataset.joining_query") && e.contains("refused"),
+            "{q}: {e}"
+        );
+    }
+}
+
+#[test]
+fn dp_trees_take_their_own_privacy_params() {
+    let xgb = |privacy: serde_json::Value, objective: &str| {
+        json!({"pipeline": [
+            {"name": "DirectoryJoin", "config": {"datasets": [{"id": "d", "name": "d", "file": "d.csv"}]}},
+            {"name": "Train_XGB", "config": {"dataset_config": {"target_variable": "y"},
+                "model_config": {"name": "XGBoost", "objective": objective, "eval_metric": "auc"},
+                "is_private": true, "privacy_params": privacy}},
+        ]})
+    };
+    let ok = json!({"epsilon": 4.0, "delta": 1e-5, "mechanism": "gaussian"});
+    if let Err(e) = Pipeline::from_value(&xgb(ok.clone(), "binary:logistic")) {
+        panic!("{e}");
+    }
+    for (privacy, objective, path) in [
+        (
+            json!({"epsilon": 4.0, "delta": 1e-5, "max_grad_norm": 1.0}),
+            "binary:logistic",
+            "privacy_params.max_grad_norm",
+        ),
+        (
+            json!({"epsilon": 4.0, "delta": 1e-5, "mechanism": "laplace"}),
+            "binary:logistic",
+            "privacy_params.mechanism",
+        ),
+        (ok.clone(), "multi:softprob", "model_config.objective"),
+    ] {
+        let e = Pipeline::from_value(&xgb(privacy, objective))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(path), "{path}: {e}");
+    }
+    // eval_metric must fit the objective.
+    let mut p = xgb(ok, "binary:logistic");
+    p["pipeline"][1]["config"]["model_config"]["eval_metric"] = json!("rmse");
+    let e = Pipeline::from_value(&p).unwrap_err().to_string();
+    assert!(e.contains("model_config.eval_metric"), "{e}");
 }

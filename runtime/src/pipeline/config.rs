@@ -22,7 +22,7 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "name", content = "config", deny_unknown_fields)]
 pub enum Step {
-    /// Keyed join through SQL (DEPA's Spark join; ccr runs the query in an in-memory SQLite).
+    /// Keyed join through SQL (DEPA's Spark join; ccr runs the query on DataFusion, in memory).
     SparkJoin(JoinConfig),
     /// Union of like-shaped tables (same columns, in any order).
     DirectoryJoin(JoinConfig),
@@ -340,6 +340,11 @@ pub struct ModelConfig {
     /// `XGBoost`: the seed of the subsampling (default 0).
     #[serde(default)]
     pub seed: Option<u64>,
+    /// `XGBoost`: the metric XGBoost's `evals` would print, computed on the validation split
+    /// (the test split when there is none) after training: `auc`, `logloss`, `error` (binary),
+    /// `mlogloss`, `merror` (multi-class), `rmse`, `mae` (regression).
+    #[serde(default)]
+    pub eval_metric: Option<EvalMetric>,
     /// `LogisticRegression` and `LinearRegression`: `lbfgs` (solved on the full training set as
     /// scikit-learn solves them; the default in `Train_ML` without DP) or `sgd` (epochs of
     /// `optimizer`, as in `Train_DL` and under DP).
@@ -388,6 +393,7 @@ impl Default for ModelConfig {
             objective: None,
             subsample: None,
             seed: None,
+            eval_metric: None,
             solver: None,
             c: None,
             max_iter: None,
@@ -406,7 +412,48 @@ pub const XGB_FIELDS: &[&str] = &[
     "objective",
     "subsample",
     "seed",
+    "eval_metric",
 ];
+
+/// `model_config.eval_metric` (XGBoost's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalMetric {
+    /// ROC AUC (binary).
+    Auc,
+    /// Mean negative log-likelihood (binary).
+    Logloss,
+    /// Error rate at threshold 0.5 (binary).
+    Error,
+    /// Mean negative log-likelihood of the softmax (multi-class).
+    Mlogloss,
+    /// Error rate of the argmax (multi-class).
+    Merror,
+    /// Root mean squared error (regression).
+    Rmse,
+    /// Mean absolute error (regression).
+    Mae,
+}
+
+impl EvalMetric {
+    /// XGBoost's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auc => "auc",
+            Self::Logloss => "logloss",
+            Self::Error => "error",
+            Self::Mlogloss => "mlogloss",
+            Self::Merror => "merror",
+            Self::Rmse => "rmse",
+            Self::Mae => "mae",
+        }
+    }
+
+    /// Whether it is a regression metric.
+    pub fn regression(self) -> bool {
+        matches!(self, Self::Rmse | Self::Mae)
+    }
+}
 
 /// The model (`model_config.name`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -599,8 +646,16 @@ impl Default for OptimizerParams {
     }
 }
 
-/// The fields of `privacy_params` (DP-SGD, read with `is_private`): `epsilon` (the run's
-/// budget: training stops when it is spent), `delta`, `max_grad_norm` (per-sample clipping
-/// norm), `noise_multiplier` (optional: without it the accountant picks the smallest that
-/// fits the budget).
-pub const PRIVACY_PARAMS: &[&str] = &["epsilon", "delta", "max_grad_norm", "noise_multiplier"];
+/// The fields of `privacy_params` (read with `is_private`): `epsilon` (the run's budget:
+/// training stops when it is spent), `delta`, `noise_multiplier` (optional: without it the
+/// accountant picks the smallest that fits the budget), `mechanism` (`gaussian`, the only one);
+/// DP-SGD's `max_grad_norm` (per-sample clipping norm), DP trees' `clip_value` (the gradient
+/// bound of `reg:squarederror`).
+pub const PRIVACY_PARAMS: &[&str] = &[
+    "epsilon",
+    "delta",
+    "max_grad_norm",
+    "noise_multiplier",
+    "clip_value",
+    "mechanism",
+];

@@ -27,7 +27,8 @@ pub struct DatasetConfig {
     /// either way.
     #[serde(default)]
     pub data_type: Option<String>,
-    /// Rows with a missing value: `drop` (default) or `fill` (with `fill_value`).
+    /// Missing values: `drop` the row (default), `fill` with `fill_value`, or the training
+    /// split's `mean`, `median` or `most_frequent` value.
     #[serde(default)]
     pub missing_strategy: Option<MissingStrategy>,
     /// `missing_strategy` `fill`: the number put in each missing cell (default 0).
@@ -70,6 +71,22 @@ pub struct DatasetConfig {
 }
 
 impl DatasetConfig {
+    /// `preprocessing.categorical_encoding`, default `auto`.
+    pub fn categorical_encoding(&self) -> CategoricalEncoding {
+        self.preprocessing
+            .as_ref()
+            .and_then(|p| p.categorical_encoding)
+            .unwrap_or_default()
+    }
+
+    /// `preprocessing.handle_unknown`, default `error`.
+    pub fn handle_unknown(&self) -> HandleUnknown {
+        self.preprocessing
+            .as_ref()
+            .and_then(|p| p.handle_unknown)
+            .unwrap_or_default()
+    }
+
     /// The scaler: `preprocessing.scaler`, else standard for tabular data and none otherwise.
     pub fn scaler(&self) -> ScalerKind {
         match (&self.preprocessing, self.kind) {
@@ -183,12 +200,31 @@ pub struct Transforms {
 
 /// What to do with a missing value (`dataset_config.missing_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum MissingStrategy {
     /// Drop the row.
     Drop,
     /// Put `fill_value` in the cell.
     Fill,
+    /// The column's mean over the training split (text columns: the most frequent value).
+    Mean,
+    /// The column's median over the training split (text columns: the most frequent value).
+    Median,
+    /// The column's most frequent value over the training split.
+    MostFrequent,
+}
+
+impl MissingStrategy {
+    /// The name in the pipeline config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Fill => "fill",
+            Self::Mean => "mean",
+            Self::Median => "median",
+            Self::MostFrequent => "most_frequent",
+        }
+    }
 }
 
 /// Split fractions (summing to 1), the seed, and whether to stratify by label.
@@ -229,14 +265,47 @@ pub struct Preprocessing {
     /// The feature scaler, fitted on the training split only.
     #[serde(default)]
     pub scaler: ScalerKind,
+    /// How text (categorical) columns become features (default `auto`).
+    #[serde(default)]
+    pub categorical_encoding: Option<CategoricalEncoding>,
+    /// A category that the training split does not have (default `error`).
+    #[serde(default)]
+    pub handle_unknown: Option<HandleUnknown>,
 }
 
 impl Default for Preprocessing {
     fn default() -> Self {
         Self {
             scaler: ScalerKind::Standard,
+            categorical_encoding: None,
+            handle_unknown: None,
         }
     }
+}
+
+/// `preprocessing.categorical_encoding`: categories are learned on the training split.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CategoricalEncoding {
+    /// DEPA's rule: one-hot when a column has at most `max(2, 1% of the rows)` categories,
+    /// else ordinal.
+    #[default]
+    Auto,
+    /// One `0/1` column per category (pandas' `get_dummies`).
+    OneHot,
+    /// The category's index in sorted order (scikit-learn's `OrdinalEncoder`).
+    Ordinal,
+}
+
+/// `preprocessing.handle_unknown`, as scikit-learn's encoders name it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandleUnknown {
+    /// An error naming the column (scikit-learn's default).
+    #[default]
+    Error,
+    /// All zeros (one-hot) or `-1` (ordinal).
+    Ignore,
 }
 
 /// The feature scaler (`preprocessing.scaler`).
@@ -250,6 +319,9 @@ pub enum ScalerKind {
     MinMax,
     /// Divided by the largest absolute value.
     MaxAbs,
+    /// Median removed, divided by the interquartile range (scikit-learn's `RobustScaler`,
+    /// quantiles 25 and 75 interpolated linearly as numpy's `percentile`).
+    Robust,
     /// Unscaled.
     #[serde(rename = "none")]
     Identity,

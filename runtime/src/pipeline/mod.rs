@@ -37,12 +37,6 @@ use serde_json::Value;
 /// `runtime/schema/pipeline_config.schema.json`; validate with `ccr_policy::schema::errors`.
 pub const SCHEMA: &str = include_str!("../../schema/pipeline_config.schema.json");
 
-/// The fields of `privacy_params` (DP-SGD, read with `is_private`): `epsilon` (the run's
-/// budget: training stops when it is spent), `delta`, `max_grad_norm` (per-sample clipping
-/// norm), `noise_multiplier` (optional: without it the accountant picks the smallest that
-/// fits the budget).
-pub const PRIVACY_PARAMS: &[&str] = &["epsilon", "delta", "max_grad_norm", "noise_multiplier"];
-
 /// Errors of the pipeline config.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -157,7 +157,12 @@ fn pipeline(s: &Value, ds: &[Ds]) -> Result<Value> {
             .iter()
             .filter_map(|d| d.delta)
             .fold(f64::INFINITY, f64::min);
-        train["privacy_params"] = json!({"epsilon": eps, "delta": delta, "max_grad_norm": 1.0});
+        train["privacy_params"] = if framework == "Train_XGB" {
+            // DP trees bound each row's gradient by the objective: no clipping norm.
+            json!({"epsilon": eps, "delta": delta})
+        } else {
+            json!({"epsilon": eps, "delta": delta, "max_grad_norm": 1.0})
+        };
     }
     steps.push(json!({"name": framework, "config": train}));
     Ok(json!({"pipeline": steps}))
