@@ -250,20 +250,24 @@ fn scenario(dir: &Path) {
     .unwrap();
 }
 
-#[test]
-fn credit_risk_parquet_multi_way_left_join_trains_dp_xgboost_at_epsilon_4() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_data(&data, 8000);
-    let dir = tmp.path().join("credit-risk");
+/// The five datasets' names and files.
+const FILES: [(&str, &str); 5] = [
+    ("credit_applications", "bank_a_app_learn.parquet"),
+    ("previous_applications", "bank_a_prev_agg.parquet"),
+    ("payment_installments", "bank_a_inst_agg.parquet"),
+    ("bureau_records", "bureau_agg.parquet"),
+    ("pos_cash_balance", "pos_fintech_agg.parquet"),
+];
+
+/// Writes the scenario folder (DEPA's scenario input through `ccr scenario new`, then the
+/// pipeline above) and runs it on the files in `data`.
+fn run_scenario(root: &Path, data: &Path, work: &Path) -> std::process::Output {
+    let dir = root.join("credit-risk");
     scenario(&dir);
-    // The contract template from DEPA's scenario input; the pipeline above replaces the one
-    // `scenario new` drafts.
-    let input = dir.join("scenario.json");
     let pipeline = std::fs::read(dir.join("config/pipeline_config.json")).unwrap();
     let out = Command::new(ccr())
         .args(["scenario", "new"])
-        .arg(&input)
+        .arg(dir.join("scenario.json"))
         .arg("--out")
         .arg(&dir)
         .arg("--force")
@@ -275,26 +279,27 @@ fn credit_risk_parquet_multi_way_left_join_trains_dp_xgboost_at_epsilon_4() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(dir.join("config/pipeline_config.json"), pipeline).unwrap();
-    let work = tmp.path().join("work");
     let mut cmd = Command::new(ccr());
     cmd.args(["scenario", "run"]).arg(&dir);
-    for (name, file) in [
-        ("credit_applications", "bank_a_app_learn.parquet"),
-        ("previous_applications", "bank_a_prev_agg.parquet"),
-        ("payment_installments", "bank_a_inst_agg.parquet"),
-        ("bureau_records", "bureau_agg.parquet"),
-        ("pos_cash_balance", "pos_fintech_agg.parquet"),
-    ] {
+    for (name, file) in FILES {
         cmd.arg("--data")
             .arg(format!("{name}={}", data.join(file).display()));
     }
-    let out = cmd
-        .arg("--work")
-        .arg(&work)
+    cmd.arg("--work")
+        .arg(work)
         .arg("--init")
         .arg(ccr_init())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn credit_risk_parquet_multi_way_left_join_trains_dp_xgboost_at_epsilon_4() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_data(&data, 8000);
+    let work = tmp.path().join("work");
+    let out = run_scenario(tmp.path(), &data, &work);
     let log = std::fs::read_to_string(work.join("ccr-init.log")).unwrap_or_default();
     assert!(
         out.status.success(),
@@ -363,4 +368,83 @@ fn credit_risk_parquet_multi_way_left_join_trains_dp_xgboost_at_epsilon_4() {
         m["eval"]["metric"],
         m["eval"]["value"].as_f64().unwrap_or(0.0)
     );
+}
+
+/// Bad input: each run fails with an error naming the file or datasets and column, and no
+/// output is written.
+#[test]
+fn bad_parquet_a_key_type_mismatch_and_a_missing_key_are_named_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    write_data(&good, 400);
+    let cases: [(&str, &dyn Fn(&Path), &[&str]); 3] = [
+        (
+            "truncated",
+            &|d: &Path| {
+                let f = d.join("bureau_agg.parquet");
+                let bytes = std::fs::read(&f).unwrap();
+                std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+            },
+            &["bureau_agg.parquet", "parquet"],
+        ),
+        (
+            "key as text",
+            &|d: &Path| {
+                write_parquet(
+                    &d.join("pos_fintech_agg.parquet"),
+                    vec![
+                        ("SK_ID_CURR", texts(vec!["100000", "100001"])),
+                        ("SK_DPD_max", i64s(vec![1, 2])),
+                        ("MONTHS_BALANCE_count", i64s(vec![3, 4])),
+                    ],
+                );
+            },
+            &[
+                "column `SK_ID_CURR`",
+                "`credit_applications`",
+                "`pos_cash_balance`",
+            ],
+        ),
+        (
+            "no key",
+            &|d: &Path| {
+                write_parquet(
+                    &d.join("pos_fintech_agg.parquet"),
+                    vec![
+                        ("ID", i64s(vec![100000, 100001])),
+                        ("SK_DPD_max", i64s(vec![1, 2])),
+                        ("MONTHS_BALANCE_count", i64s(vec![3, 4])),
+                    ],
+                );
+            },
+            &["joining_key", "`SK_ID_CURR`", "dataset `pos_cash_balance`"],
+        ),
+    ];
+    for (name, damage, needles) in cases {
+        let root = tmp.path().join(name.replace(' ', "-"));
+        let data = root.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for (_, f) in FILES {
+            std::fs::copy(good.join(f), data.join(f)).unwrap();
+        }
+        damage(&data);
+        let work = root.join("work");
+        let out = run_scenario(&root, &data, &work);
+        let log = std::fs::read_to_string(work.join("ccr-init.log")).unwrap_or_default();
+        assert!(!out.status.success(), "{name}: the run succeeded");
+        for n in needles {
+            assert!(log.contains(n), "{name}: `{n}` not in the log:\n{log}");
+        }
+        assert!(
+            !work.join("unsealed").exists() && !work.join("output").exists(),
+            "{name}: output written"
+        );
+        println!(
+            "{name}: {}",
+            log.lines()
+                .rev()
+                .find(|l| l.contains("error"))
+                .unwrap_or("")
+        );
+    }
 }

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::release::dataset_dir;
 use super::{JobConfig, JobError};
-use crate::pipeline::{DatasetKind, Pipeline};
+use crate::pipeline::{DatasetInput, DatasetKind, Pipeline};
 use crate::tabular::{self, Table};
 
 /// What the decrypt step gives the join: the tables, or a one-step pipeline's serialized file.
@@ -35,8 +35,15 @@ pub fn decrypt(
     keys: &[(String, DatasetKey)],
 ) -> Result<Decrypted, JobError> {
     let kind = pipeline.train.dataset_config.kind;
-    let serialized = kind == DatasetKind::Serialized;
-    let mut out = Vec::new();
+    let datasets = &pipeline.join.config().datasets;
+    if kind != DatasetKind::Tabular {
+        // One-step pipelines: one serialized file or one directory.
+        let Some(d) = datasets.first() else {
+            return Err(JobError::Config("no dataset".into()));
+        };
+        let (image, key) = open(cfg, d, keys)?;
+        return one_file_or_folder(d, &image, key, kind);
+    }
     // Text columns the join matches on or names as identifiers stay plain text; other text
     // columns are categories (Arrow dictionaries).
     let plain_text: Vec<String> = pipeline
@@ -52,63 +59,131 @@ pub fn decrypt(
                 .collect()
         })
         .unwrap_or_default();
-    for d in &pipeline.join.config().datasets {
-        let ierr = |source| JobError::Image {
+    // Each dataset decrypted and parsed on its own thread: the datasets overlap on the cores.
+    let tables: Vec<Result<(String, Table), JobError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = datasets
+            .iter()
+            .map(|d| {
+                let plain_text = &plain_text;
+                scope.spawn(move || {
+                    let (image, key) = open(cfg, d, keys)?;
+                    table(pipeline, d, &image, key, plain_text)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(JobError::Config(
+                        "a dataset's decrypt thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    Ok(Decrypted::Tables(
+        tables.into_iter().collect::<Result<_, _>>()?,
+    ))
+}
+
+/// A dataset's sealed image and key.
+fn open<'k>(
+    cfg: &JobConfig,
+    d: &DatasetInput,
+    keys: &'k [(String, DatasetKey)],
+) -> Result<(Image, &'k DatasetKey), JobError> {
+    let ierr = |source| JobError::Image {
+        dataset: d.id.clone(),
+        source,
+    };
+    let key = &keys
+        .iter()
+        .find(|k| k.0 == d.id)
+        .ok_or_else(|| JobError::Config(format!("no key for dataset {}", d.id)))?
+        .1;
+    let dir = dataset_dir(cfg, &d.name, &d.mount_path);
+    let image = Image::load(&dir).map_err(ierr)?;
+    image.expect_dataset(&d.id).map_err(ierr)?;
+    Ok((image, key))
+}
+
+/// The plaintext of dataset `d`'s file in its image.
+fn read_one(
+    d: &DatasetInput,
+    image: &Image,
+    key: &DatasetKey,
+) -> Result<Zeroizing<Vec<u8>>, JobError> {
+    let entry = image
+        .manifest()
+        .files
+        .iter()
+        .find(|f| f.path == d.file)
+        .ok_or_else(|| {
+            JobError::Config(format!(
+                "dataset `{}`: file `{}` is not in its image",
+                d.id, d.file
+            ))
+        })?;
+    image
+        .read_file(entry, &d.id, key)
+        .map_err(|source| JobError::Image {
             dataset: d.id.clone(),
             source,
-        };
-        let key = &keys
-            .iter()
-            .find(|k| k.0 == d.id)
-            .ok_or_else(|| JobError::Config(format!("no key for dataset {}", d.id)))?
-            .1;
-        let dir = dataset_dir(cfg, &d.name, &d.mount_path);
-        let image = Image::load(&dir).map_err(ierr)?;
-        image.expect_dataset(&d.id).map_err(ierr)?;
-        if kind == DatasetKind::Directory {
-            // Every file under the folder (the image's root when `file` is empty).
-            let prefix = match d.file.trim_matches('/') {
-                "" => String::new(),
-                f => format!("{f}/"),
-            };
-            let mut files = Vec::new();
-            for entry in image.manifest().files.iter() {
-                if entry.path.starts_with(&prefix) {
-                    let plain = image.read_file(entry, &d.id, key).map_err(ierr)?;
-                    files.push((entry.path.clone(), plain));
-                }
-            }
-            let bytes: usize = files.iter().map(|f| f.1.len()).sum();
-            info!(dataset = %d.id, name = %d.name, files = files.len(), bytes, "decrypted");
-            return Ok(Decrypted::Files(d.file.clone(), files));
-        }
-        let entry = image
-            .manifest()
-            .files
-            .iter()
-            .find(|f| f.path == d.file)
-            .ok_or_else(|| {
-                JobError::Config(format!(
-                    "dataset `{}`: file `{}` is not in image {}",
-                    d.id,
-                    d.file,
-                    dir.display()
-                ))
-            })?;
-        let plain = image.read_file(entry, &d.id, key).map_err(ierr)?;
-        if serialized {
-            info!(dataset = %d.id, name = %d.name, bytes = plain.len(), "decrypted");
-            return Ok(Decrypted::File(d.file.clone(), plain));
-        }
-        let mut t = tabular::read::read(&d.name, &d.file, &plain, &plain_text)?;
-        drop(plain);
-        if let Some(sel) = &d.select_variables {
-            t = select(t, sel, pipeline, &d.name)?;
-        }
-        info!(dataset = %d.id, name = %d.name, rows = t.num_rows(), columns = t.schema.fields().len(), arrow_bytes = t.memory_size(), "decrypted");
-        out.push((d.name.clone(), t));
+        })
+}
+
+/// A tabular dataset: its file decrypted, read into an Arrow table, `select_variables` applied.
+fn table(
+    pipeline: &Pipeline,
+    d: &DatasetInput,
+    image: &Image,
+    key: &DatasetKey,
+    plain_text: &[String],
+) -> Result<(String, Table), JobError> {
+    let plain = read_one(d, image, key)?;
+    let mut t = tabular::read::read(&d.name, &d.file, &plain, plain_text)?;
+    drop(plain);
+    if let Some(sel) = &d.select_variables {
+        t = select(t, sel, pipeline, &d.name)?;
     }
-    Ok(Decrypted::Tables(out))
+    info!(dataset = %d.id, name = %d.name, rows = t.num_rows(), columns = t.schema.fields().len(), arrow_bytes = t.memory_size(), "decrypted");
+    Ok((d.name.clone(), t))
+}
+
+/// A one-step pipeline's serialized file, or every file of its directory.
+fn one_file_or_folder(
+    d: &DatasetInput,
+    image: &Image,
+    key: &DatasetKey,
+    kind: DatasetKind,
+) -> Result<Decrypted, JobError> {
+    if kind == DatasetKind::Directory {
+        // Every file under the folder (the image's root when `file` is empty).
+        let prefix = match d.file.trim_matches('/') {
+            "" => String::new(),
+            f => format!("{f}/"),
+        };
+        let mut files = Vec::new();
+        for entry in image.manifest().files.iter() {
+            if entry.path.starts_with(&prefix) {
+                let plain =
+                    image
+                        .read_file(entry, &d.id, key)
+                        .map_err(|source| JobError::Image {
+                            dataset: d.id.clone(),
+                            source,
+                        })?;
+                files.push((entry.path.clone(), plain));
+            }
+        }
+        let bytes: usize = files.iter().map(|f| f.1.len()).sum();
+        info!(dataset = %d.id, name = %d.name, files = files.len(), bytes, "decrypted");
+        return Ok(Decrypted::Files(d.file.clone(), files));
+    }
+    let plain = read_one(d, image, key)?;
+    info!(dataset = %d.id, name = %d.name, bytes = plain.len(), "decrypted");
+    Ok(Decrypted::File(d.file.clone(), plain))
 }
 
 /// `select_variables`: the listed columns and the joining key, when every listed name is a

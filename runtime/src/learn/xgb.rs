@@ -75,7 +75,7 @@ fn booster(cfg: &TrainConfig, obj: ObjectiveType) -> Result<GradientBooster, Tra
         .set_min_leaf_weight(mc.min_child_weight.unwrap_or(1.0) as f32)
         .set_subsample(mc.subsample.unwrap_or(1.0) as f32)
         .set_seed(mc.seed.unwrap_or(0))
-        .set_parallel(false)
+        .set_parallel(true)
         .set_initialize_base_score(true);
     Ok(b)
 }
