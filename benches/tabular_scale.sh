@@ -10,7 +10,8 @@
 #   lr (default): Train_ML LogisticRegression vs pandas + scikit-learn's LogisticRegression;
 #   xgb: Train_XGB (100 trees, depth 6) vs pandas + the xgboost package (tree_method hist);
 #   BIN: the folder with ccr and ccr-init (default target/opt: `cargo build --profile opt`);
-#   PYTHON: a Python with numpy, pandas and scikit-learn (default python3).
+#   PYTHON: a Python with numpy, pandas and scikit-learn (default python3);
+#   DATA: a folder where the generated CSV files are kept and reused (per N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
@@ -43,7 +44,14 @@ c.pop("allowedModelFormats", None)
 json.dump(c, open(sys.argv[1], "w"), indent=1)
 PY
 fi
-"$PYTHON" benches/py/make_tabular.py "$W/data" "$N"
+# DATA: a folder to keep the generated files in and reuse (per N), else a temporary one.
+if [ -n "${DATA:-}" ]; then
+  mkdir -p "$DATA/$N"
+  [ -f "$DATA/$N/breast_cancer_hospital_b.csv" ] || "$PYTHON" benches/py/make_tabular.py "$DATA/$N" "$N"
+  ln -s "$(cd "$DATA/$N" && pwd)" "$W/data"
+else
+  "$PYTHON" benches/py/make_tabular.py "$W/data" "$N"
+fi
 printf '{"hospital_a": "%s", "hospital_b": "%s"}\n' \
   "$W/data/breast_cancer_hospital_a.csv" "$W/data/breast_cancer_hospital_b.csv" > "$W/scenario/data.json"
 CCR_INIT_WRAPPER="/usr/bin/time -v -o $W/init.time" \

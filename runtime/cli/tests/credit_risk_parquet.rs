@@ -206,7 +206,8 @@ fn scenario(dir: &Path) {
         json!({"id": id, "provider": provider, "name": name, "file": file,
                "select_variables": cols, "mount_path": format!("/mnt/remote/{provider}/")})
     };
-    // DEPA's credit-risk pipeline, with CREDIT_ACTIVE added and the categorical columns kept.
+    // DEPA's credit-risk pipeline (its model_config without a `name`, as DEPA writes it), with
+    // CREDIT_ACTIVE added and the categorical columns kept.
     let pipeline = json!({"pipeline": [
         {"name": "SparkJoin", "config": {
             "datasets": [
@@ -233,7 +234,7 @@ fn scenario(dir: &Path) {
             "paths": {"input_dataset_path": "/tmp/credit_risk_joined.parquet", "trained_model_output_path": "/mnt/remote/output"},
             "is_private": true,
             "privacy_params": {"epsilon": 4.0, "delta": 0.00001},
-            "model_config": {"name": "XGBoost", "n_estimators": 60, "max_depth": 3, "learning_rate": 0.3,
+            "model_config": {"n_estimators": 60, "max_depth": 3, "learning_rate": 0.3,
                              "l2_regularization": 1.0, "objective": "binary:logistic", "eval_metric": "auc"},
             "dataset_config": {"type": "tabular", "target_variable": "TARGET", "missing_strategy": "median",
                                "preprocessing": {"categorical_encoding": "onehot"},
@@ -370,6 +371,9 @@ fn credit_risk_parquet_multi_way_left_join_trains_dp_xgboost_at_epsilon_4() {
     );
 }
 
+/// A bad-input case: its name, what it does to the files, what the error must say.
+type Case<'a> = (&'a str, &'a dyn Fn(&Path), &'a [&'a str]);
+
 /// Bad input: each run fails with an error naming the file or datasets and column, and no
 /// output is written.
 #[test]
@@ -377,7 +381,7 @@ fn bad_parquet_a_key_type_mismatch_and_a_missing_key_are_named_and_nothing_is_wr
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("good");
     write_data(&good, 400);
-    let cases: [(&str, &dyn Fn(&Path), &[&str]); 3] = [
+    let cases: [Case; 3] = [
         (
             "truncated",
             &|d: &Path| {

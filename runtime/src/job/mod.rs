@@ -171,7 +171,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
         .reduce(f64::max);
     let trained = info_span!("train").in_scope(|| {
         train::train(
-            &joined,
+            joined,
             &train::TrainInputs {
                 config: &inp.pipeline.train,
                 identifiers: &identifiers,
@@ -182,7 +182,6 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
             },
         )
     })?;
-    drop(joined);
     laps.done("train")?;
 
     // 7. seal

@@ -66,20 +66,21 @@ struct Fitted {
 /// # Errors
 /// [`JobError::Train`], [`JobError::Config`] (a format the contract does not allow),
 /// [`JobError::Aborted`].
-pub fn train(joined: &Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobError> {
+pub fn train(joined: Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobError> {
     let tc = inp.config;
+    // The joined data is dropped once the features are built from it.
     let (p, sp, pre) = match joined {
         Joined::Table(t) => {
-            let (p, sp, pre) = learn::features::prepare(t, tc, inp.identifiers)?;
+            let (p, sp, pre) = learn::features::prepare(&t, tc, inp.identifiers)?;
             (p, sp, Some(pre))
         }
         Joined::File(name, bytes) => {
-            let p = learn::serialized::prepare(bytes, name, tc)?;
+            let p = learn::serialized::prepare(&bytes, &name, tc)?;
             let sp = learn::split(&p.y, tc);
             (p, sp, None)
         }
         Joined::Files(folder, files) => {
-            let p = learn::directory::prepare(files, folder, tc)?;
+            let p = learn::directory::prepare(&files, &folder, tc)?;
             let sp = learn::split(&p.y, tc);
             (p, sp, None)
         }

@@ -198,6 +198,14 @@ fn model_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ModelConfig, D
             ..ModelConfig::default()
         });
     }
+    // DEPA's Train_XGB model_config has no `name`: XGBoost's fields name the model.
+    let mut v = v;
+    if let Some(m) = v.as_object_mut()
+        && !m.contains_key("name")
+        && m.keys().any(|k| XGB_FIELDS.contains(&k.as_str()))
+    {
+        m.insert("name".into(), Value::from("XGBoost"));
+    }
     serde_path_to_error::deserialize(v).map_err(|e| {
         let p = e.path().to_string();
         let inner = e.into_inner();
