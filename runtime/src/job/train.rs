@@ -133,8 +133,8 @@ fn fit_xgb(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
             "Train_XGB (DP-TR Newton) done: privacy spent"
         );
         let obj = xgb::objective(tc);
-        let outputs = |idx: &[usize]| xgb::dp_outputs(&b, p, idx, obj);
-        let doc = xgb::dp_json(&b, p, obj);
+        let outputs = |idx: &[usize]| learn::xgb_dp::outputs(&b, p, idx, obj);
+        let doc = learn::xgb_dp::model_json(&b, p, obj);
         (
             outputs(&sp.test),
             outputs(eval_rows),

@@ -33,7 +33,6 @@ use forust_ml::objective::ObjectiveType;
 use serde_json::{Value, json};
 
 use crate::learn::metrics::{argmax_rows, roc_auc, softmax_rows};
-use crate::learn::xgb_dp::DpBooster;
 use crate::learn::{Prepared, Split, TrainError};
 use crate::pipeline::{EvalMetric, TrainConfig, XgbObjective};
 
@@ -183,34 +182,6 @@ pub fn outputs_of(obj: XgbObjective, p: &Prepared) -> usize {
         XgbObjective::BinaryLogistic => 2,
         _ => p.classes.len(),
     }
-}
-
-/// A DP booster's outputs for rows `idx`, laid out as [`XgbModel::predict`]'s.
-pub fn dp_outputs(b: &DpBooster, p: &Prepared, idx: &[usize], obj: XgbObjective) -> Vec<f32> {
-    let d = p.d();
-    let mut out = Vec::with_capacity(idx.len() * 2);
-    for &i in idx {
-        let m = b.margin(&p.x[i * d..(i + 1) * d]);
-        if obj == XgbObjective::BinaryLogistic {
-            out.extend([-m / 2.0, m / 2.0]);
-        } else {
-            out.push(m);
-        }
-    }
-    out
-}
-
-/// `model.xgb.json` of a DP booster: `{"format": "ccr-xgb/1", "objective", "classes",
-/// "feature_columns", "dp": {algorithm, base_margin, feature_bounds, trees}}`.
-pub fn dp_json(b: &DpBooster, p: &Prepared, obj: XgbObjective) -> Vec<u8> {
-    let doc = json!({
-        "format": "ccr-xgb/1",
-        "objective": obj.as_str(),
-        "classes": p.classes,
-        "feature_columns": p.features,
-        "dp": b.to_json(),
-    });
-    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 /// `eval_metric` as XGBoost computes it, from outputs laid out as [`XgbModel::predict`]'s

@@ -93,6 +93,34 @@ impl DpBooster {
     }
 }
 
+/// A DP booster's outputs for rows `idx`, laid out as [`super::xgb::XgbModel::predict`]'s.
+pub fn outputs(b: &DpBooster, p: &Prepared, idx: &[usize], obj: XgbObjective) -> Vec<f32> {
+    let d = p.d();
+    let mut out = Vec::with_capacity(idx.len() * 2);
+    for &i in idx {
+        let m = b.margin(&p.x[i * d..(i + 1) * d]);
+        if obj == XgbObjective::BinaryLogistic {
+            out.extend([-m / 2.0, m / 2.0]);
+        } else {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// `model.xgb.json` of a DP booster: `{"format": "ccr-xgb/1", "objective", "classes",
+/// "feature_columns", "dp": {algorithm, base_margin, feature_bounds, trees}}`.
+pub fn model_json(b: &DpBooster, p: &Prepared, obj: XgbObjective) -> Vec<u8> {
+    let doc = json!({
+        "format": "ccr-xgb/1",
+        "objective": obj.as_str(),
+        "classes": p.classes,
+        "feature_columns": p.features,
+        "dp": b.to_json(),
+    });
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
 fn num(cfg: &TrainConfig, k: &str) -> Option<f64> {
     cfg.privacy_params
         .as_ref()
