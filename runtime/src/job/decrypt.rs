@@ -73,11 +73,13 @@ pub fn decrypt(
             .collect();
         handles
             .into_iter()
-            .map(|h| {
+            .zip(datasets)
+            .map(|(h, d)| {
                 h.join().unwrap_or_else(|_| {
-                    Err(JobError::Config(
-                        "a dataset's decrypt thread panicked".into(),
-                    ))
+                    Err(JobError::Config(format!(
+                        "dataset `{}` file `{}`: reading it failed unexpectedly (the reader panicked)",
+                        d.name, d.file
+                    )))
                 })
             })
             .collect()

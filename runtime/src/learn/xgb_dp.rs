@@ -38,7 +38,7 @@ use super::TrainError;
 use super::data::{Prepared, Split};
 use super::dp::accountant;
 use super::dp::plan::{DpPlan, DpSpent};
-use crate::pipeline::{TrainConfig, XgbObjective};
+use crate::pipeline::{TrainConfig, XgbObjective, privacy_param as num};
 
 /// One totally random tree of depth `d`: internal nodes in heap order (node `i`'s children are
 /// `2i + 1` and `2i + 2`), `2^d − 1` of them, then `2^d` leaves.
@@ -119,16 +119,6 @@ pub fn model_json(b: &DpBooster, p: &Prepared, obj: XgbObjective) -> Vec<u8> {
         "dp": b.to_json(),
     });
     serde_json::to_vec(&doc).unwrap_or_default()
-}
-
-fn num(cfg: &TrainConfig, k: &str) -> Option<f64> {
-    cfg.privacy_params
-        .as_ref()
-        .and_then(|p| p.get(k))
-        .and_then(|v| {
-            v.as_f64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        })
 }
 
 /// Trains a DP booster on the training split (see the module documentation).
