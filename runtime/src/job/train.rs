@@ -111,6 +111,9 @@ pub fn train(joined: Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobEr
     })
 }
 
+/// A trained model's outputs for some rows (`[rows, k]` row-major).
+type Outputs<'a> = Box<dyn Fn(&[usize]) -> Vec<f32> + 'a>;
+
 fn fit_xgb(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, JobError> {
     let tc = inp.config;
     if !inp.formats.contains(&OutputFormat::XgboostJson) {
@@ -122,7 +125,9 @@ fn fit_xgb(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
     // The metric XGBoost's evals would print: on the validation split, else the test split.
     let eval_rows = if sp.val.is_empty() { &sp.test } else { &sp.val };
     let eval_split = if sp.val.is_empty() { "test" } else { "val" };
-    let (out, eval_out, k, dp, model) = if tc.is_private {
+    let obj = xgb::objective(tc);
+    let k = xgb::outputs_of(obj, p);
+    let (predict, dp, model): (Outputs<'_>, _, _) = if tc.is_private {
         let (b, spent) = learn::xgb_dp::train(p, sp, tc, inp.contract_noise)?;
         info!(
             trees = b.trees.len(),
@@ -132,34 +137,24 @@ fn fit_xgb(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
             seconds = t0.elapsed().as_secs_f64(),
             "Train_XGB (DP-TR Newton) done: privacy spent"
         );
-        let obj = xgb::objective(tc);
-        let outputs = |idx: &[usize]| learn::xgb_dp::outputs(&b, p, idx, obj);
         let doc = learn::xgb_dp::model_json(&b, p, obj);
-        (
-            outputs(&sp.test),
-            outputs(eval_rows),
-            xgb::outputs_of(obj, p),
-            Some(spent),
-            doc,
-        )
+        let f = move |idx: &[usize]| learn::xgb_dp::outputs(&b, p, idx, obj);
+        (Box::new(f), Some(spent), doc)
     } else {
         let m = xgb::train(p, sp, tc)?;
-        info!(objective = %m.objective.as_str(), boosters = m.boosters.len(), seconds = t0.elapsed().as_secs_f64(), "Train_XGB done");
-        (
-            m.predict(p, &sp.test),
-            m.predict(p, eval_rows),
-            m.outputs,
-            None,
-            m.to_json(p)?,
-        )
+        info!(objective = %m.objective.as_str(), trees = m.trees.len(), seconds = t0.elapsed().as_secs_f64(), "Train_XGB done");
+        let doc = m.to_json(p)?;
+        (Box::new(move |idx: &[usize]| m.predict(p, idx)), None, doc)
     };
+    let out = predict(&sp.test);
     let eval = tc.model_config.eval_metric.map(|metric| {
         let labels: Vec<f32> = eval_rows.iter().map(|&i| p.y[i]).collect();
-        json!({
-            "metric": metric.as_str(),
-            "split": eval_split,
-            "value": xgb::eval_metric(metric, &eval_out, &labels, k),
-        })
+        let value = if sp.val.is_empty() {
+            xgb::eval_metric(metric, &out, &labels, k)
+        } else {
+            xgb::eval_metric(metric, &predict(eval_rows), &labels, k)
+        };
+        json!({"metric": metric.as_str(), "split": eval_split, "value": value})
     });
     Ok(Fitted {
         out,

@@ -32,8 +32,9 @@ pub enum Step {
     /// Classical models (logistic/linear regression) with Burn.
     #[serde(rename = "Train_ML")]
     TrainMl(TrainConfig),
-    /// Gradient-boosted trees (`forust-ml`, XGBoost's algorithm); `model_config.name`
-    /// `XGBoost` with the XGBoost fields of [`ModelConfig`]. No DP.
+    /// Gradient-boosted trees (XGBoost's `hist` algorithm, `learn::xgb`); `model_config.name`
+    /// `XGBoost` with the XGBoost fields of [`ModelConfig`]; with `is_private`, DP-TR Newton
+    /// (`learn::xgb_dp`).
     #[serde(rename = "Train_XGB")]
     TrainXgb(TrainConfig),
 }
@@ -338,8 +339,8 @@ pub struct ModelConfig {
     /// `XGBoost`: the minimum hessian sum in a child (default 1).
     #[serde(default)]
     pub min_child_weight: Option<f64>,
-    /// `XGBoost`: `binary:logistic`, `multi:softprob` (one-vs-rest logistic boosters, their
-    /// margins through a softmax), or `reg:squarederror`.
+    /// `XGBoost`: `binary:logistic`, `multi:softprob` (one tree per class per round on the
+    /// softmax loss, as XGBoost), or `reg:squarederror`.
     #[serde(default)]
     pub objective: Option<XgbObjective>,
     /// `XGBoost`: the row subsampling rate per tree, in (0, 1] (default 1).
@@ -554,7 +555,7 @@ pub enum XgbObjective {
     /// Two classes, log loss.
     #[serde(rename = "binary:logistic")]
     BinaryLogistic,
-    /// More classes: one-vs-rest logistic boosters, margins through a softmax.
+    /// More classes: softmax log loss, one tree per class per round.
     #[serde(rename = "multi:softprob")]
     MultiSoftprob,
     /// As `multi:softprob` (ccr reports the class and the probabilities).
