@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::error::ImageError;
+use crate::error::{ImageError, StreamError};
 use crate::stream::{DatasetKey, OpenReader, SEGMENT_SIZE, SealWriter};
 
 /// The `format` value of manifests written by this version.
@@ -496,6 +496,31 @@ impl Image {
         key: &DatasetKey,
         mut sink: impl FnMut(&[u8]) -> Result<(), ImageError>,
     ) -> Result<(), ImageError> {
+        let mut r = self.open_file(entry, dataset_id, key)?;
+        loop {
+            match r.next_segment() {
+                Ok(Some(chunk)) => sink(chunk)?,
+                Ok(None) => break,
+                Err(source) => return Err(self.file_error(entry, source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens one file for streaming decryption: an `io::Read` of its plaintext (and
+    /// [`OpenReader::next_segment`]). A read that fails returns an `io::Error` carrying the
+    /// [`StreamError`] ([`StreamError::from_io`]; [`Image::file_error`] names the file). The
+    /// caller must discard what it read if a read fails: the end of the stream is
+    /// authenticated only with the last segment.
+    ///
+    /// # Errors
+    /// As [`Image::read_file`], for the checks made before the first byte.
+    pub fn open_file(
+        &self,
+        entry: &FileEntry,
+        dataset_id: &str,
+        key: &DatasetKey,
+    ) -> Result<OpenReader<BufReader<File>>, ImageError> {
         check_relative_path(&entry.path)?;
         let ct_path = self.dir.join(DATA_DIR).join(&entry.path);
         let file = File::open(&ct_path).map_err(io_err(&ct_path))?;
@@ -515,20 +540,19 @@ impl Image {
         // AEAD at ~2.3 GB/s; see BENCHMARKS.md). [`Image::verify_digests`] checks it without
         // the key.
         let ad = associated_data(dataset_id, &entry.path);
-        let mut r = OpenReader::new(key, &ad, BufReader::with_capacity(SEGMENT_SIZE, file));
-        loop {
-            match r.next_segment() {
-                Ok(Some(chunk)) => sink(chunk)?,
-                Ok(None) => break,
-                Err(source) => {
-                    return Err(ImageError::Stream {
-                        file: ct_path,
-                        source,
-                    });
-                }
-            }
+        Ok(OpenReader::new(
+            key,
+            &ad,
+            BufReader::with_capacity(SEGMENT_SIZE, file),
+        ))
+    }
+
+    /// The error of a file whose decryption failed with `source` (naming its ciphertext file).
+    pub fn file_error(&self, entry: &FileEntry, source: StreamError) -> ImageError {
+        ImageError::Stream {
+            file: self.dir.join(DATA_DIR).join(&entry.path),
+            source,
         }
-        Ok(())
     }
 
     /// Checks every ciphertext file's size and SHA-256 against the manifest, without the key

@@ -5,13 +5,17 @@
 //! bit, a truncated, reordered or swapped file is an error naming the file; nothing decrypted
 //! touches disk.
 
-use ccr_images::{DatasetKey, Image};
+use std::io::{self, Read};
+use std::sync::Mutex;
+
+use ccr_images::{DatasetKey, FileEntry, Image, ImageError, StreamError};
 use tracing::info;
 use zeroize::Zeroizing;
 
 use super::release::dataset_dir;
 use super::{JobConfig, JobError};
 use crate::pipeline::{DatasetInput, DatasetKind, Pipeline};
+use crate::tabular::read::FileFormat;
 use crate::tabular::{self, Table};
 
 /// What the decrypt step gives the join: the tables, or a one-step pipeline's serialized file.
@@ -110,13 +114,9 @@ fn open<'k>(
     Ok((image, key))
 }
 
-/// The plaintext of dataset `d`'s file in its image.
-fn read_one(
-    d: &DatasetInput,
-    image: &Image,
-    key: &DatasetKey,
-) -> Result<Zeroizing<Vec<u8>>, JobError> {
-    let entry = image
+/// Dataset `d`'s file entry in its image.
+fn entry_of<'i>(d: &DatasetInput, image: &'i Image) -> Result<&'i FileEntry, JobError> {
+    image
         .manifest()
         .files
         .iter()
@@ -126,9 +126,17 @@ fn read_one(
                 "dataset `{}`: file `{}` is not in its image",
                 d.id, d.file
             ))
-        })?;
+        })
+}
+
+/// The plaintext of dataset `d`'s file in its image.
+fn read_one(
+    d: &DatasetInput,
+    image: &Image,
+    key: &DatasetKey,
+) -> Result<Zeroizing<Vec<u8>>, JobError> {
     image
-        .read_file(entry, &d.id, key)
+        .read_file(entry_of(d, image)?, &d.id, key)
         .map_err(|source| JobError::Image {
             dataset: d.id.clone(),
             source,
@@ -136,6 +144,8 @@ fn read_one(
 }
 
 /// A tabular dataset: its file decrypted, read into an Arrow table, `select_variables` applied.
+/// CSV goes from the decrypting reader into record batches (no whole plaintext in memory);
+/// parquet, which is read from its footer, is decrypted into memory first.
 fn table(
     pipeline: &Pipeline,
     d: &DatasetInput,
@@ -143,14 +153,94 @@ fn table(
     key: &DatasetKey,
     plain_text: &[String],
 ) -> Result<(String, Table), JobError> {
-    let plain = read_one(d, image, key)?;
-    let mut t = tabular::read::read(&d.name, &d.file, &plain, plain_text)?;
-    drop(plain);
+    let entry = entry_of(d, image)?;
+    let image_err = |source| JobError::Image {
+        dataset: d.id.clone(),
+        source,
+    };
+    // Parquet by its name, or by its magic at the start of the plaintext.
+    let mut magic = [0u8; 4];
+    let n = image
+        .open_file(entry, &d.id, key)
+        .and_then(|mut r| {
+            read_prefix(&mut r, &mut magic).map_err(|e| stream_error(image, entry, e))
+        })
+        .map_err(image_err)?;
+    let parquet =
+        FileFormat::detect(&d.file, &[]) == FileFormat::Parquet || (n == 4 && &magic == b"PAR1");
+    let mut t = if parquet {
+        let plain = read_one(d, image, key)?;
+        tabular::read::read_parquet(&d.name, &d.file, &plain)?
+    } else {
+        // The first stream error (a failed segment) is kept to be reported as such, not as the
+        // CSV error the parser makes of it.
+        let failed: Mutex<Option<ImageError>> = Mutex::new(None);
+        let keep = |e: ImageError| {
+            let msg = e.to_string();
+            if let Ok(mut f) = failed.lock() {
+                f.get_or_insert(e);
+            }
+            io::Error::other(msg)
+        };
+        let open = || match image.open_file(entry, &d.id, key) {
+            Ok(r) => Ok(Recording {
+                r,
+                image,
+                entry,
+                keep: &keep,
+            }),
+            Err(e) => Err(keep(e)),
+        };
+        let read = tabular::read::read_csv_stream(&d.name, &d.file, open);
+        if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
+            return Err(image_err(e));
+        }
+        read?
+    };
+    t = tabular::read::dictionaries(&d.name, &d.file, t, plain_text)?;
     if let Some(sel) = &d.select_variables {
         t = select(t, sel, pipeline, &d.name)?;
     }
     info!(dataset = %d.id, name = %d.name, rows = t.num_rows(), columns = t.schema.fields().len(), arrow_bytes = t.memory_size(), "decrypted");
     Ok((d.name.clone(), t))
+}
+
+/// Reads up to `buf.len()` bytes from the start of a stream.
+fn read_prefix(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The image error of a failed read (a failed segment names its file).
+fn stream_error(image: &Image, entry: &FileEntry, e: io::Error) -> ImageError {
+    match StreamError::from_io(&e) {
+        Some(s) => image.file_error(entry, s),
+        None => image.file_error(entry, StreamError::Io(e.to_string())),
+    }
+}
+
+/// A decrypting reader that hands its first failure to `keep` (see [`table`]).
+struct Recording<'a, R, K: Fn(ImageError) -> io::Error> {
+    r: R,
+    image: &'a Image,
+    entry: &'a FileEntry,
+    keep: &'a K,
+}
+
+impl<R: Read, K: Fn(ImageError) -> io::Error> Read for Recording<'_, R, K> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.r
+            .read(buf)
+            .map_err(|e| (self.keep)(stream_error(self.image, self.entry, e)))
+    }
 }
 
 /// A one-step pipeline's serialized file, or every file of its directory.

@@ -394,6 +394,24 @@ mod tests {
     }
 
     #[test]
+    fn a_dataset_the_query_reads_twice_is_read_twice() {
+        // A self-join (and a subquery over the same table): each dataset is handed to the plan
+        // once, except these, which stay memory tables.
+        let a = t("id,x\nA,1\nB,2\nC,3\n");
+        let b = t("id,y\nA,10\nC,30\n");
+        let j = sql::keyed_join(
+            vec![("a".into(), a), ("b".into(), b)],
+            "SELECT p.id, p.x, q.x AS x2, b.y FROM a AS p JOIN a AS q ON p.id = q.id \
+             JOIN b ON b.id = p.id WHERE p.x < (SELECT max(x) FROM a) ORDER BY p.id",
+        )
+        .unwrap();
+        assert_eq!(j.columns(), vec!["id", "x", "x2", "y"]);
+        assert_eq!(j.num_rows(), 1);
+        assert_eq!(text(&j, "id", 0), "A");
+        assert_eq!(text(&j, "x2", 0), "1");
+    }
+
+    #[test]
     fn writes_and_multiple_statements_are_refused() {
         let tabs = || vec![("a".to_string(), t("id,x\nA,1\n"))];
         for q in [

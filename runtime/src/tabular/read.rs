@@ -1,5 +1,7 @@
-//! Decrypted dataset files into Arrow record batches: CSV (the `arrow-csv` reader) and parquet
-//! (the `parquet` crate's Arrow reader), from bytes in memory.
+//! Decrypted dataset files into Arrow record batches: CSV (the `arrow-csv` reader, streamed
+//! from the decrypting reader: the plaintext file is never whole in memory, only the rows read
+//! to infer the types) and parquet (the `parquet` crate's Arrow reader, from bytes in memory:
+//! its footer is at the end).
 //!
 //! CSV is read as pandas' `read_csv` reads it, so that DEPA's files mean the same here:
 //! - the first row is the header (names trimmed; an empty or repeated name is an error);
@@ -8,7 +10,8 @@
 //! - column types are inferred: `Int64`, `Float64`, `Boolean` (`true`/`false` in any case), else
 //!   text; dates stay text as pandas keeps them (`object`). The types are inferred from the
 //!   first [`INFER_ROWS`] rows, and from every row when a later value does not fit (or a
-//!   column has no value in the sample).
+//!   column has no value in the sample): the file is then read again from the start (decrypted
+//!   again), once to infer and once to parse.
 //!
 //! Text columns become dictionaries (`Dictionary(Int32, Utf8)`: categorical columns, each value
 //! stored once) except the ones the join matches on or names as identifiers, which stay
@@ -16,7 +19,7 @@
 //!
 //! Errors name the dataset, the file, and the line or column; they never quote a value.
 
-use std::io::Cursor;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayRef, RecordBatch};
@@ -25,6 +28,7 @@ use arrow::csv::reader::{Format, ReaderBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use zeroize::Zeroizing;
 
 use super::{JoinError, Table};
 
@@ -82,6 +86,19 @@ pub fn read(
         FileFormat::Csv => read_csv(dataset, file, bytes)?,
         FileFormat::Parquet => read_parquet(dataset, file, bytes)?,
     };
+    dictionaries(dataset, file, t, plain_text)
+}
+
+/// Text columns as dictionaries, except those in `plain_text` (see the module documentation).
+///
+/// # Errors
+/// [`JoinError::Csv`] naming the dataset and file when a column cannot be cast.
+pub fn dictionaries(
+    dataset: &str,
+    file: &str,
+    t: Table,
+    plain_text: &[String],
+) -> Result<Table, JoinError> {
     categorical(t, plain_text).map_err(|e| JoinError::Csv {
         dataset: dataset.into(),
         file: file.into(),
@@ -96,37 +113,72 @@ pub fn read(
 /// # Errors
 /// [`JoinError::Csv`] with the line.
 pub fn read_csv(dataset: &str, file: &str, bytes: &[u8]) -> Result<Table, JoinError> {
+    read_csv_stream(dataset, file, || Ok(Cursor::new(bytes)))
+}
+
+/// Parses CSV (header row first) from a stream: `open` gives a reader of the file from its
+/// start (called again only when the types must be inferred from every row). Only the first
+/// [`INFER_ROWS`] rows are held as text (zeroized when dropped); the rest goes from the reader
+/// into record batches.
+///
+/// # Errors
+/// [`JoinError::Csv`] with the line; a read error of `open`'s reader is reported as a CSV error
+/// with its message (the caller, which knows the reader, may report it better).
+pub fn read_csv_stream<R: Read>(
+    dataset: &str,
+    file: &str,
+    open: impl Fn() -> io::Result<R>,
+) -> Result<Table, JoinError> {
     let err = |line: u64, reason: String| JoinError::Csv {
         dataset: dataset.into(),
         file: file.into(),
         line,
         reason,
     };
+    let io = |e: io::Error| err(0, format!("reading the file: {e}"));
     let format = Format::default()
         .with_header(true)
         .with_null_regex(NA_VALUES.clone());
-    let infer = |rows: Option<usize>| -> Result<Schema, JoinError> {
+    let infer = |r: &mut dyn Read, rows: Option<usize>| -> Result<Schema, JoinError> {
         let (schema, _) = format
-            .infer_schema(Cursor::new(bytes), rows)
+            .infer_schema(r, rows)
             .map_err(|e| err(line_of(&e), csv_reason(&e, None)))?;
         pandas_types(&schema).map_err(|reason| err(1, reason))
     };
-    let sampled = infer(Some(INFER_ROWS))?;
+    let infer_all = || infer(&mut BufReader::new(open().map_err(io)?), None);
+    // The header and the first INFER_ROWS rows (whole lines; a quoted field holding a line
+    // break makes the sample a few rows shorter).
+    let mut reader = BufReader::with_capacity(1 << 20, open().map_err(io)?);
+    let mut head = Zeroizing::new(Vec::new());
+    for _ in 0..=INFER_ROWS {
+        if reader.read_until(b'\n', &mut head).map_err(io)? == 0 {
+            break;
+        }
+    }
+    let sampled = infer(&mut Cursor::new(&head[..]), Some(INFER_ROWS))?;
     let untyped = sampled
         .fields()
         .iter()
         .any(|f| f.data_type() == &DataType::Null);
-    let mut schema = if untyped { infer(None)? } else { sampled };
-    let mut full = untyped;
+    let (mut schema, mut full) = if untyped {
+        (infer_all()?, true)
+    } else {
+        (sampled, false)
+    };
+    let mut first = Some(Cursor::new(&head[..]).chain(reader));
     loop {
-        match parse_csv(bytes, &format, &schema) {
+        let parsed = match first.take() {
+            Some(r) => parse_csv(r, &format, &schema),
+            None => parse_csv(BufReader::new(open().map_err(io)?), &format, &schema),
+        };
+        match parsed {
             Ok(batches) => {
                 let schema = Arc::new(schema);
                 return Ok(Table::new(schema, batches));
             }
             // A value after the sample that the sampled type does not hold: infer from all.
             Err(e) if !full && matches!(e, ArrowError::ParseError(_)) => {
-                schema = infer(None)?;
+                schema = infer_all()?;
                 full = true;
             }
             Err(e) => return Err(err(line_of(&e), csv_reason(&e, Some(&schema)))),
@@ -134,15 +186,15 @@ pub fn read_csv(dataset: &str, file: &str, bytes: &[u8]) -> Result<Table, JoinEr
     }
 }
 
-fn parse_csv(
-    bytes: &[u8],
+fn parse_csv<R: BufRead>(
+    r: R,
     format: &Format,
     schema: &Schema,
 ) -> Result<Vec<RecordBatch>, ArrowError> {
     let reader = ReaderBuilder::new(Arc::new(schema.clone()))
         .with_format(format.clone())
         .with_batch_size(BATCH_ROWS)
-        .build(Cursor::new(bytes))?;
+        .build_buffered(r)?;
     reader.collect()
 }
 

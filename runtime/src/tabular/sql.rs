@@ -13,17 +13,31 @@
 //!   fails ("resources exhausted") instead of writing decrypted rows to a temporary file.
 //! - **Both cores.** The plan runs with one partition per core on a multi-threaded Tokio
 //!   runtime.
+//! - **Each dataset handed over once.** A dataset the query reads once is a one-shot stream
+//!   ([`OneShot`]): its batches move into the plan when the scan starts and each is freed as
+//!   soon as the join has used it (the probe side batch by batch, the build side once it is
+//!   gathered into the hash table), so the datasets and the joined table do not all sit in
+//!   memory at the end. A dataset the query reads more than once (a self-join) stays a memory
+//!   table.
 //!
 //! A `SELECT *` over a join repeats the key column; in the result, later copies of a name get
 //! a suffix (`pk:1`, `pk:2`), as before.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -68,7 +82,7 @@ fn first_words(s: &str) -> String {
 /// memory exhausted).
 pub fn keyed_join(tables: Vec<(String, Table)>, query: &str) -> Result<Table, JoinError> {
     check_read_only(query)?;
-    let sql = |e: datafusion::error::DataFusionError| JoinError::Sql(e.to_string());
+    let sql = |e: DataFusionError| JoinError::Sql(e.to_string());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut config = SessionConfig::new()
         .with_target_partitions(cores)
@@ -81,10 +95,14 @@ pub fn keyed_join(tables: Vec<(String, Table)>, query: &str) -> Result<Table, Jo
         .build_arc()
         .map_err(sql)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let mut shots = Vec::with_capacity(tables.len());
     for (name, t) in tables {
-        let mem = MemTable::try_new(Arc::clone(&t.schema), vec![t.batches]).map_err(sql)?;
-        ctx.register_table(name.as_str(), Arc::new(mem))
+        let shot = Arc::new(OneShot::new(&name, t));
+        let table =
+            StreamingTable::try_new(Arc::clone(&shot.schema), vec![shot.clone()]).map_err(sql)?;
+        ctx.register_table(name.as_str(), Arc::new(table))
             .map_err(sql)?;
+        shots.push((name, shot));
     }
     let options = SQLOptions::new()
         .with_allow_ddl(false)
@@ -96,7 +114,25 @@ pub fn keyed_join(tables: Vec<(String, Table)>, query: &str) -> Result<Table, Jo
         .build()
         .map_err(|e| JoinError::Sql(format!("cannot start the join's threads: {e}")))?;
     let batches: Vec<RecordBatch> = rt.block_on(async {
-        let df = ctx.sql_with_options(query, options).await.map_err(sql)?;
+        let mut df = ctx.sql_with_options(query, options).await.map_err(sql)?;
+        // A dataset scanned more than once becomes a memory table (a one-shot stream would be
+        // empty the second time), and the query is planned again.
+        let scans = scans_per_table(df.logical_plan()).map_err(sql)?;
+        let mut replan = false;
+        for (name, shot) in &shots {
+            if scans.get(name.as_str()).copied().unwrap_or(0) > 1 {
+                let (schema, batches) = shot.take_back();
+                let mem = MemTable::try_new(schema, vec![batches]).map_err(sql)?;
+                ctx.deregister_table(name.as_str()).map_err(sql)?;
+                ctx.register_table(name.as_str(), Arc::new(mem))
+                    .map_err(sql)?;
+                replan = true;
+            }
+        }
+        if replan {
+            df = ctx.sql_with_options(query, options).await.map_err(sql)?;
+        }
+        drop(shots);
         df.collect().await.map_err(sql)
     })?;
     drop(ctx);
@@ -132,4 +168,67 @@ pub fn keyed_join(tables: Vec<(String, Table)>, query: &str) -> Result<Table, Jo
         return Err(JoinError::Empty);
     }
     Ok(t)
+}
+
+/// A dataset handed to DataFusion once (see the module documentation): a one-partition
+/// stream whose batches move out on the first scan. A second scan is an error, never an empty
+/// table.
+#[derive(Debug)]
+pub struct OneShot {
+    name: String,
+    schema: SchemaRef,
+    batches: Mutex<Option<Vec<RecordBatch>>>,
+}
+
+impl OneShot {
+    fn new(name: &str, t: Table) -> OneShot {
+        OneShot {
+            name: name.to_string(),
+            schema: t.schema,
+            batches: Mutex::new(Some(t.batches)),
+        }
+    }
+
+    /// The batches, if no scan has taken them.
+    fn take_back(&self) -> (SchemaRef, Vec<RecordBatch>) {
+        let batches = self
+            .batches
+            .lock()
+            .map(|mut b| b.take().unwrap_or_default())
+            .unwrap_or_default();
+        (Arc::clone(&self.schema), batches)
+    }
+}
+
+impl PartitionStream for OneShot {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let taken = self.batches.lock().ok().and_then(|mut b| b.take());
+        let items: Vec<Result<RecordBatch, DataFusionError>> = match taken {
+            Some(batches) => batches.into_iter().map(Ok).collect(),
+            None => vec![Err(DataFusionError::Execution(format!(
+                "dataset `{}` is read twice by the query",
+                self.name
+            )))],
+        };
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            futures::stream::iter(items),
+        ))
+    }
+}
+
+/// How many times the plan scans each table (subqueries included).
+fn scans_per_table(plan: &LogicalPlan) -> Result<HashMap<String, usize>, DataFusionError> {
+    let mut scans = HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(s) = node {
+            *scans.entry(s.table_name.table().to_string()).or_insert(0) += 1;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(scans)
 }
