@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod image;
+pub mod luks2;
 pub mod stream;
 
 pub use error::{ImageError, StreamError};

@@ -1,0 +1,260 @@
+//! LUKS2 images made by cryptsetup, read by ccr in user space: an ext4 file system made from a
+//! folder (`mkfs.ext4 -d`), encrypted offline (`cryptsetup reencrypt --encrypt`, which needs no
+//! device-mapper) with DEPA's parameters (aes-xts-plain64, 4096-byte sectors, pbkdf2 with 1000
+//! iterations, a 32-byte key file) and with cryptsetup's defaults (argon2id, 512-byte
+//! sectors). Every file reads back byte-identical (a file over 100 MB, nested folders, an empty
+//! file, names with spaces and UTF-8); a wrong key, damaged headers, LUKS1 and another cipher
+//! are clear errors.
+//!
+//! Needs `cryptsetup` and `mkfs.ext4` (Debian: cryptsetup-bin, e2fsprogs; `.ci/run` installs
+//! them): skipped with a printed reason when they are missing, unless
+//! `CCR_REQUIRE_CRYPTSETUP=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ccr_images::luks2::{Luks2Error, Luks2Image};
+use ext4_view::Ext4;
+
+fn tool(name: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn tools() -> Option<(PathBuf, PathBuf)> {
+    let t = tool("cryptsetup").zip(tool("mkfs.ext4"));
+    if t.is_none() {
+        assert!(
+            std::env::var("CCR_REQUIRE_CRYPTSETUP").as_deref() != Ok("1"),
+            "CCR_REQUIRE_CRYPTSETUP=1 but cryptsetup or mkfs.ext4 is missing"
+        );
+        eprintln!(
+            "skipping: cryptsetup or mkfs.ext4 is missing (apt-get install cryptsetup-bin e2fsprogs)"
+        );
+    }
+    t
+}
+
+fn run(cmd: &mut Command) {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The source folder: nested folders, an empty file, names with spaces and UTF-8, and (when
+/// `big`) a 101 MiB file.
+fn source(dir: &Path, big: bool) -> PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("a b/dëep/er")).unwrap();
+    std::fs::write(src.join("a b/x.csv"), "id,v\n1,2\n").unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+    std::fs::write(src.join("a b/dëep/er/fïlé ü.txt"), "ünï\n".repeat(1000)).unwrap();
+    if big {
+        let mut s = 1u64;
+        let data: Vec<u8> = (0..101 << 20)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (s >> 56) as u8
+            })
+            .collect();
+        std::fs::write(src.join("big.bin"), data).unwrap();
+    }
+    src
+}
+
+/// An ext4 image of `src`, then LUKS2 by offline encryption with `args`; returns the image
+/// and its key file.
+fn image(dir: &Path, src: &Path, fs_mb: u64, args: &[&str]) -> (PathBuf, PathBuf) {
+    let (cryptsetup, mkfs) = tools().unwrap();
+    let img = dir.join("img");
+    let key = dir.join("key");
+    std::fs::write(
+        &key,
+        (0..32u8)
+            .map(|i| i.wrapping_mul(37) ^ 0x5a)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len((fs_mb + 32) << 20).unwrap();
+    run(Command::new(mkfs)
+        .args(["-q", "-b", "4096", "-d"])
+        .arg(src)
+        .arg(&img)
+        .arg(format!("{fs_mb}M")));
+    run(Command::new(cryptsetup)
+        .args([
+            "reencrypt",
+            "--encrypt",
+            "--type",
+            "luks2",
+            "--force-offline-reencrypt",
+            "--reduce-device-size",
+            "32M",
+            "-q",
+            "--key-file",
+        ])
+        .arg(&key)
+        .args(args)
+        .arg(&img));
+    (img, key)
+}
+
+/// Every file under `dir` in `fs`, recursively: (path, bytes).
+fn walk(fs: &Ext4, dir: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in fs.read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().as_str().unwrap().to_string();
+        if name == "." || name == ".." || name == "lost+found" {
+            continue;
+        }
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
+        if e.file_type().unwrap().is_dir() {
+            walk(fs, &path, out);
+        } else {
+            out.push((path.clone(), fs.read(path.as_str()).unwrap()));
+        }
+    }
+}
+
+fn check_files(img: &Path, key: &Path, src: &Path) -> usize {
+    let v = Luks2Image::open(img)
+        .unwrap()
+        .unlock(&std::fs::read(key).unwrap())
+        .unwrap();
+    let fs = Ext4::load(Box::new(v)).unwrap();
+    let mut files = Vec::new();
+    walk(&fs, "/", &mut files);
+    for (path, bytes) in &files {
+        let want = std::fs::read(src.join(path.trim_start_matches('/'))).unwrap();
+        assert!(*bytes == want, "{path} differs");
+    }
+    files.len()
+}
+
+#[test]
+fn depa_parameters_and_cryptsetup_defaults_read_byte_identical() {
+    if tools().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), true);
+    let depa = [
+        "--cipher",
+        "aes-xts-plain64",
+        "--sector-size",
+        "4096",
+        "--pbkdf",
+        "pbkdf2",
+        "--pbkdf-force-iterations",
+        "1000",
+    ];
+    let (img, key) = image(dir.path(), &src, 160, &depa);
+    assert_eq!(check_files(&img, &key, &src), 4);
+    let h = Luks2Image::open(&img).unwrap().header;
+    assert_eq!(h.metadata.segments["0"].sector_size, 4096);
+    std::fs::remove_file(&img).unwrap();
+    // cryptsetup's defaults: argon2id, 512-byte sectors (for the smaller folder).
+    let small = source(&dir.path().join("small"), false);
+    let (img, key) = image(dir.path(), &small, 16, &["--sector-size", "512"]);
+    let h = Luks2Image::open(&img).unwrap().header;
+    assert!(
+        matches!(
+            h.metadata.keyslots["0"].kdf,
+            ccr_images::luks2::header::Kdf::Argon2id { .. }
+        ),
+        "{:?}",
+        h.metadata.keyslots["0"].kdf
+    );
+    assert_eq!(check_files(&img, &key, &small), 3);
+}
+
+#[test]
+fn wrong_key_damaged_headers_luks1_and_other_ciphers_are_named() {
+    let Some((cryptsetup, _)) = tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), false);
+    let (img, key) = image(
+        dir.path(),
+        &src,
+        16,
+        &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"],
+    );
+    let e = Luks2Image::open(&img)
+        .unwrap()
+        .unlock(&[7u8; 32])
+        .unwrap_err();
+    assert!(matches!(e, Luks2Error::WrongKey), "{e}");
+    // The primary header damaged: the secondary is used, and that is said.
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[4096 + 10] ^= 0xff;
+    std::fs::write(&img, &bytes).unwrap();
+    let opened = Luks2Image::open(&img).unwrap();
+    let why = opened.primary_damaged.clone().unwrap();
+    assert!(why.contains("primary") && why.contains("checksum"), "{why}");
+    assert_eq!(opened.header.which, "secondary");
+    assert_eq!(check_files(&img, &key, &src), 3);
+    // Both damaged.
+    let off = opened.header.hdr_size as usize;
+    bytes[off + 4096 + 10] ^= 0xff;
+    std::fs::write(&img, &bytes).unwrap();
+    let e = Luks2Image::open(&img).unwrap_err().to_string();
+    assert!(e.contains("both LUKS2 headers"), "{e}");
+    // LUKS1 (luksFormat writes a header without device-mapper).
+    let f = dir.path().join("luks1");
+    std::fs::File::create(&f)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    run(Command::new(&cryptsetup)
+        .args([
+            "luksFormat",
+            "-q",
+            "--type",
+            "luks1",
+            "--pbkdf-force-iterations",
+            "1000",
+        ])
+        .arg("--key-file")
+        .arg(&key)
+        .arg(&f));
+    let e = Luks2Image::open(&f).unwrap_err();
+    assert!(matches!(e, Luks2Error::Luks1), "{e}");
+    // A segment cipher ccr does not read: the metadata says sm4-xts-plain64 (cryptsetup checks
+    // a cipher with the kernel, so the header is edited and its checksums made again).
+    let (img, key) = image(
+        dir.path(),
+        &src,
+        16,
+        &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"],
+    );
+    let mut bytes = std::fs::read(&img).unwrap();
+    let hdr_size = Luks2Image::open(&img).unwrap().header.hdr_size as usize;
+    for at in [0, hdr_size] {
+        let area = &mut bytes[at..at + hdr_size];
+        let from = br#""encryption":"aes-xts-plain64","sector_size""#;
+        let to = br#""encryption":"sm4-xts-plain64","sector_size""#;
+        let i = area.windows(from.len()).position(|w| w == from).unwrap();
+        area[i..i + to.len()].copy_from_slice(to);
+        area[448..512].fill(0);
+        let sum = <sha2::Sha256 as sha2::Digest>::digest(&*area);
+        area[448..480].copy_from_slice(&sum);
+    }
+    std::fs::write(&img, &bytes).unwrap();
+    let e = Luks2Image::open(&img)
+        .unwrap()
+        .unlock(&std::fs::read(&key).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sm4-xts-plain64") && e.contains("not supported"),
+        "{e}"
+    );
+}
