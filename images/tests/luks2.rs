@@ -13,8 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::io::Read;
+
+use ccr_images::luks2::files::Files;
 use ccr_images::luks2::{Luks2Error, Luks2Image};
-use ext4_view::Ext4;
 
 fn tool(name: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
@@ -105,36 +107,25 @@ fn image(dir: &Path, src: &Path, fs_mb: u64, args: &[&str]) -> (PathBuf, PathBuf
     (img, key)
 }
 
-/// Every file under `dir` in `fs`, recursively: (path, bytes).
-fn walk(fs: &Ext4, dir: &str, out: &mut Vec<(String, Vec<u8>)>) {
-    for e in fs.read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().as_str().unwrap().to_string();
-        if name == "." || name == ".." || name == "lost+found" {
-            continue;
-        }
-        let path = format!("{}/{name}", dir.trim_end_matches('/'));
-        if e.file_type().unwrap().is_dir() {
-            walk(fs, &path, out);
-        } else {
-            out.push((path.clone(), fs.read(path.as_str()).unwrap()));
-        }
-    }
-}
-
 fn check_files(img: &Path, key: &Path, src: &Path) -> usize {
     let v = Luks2Image::open(img)
         .unwrap()
         .unlock(&std::fs::read(key).unwrap())
         .unwrap();
-    let fs = Ext4::load(Box::new(v)).unwrap();
-    let mut files = Vec::new();
-    walk(&fs, "/", &mut files);
-    for (path, bytes) in &files {
-        let want = std::fs::read(src.join(path.trim_start_matches('/'))).unwrap();
-        assert!(*bytes == want, "{path} differs");
+    let files = Files::load(v).unwrap();
+    let list = files.list("").unwrap();
+    for f in &list {
+        let mut bytes = Vec::new();
+        files
+            .open(&f.path)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        let want = std::fs::read(src.join(&f.path)).unwrap();
+        assert_eq!(bytes.len() as u64, f.size, "{}", f.path);
+        assert!(bytes == want, "{} differs", f.path);
     }
-    files.len()
+    list.len()
 }
 
 #[test]
@@ -257,4 +248,27 @@ fn wrong_key_damaged_headers_luks1_and_other_ciphers_are_named() {
         e.contains("sm4-xts-plain64") && e.contains("not supported"),
         "{e}"
     );
+
+    // A symlink out of the root and one inside are refused by name, not followed; so is `..`.
+    let linked = dir.path().join("linked");
+    let lsrc = source(&linked, false);
+    std::os::unix::fs::symlink("../../../etc/passwd", lsrc.join("a b/escape")).unwrap();
+    let (img, key) = image(
+        &linked,
+        &lsrc,
+        16,
+        &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"],
+    );
+    let v = Luks2Image::open(&img)
+        .unwrap()
+        .unlock(&std::fs::read(&key).unwrap())
+        .unwrap();
+    let files = Files::load(v).unwrap();
+    let e = files.list("").unwrap_err().to_string();
+    assert!(e.contains("a b/escape") && e.contains("symlink"), "{e}");
+    let e = files.open("a b/escape").unwrap_err().to_string();
+    assert!(e.contains("symlink"), "{e}");
+    let e = files.open("a b/../empty").unwrap_err().to_string();
+    assert!(e.contains("under the image's root"), "{e}");
+    assert_eq!(files.list("a b/dëep").unwrap().len(), 1);
 }

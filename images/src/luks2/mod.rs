@@ -11,6 +11,7 @@
 //! image's SHA-256 in the contract is what detects that (see README).
 
 pub mod cipher;
+pub mod files;
 pub mod header;
 pub mod keyslot;
 
@@ -61,6 +62,17 @@ pub enum Luks2Error {
     /// A read past the segment or of the file failed.
     #[error("LUKS2 image: {0}")]
     Io(String),
+    /// The ext4 file system inside cannot be read.
+    #[error("ext4 inside the LUKS2 image: {0}")]
+    Ext4(String),
+    /// A file or path of the image that is not read.
+    #[error("`{path}` in the image: refused: {why}")]
+    Refused {
+        /// The path, relative to the image's root.
+        path: String,
+        /// What it is.
+        why: String,
+    },
 }
 
 fn io(e: std::io::Error) -> Luks2Error {
