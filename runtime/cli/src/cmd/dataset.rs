@@ -40,6 +40,15 @@ pub(crate) enum DatasetCmd {
         /// Folder to create with the plaintext files.
         out: PathBuf,
     },
+    /// Print a LUKS2 dataset image's metadata (no key needed) and, with `--key`, the files of
+    /// its ext4 file system, so that a provider can check an image before registering it.
+    Inspect {
+        /// The key file that opens a keyslot (DEPA's 32-byte key file).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The LUKS2 image file.
+        image: PathBuf,
+    },
 }
 
 /// Runs `ccr dataset ...`.
@@ -71,6 +80,70 @@ pub(crate) fn run(cmd: DatasetCmd) -> Result<()> {
             img.expect_dataset(&id)?;
             extract(&img, &id, &k, &out)?;
         }
+        DatasetCmd::Inspect { key, image } => inspect(&image, key.as_deref())?,
+    }
+    Ok(())
+}
+
+/// `ccr dataset inspect`: the header copy in use, segments, keyslots and digests; with a key,
+/// every regular file (size and path).
+fn inspect(image: &std::path::Path, key: Option<&std::path::Path>) -> Result<()> {
+    use ccr_images::luks2::header::Kdf;
+    use ccr_images::luks2::{Luks2Image, files::Files};
+    let img = Luks2Image::open(image).map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+    let h = &img.header;
+    println!("LUKS2 image {}", image.display());
+    println!(
+        "  uuid {}  label {:?}  header {} ({} bytes, seqid {}, {})",
+        h.uuid, h.label, h.which, h.hdr_size, h.seqid, h.checksum_alg
+    );
+    if let Some(why) = &img.primary_damaged {
+        println!("  WARNING: the primary header is damaged ({why}); the secondary is used");
+    }
+    for (id, s) in &h.metadata.segments {
+        println!(
+            "  segment {id}: {} offset {} size {} cipher {} sector {} iv_tweak {}",
+            s.kind, s.offset, s.size, s.encryption, s.sector_size, s.iv_tweak
+        );
+    }
+    for (id, k) in &h.metadata.keyslots {
+        let kdf = match &k.kdf {
+            Kdf::Pbkdf2 {
+                hash, iterations, ..
+            } => format!("pbkdf2 {hash} {iterations} iterations"),
+            Kdf::Argon2i {
+                time, memory, cpus, ..
+            } => format!("argon2i time {time} memory {memory} KiB cpus {cpus}"),
+            Kdf::Argon2id {
+                time, memory, cpus, ..
+            } => format!("argon2id time {time} memory {memory} KiB cpus {cpus}"),
+        };
+        println!(
+            "  keyslot {id}: {} key {} bits, {kdf}, AF {} stripes {}, area {} at {} ({} bytes)",
+            k.kind,
+            k.key_size * 8,
+            k.af.stripes,
+            k.af.hash,
+            k.area.encryption,
+            k.area.offset,
+            k.area.size
+        );
+    }
+    for (id, d) in &h.metadata.digests {
+        println!(
+            "  digest {id}: {} {} {} iterations, keyslots {:?}, segments {:?}",
+            d.kind, d.hash, d.iterations, d.keyslots, d.segments
+        );
+    }
+    let Some(key) = key else {
+        return Ok(());
+    };
+    let k = zeroize::Zeroizing::new(std::fs::read(key)?);
+    let files = Files::load(img.unlock(&k)?)?;
+    let list = files.list("")?;
+    println!("  ext4: {} file(s)", list.len());
+    for f in list {
+        println!("  {:>12}  {}", f.size, f.path);
     }
     Ok(())
 }
