@@ -135,7 +135,7 @@ fn xgboost_loads_ccr_trees_and_predicts_the_same_margins() {
         .unwrap();
         let m = xgb::train(&p, &sp, &cfg).unwrap();
         let path = dir.path().join(format!("{objective}.json"));
-        std::fs::write(&path, m.to_json(&p).unwrap()).unwrap();
+        std::fs::write(&path, m.to_json(&p)).unwrap();
         let mut params = json!({"objective": objective, "max_depth": 4, "eta": 0.3,
             "lambda": 1.0, "min_child_weight": 1.0});
         if classes > 2 {

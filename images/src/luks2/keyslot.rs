@@ -11,6 +11,9 @@ use zeroize::Zeroizing;
 use super::Luks2Error;
 use super::header::{Af, Digest, Kdf};
 
+/// The largest argon2 memory cost cryptsetup sets, KiB.
+const MAX_ARGON2_KIB: u32 = 4 * 1024 * 1024;
+
 fn b64(s: &str, field: &str) -> Result<Vec<u8>, Luks2Error> {
     STANDARD
         .decode(s.trim())
@@ -50,6 +53,12 @@ fn pbkdf2(
 pub fn derive(kdf: &Kdf, key_file: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>, Luks2Error> {
     let argon = |alg, time, memory, cpus, salt: &str| {
         let salt = b64(salt, "kdf.salt")?;
+        // cryptsetup's ceiling (4 GiB): more is a header asking ccr to exhaust memory.
+        if memory > MAX_ARGON2_KIB {
+            return Err(Luks2Error::Metadata(format!(
+                "argon2 memory {memory} KiB is over cryptsetup's limit of {MAX_ARGON2_KIB} KiB"
+            )));
+        }
         let params = argon2::Params::new(memory, time, cpus, Some(len))
             .map_err(|e| Luks2Error::Metadata(format!("argon2 parameters: {e}")))?;
         let mut out = Zeroizing::new(vec![0u8; len]);

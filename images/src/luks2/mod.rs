@@ -248,6 +248,13 @@ impl Luks2Image {
             if ks.kind != "luks2" {
                 continue;
             }
+            // Sizes from the (unauthenticated) metadata bound allocations: XTS keys only.
+            if !matches!(ks.key_size, 32 | 64) || !matches!(ks.area.key_size, 32 | 64) {
+                return Err(Luks2Error::Unsupported(format!(
+                    "keyslot {ks_id}: key_size {} / area key_size {} (AES-XTS keys are 32 or 64 bytes)",
+                    ks.key_size, ks.area.key_size
+                )));
+            }
             let area_key = keyslot::derive(&ks.kdf, key_file, ks.area.key_size)?;
             let area_at = number(&ks.area.offset, "keyslot area offset")?;
             let area_size = number(&ks.area.size, "keyslot area size")?;

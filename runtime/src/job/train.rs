@@ -143,7 +143,7 @@ fn fit_xgb(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
     } else {
         let m = xgb::train(p, sp, tc)?;
         info!(objective = %m.objective.as_str(), trees = m.trees.len(), seconds = t0.elapsed().as_secs_f64(), "Train_XGB done");
-        let doc = m.to_json(p)?;
+        let doc = m.to_json(p);
         (Box::new(move |idx: &[usize]| m.predict(p, idx)), None, doc)
     };
     let out = predict(&sp.test);

@@ -238,10 +238,7 @@ impl XgbModel {
     }
 
     /// `model.xgb.json`: XGBoost's JSON model (see the module docs).
-    ///
-    /// # Errors
-    /// None today; the `Result` keeps the signature of the model writers.
-    pub fn to_json(&self, p: &Prepared) -> Result<Vec<u8>, TrainError> {
+    pub fn to_json(&self, p: &Prepared) -> Vec<u8> {
         let d = p.d();
         let rounds = self.trees.len() / self.groups.max(1);
         let (num_class, objective) = match self.objective {
@@ -303,7 +300,7 @@ impl XgbModel {
             },
             "version": [3, 1, 0],
         });
-        Ok(serde_json::to_vec(&doc).unwrap_or_default())
+        serde_json::to_vec(&doc).unwrap_or_default()
     }
 }
 
