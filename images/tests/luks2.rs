@@ -4,7 +4,8 @@
 //! iterations, a 32-byte key file) and with cryptsetup's defaults (argon2id, 512-byte
 //! sectors). Every file reads back byte-identical (a file over 100 MB, nested folders, an empty
 //! file, names with spaces and UTF-8); a wrong key, damaged headers, LUKS1 and another cipher
-//! are clear errors.
+//! are clear errors; a flipped ciphertext byte is refused when the image's SHA-256 is pinned and
+//! goes unnoticed by XTS when it is not.
 //!
 //! Needs `cryptsetup` and `mkfs.ext4` (Debian: cryptsetup-bin, e2fsprogs; `.ci/run` installs
 //! them): skipped with a printed reason when they are missing, unless
@@ -16,7 +17,8 @@ use std::process::Command;
 use std::io::Read;
 
 use ccr_images::luks2::files::Files;
-use ccr_images::luks2::{Luks2Error, Luks2Image};
+use ccr_images::luks2::source::pin_of;
+use ccr_images::luks2::{ImagePin, Luks2Error, Luks2Image};
 
 fn tool(name: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
@@ -274,4 +276,83 @@ fn wrong_key_damaged_headers_luks1_and_other_ciphers_are_named() {
     let e = files.open("a b/../empty").unwrap_err().to_string();
     assert!(e.contains("under the image's root"), "{e}");
     assert_eq!(files.list("a b/dëep").unwrap().len(), 1);
+}
+
+/// Reads every file of an image opened with `pin`, then waits for the pin's verdict.
+fn read_all(img: &Path, key: &Path, pin: Option<&ImagePin>) -> Result<Vec<Vec<u8>>, Luks2Error> {
+    let v = Luks2Image::open_pinned(img, pin)?.unlock(&std::fs::read(key).unwrap())?;
+    let check = v.pin_check();
+    let files = Files::load(v)?;
+    let mut out = Vec::new();
+    for f in files.list("")? {
+        let mut bytes = Vec::new();
+        files
+            .open(&f.path)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| Luks2Error::Io(e.to_string()))?;
+        out.push(bytes);
+    }
+    if let Some(c) = check {
+        c.wait()?;
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_flipped_ciphertext_byte_is_refused_with_the_pin_and_undetected_without() {
+    if tools().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path(), false);
+    let (img, key) = image(
+        dir.path(),
+        &src,
+        16,
+        &[
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--sector-size",
+            "4096",
+        ],
+    );
+    let pin = pin_of(&img).unwrap();
+    let clean = read_all(&img, &key, Some(&pin)).unwrap();
+    assert_eq!(clean.len(), 3);
+    // Flip one byte inside the ciphertext of the 4000-byte UTF-8 file's data block: found by
+    // decrypting the volume and locating the file's plaintext.
+    let offset = Luks2Image::open(&img).unwrap().header.metadata.segments["0"]
+        .offset
+        .parse::<u64>()
+        .unwrap();
+    let mut v = Luks2Image::open(&img)
+        .unwrap()
+        .unlock(&std::fs::read(&key).unwrap())
+        .unwrap();
+    let mut plain = vec![0u8; v.size() as usize];
+    v.read_at(0, &mut plain).unwrap();
+    let needle = "ünï\n".repeat(8);
+    let at = plain
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap() as u64;
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[(offset + at + 100) as usize] ^= 0x01;
+    std::fs::write(&img, &bytes).unwrap();
+    // Pinned: refused, naming both digests.
+    let e = read_all(&img, &key, Some(&pin)).unwrap_err().to_string();
+    assert!(
+        e.contains("image pin: the image's SHA-256 is") && e.contains(&hex::encode(pin.sha256)),
+        "{e}"
+    );
+    // Unpinned: XTS cannot tell; the file reads back with one 16-byte block garbled (ext4's
+    // metadata checksums do not cover file data), which is what README says.
+    let got = read_all(&img, &key, None).unwrap();
+    let changed: Vec<usize> = (0..3).filter(|&i| got[i] != clean[i]).collect();
+    assert_eq!(changed.len(), 1, "exactly one file differs");
+    let (a, b) = (&got[changed[0]], &clean[changed[0]]);
+    let diff = a.iter().zip(b.iter()).filter(|(x, y)| x != y).count();
+    assert!((1..=16).contains(&diff), "{diff} bytes differ");
 }

@@ -42,40 +42,36 @@ fn mul_alpha(t: u128) -> u128 {
     (t << 1) ^ ((t >> 127) * 0x87)
 }
 
-/// XTS-decrypts one sector (IEEE 1619-2007 §5.4, whole blocks): the tweaks first, then every
-/// block of the sector in one batched AES call (the `aes` crate pipelines them).
-fn decrypt_sector<D, E>(
-    k1: &D,
-    k2: &E,
-    sector: &mut [u8],
-    iv: u128,
-    scratch: &mut Vec<Block>,
-    tweaks: &mut Vec<u128>,
-) where
+/// XTS-decrypts one sector (IEEE 1619-2007 §5.4, whole blocks) whose first tweak `t`
+/// (`E_K2(IV)`) is given: every block of the sector goes through AES in one batched call (the
+/// `aes` crate pipelines eight blocks at a time). `scratch` holds the sector's blocks.
+fn decrypt_sector<D>(k1: &D, sector: &mut [u8], t: u128, scratch: &mut [Block])
+where
     D: BlockDecrypt + BlockSizeUser<BlockSize = U16>,
+{
+    let mut tw = t;
+    for (c, b) in sector.chunks_exact(16).zip(scratch.iter_mut()) {
+        let x = u128::from_le_bytes(c.try_into().unwrap_or([0; 16])) ^ tw;
+        *b = Block::from(x.to_le_bytes());
+        tw = mul_alpha(tw);
+    }
+    k1.decrypt_blocks(scratch);
+    let mut tw = t;
+    for (c, b) in sector.chunks_exact_mut(16).zip(scratch.iter()) {
+        let x = u128::from_le_bytes((*b).into()) ^ tw;
+        c.copy_from_slice(&x.to_le_bytes());
+        tw = mul_alpha(tw);
+    }
+}
+
+/// The first tweak of each of `n` sectors, `E_K2(IV)`, in one batched call.
+fn first_tweaks<E>(k2: &E, ivs: impl Iterator<Item = u128>) -> Vec<u128>
+where
     E: BlockEncrypt + BlockSizeUser<BlockSize = U16>,
 {
-    let mut t = Block::from(iv.to_le_bytes());
-    k2.encrypt_block(&mut t);
-    let mut t = u128::from_le_bytes(t.into());
-    tweaks.clear();
-    scratch.clear();
-    for c in sector.chunks_exact(16) {
-        tweaks.push(t);
-        let x = u128::from_le_bytes(c.try_into().unwrap_or([0; 16])) ^ t;
-        scratch.push(Block::from(x.to_le_bytes()));
-        t = mul_alpha(t);
-    }
-    k1.decrypt_blocks(scratch.as_mut_slice());
-    for ((c, b), t) in sector
-        .chunks_exact_mut(16)
-        .zip(scratch.iter())
-        .zip(tweaks.iter())
-    {
-        let x = u128::from_le_bytes((*b).into()) ^ t;
-        c.copy_from_slice(&x.to_le_bytes());
-    }
-    scratch.fill(GenericArray::default());
+    let mut t: Vec<Block> = ivs.map(|iv| Block::from(iv.to_le_bytes())).collect();
+    k2.encrypt_blocks(&mut t);
+    t.iter().map(|b| u128::from_le_bytes((*b).into())).collect()
 }
 
 impl SectorCipher {
@@ -112,24 +108,32 @@ impl SectorCipher {
     /// IV is `first_iv` (in 512-byte units: each next sector's is `sector_size / 512` more).
     pub fn decrypt(&self, buf: &mut [u8], sector_size: usize, first_iv: u64) {
         let step = (sector_size / 512) as u64;
-        let mut scratch = Vec::with_capacity(sector_size / 16);
-        let mut tweaks = Vec::with_capacity(sector_size / 16);
-        for (i, sector) in buf.chunks_exact_mut(sector_size).enumerate() {
-            let iv = first_iv.wrapping_add((i as u64).wrapping_mul(step));
-            let iv = if self.iv == Iv::Plain {
-                iv & 0xffff_ffff
-            } else {
-                iv
-            };
-            match &self.keys {
-                Keys::A128(k) => {
-                    decrypt_sector(&k.0, &k.1, sector, iv.into(), &mut scratch, &mut tweaks)
+        let n = buf.len() / sector_size;
+        let plain = self.iv == Iv::Plain;
+        let ivs = (0..n as u64).map(|i| {
+            let iv = first_iv.wrapping_add(i.wrapping_mul(step));
+            u128::from(if plain { iv & 0xffff_ffff } else { iv })
+        });
+        let mut scratch = vec![Block::default(); sector_size / 16];
+        match &self.keys {
+            Keys::A128(k) => {
+                for (s, t) in buf
+                    .chunks_exact_mut(sector_size)
+                    .zip(first_tweaks(&k.1, ivs))
+                {
+                    decrypt_sector(&k.0, s, t, &mut scratch);
                 }
-                Keys::A256(k) => {
-                    decrypt_sector(&k.0, &k.1, sector, iv.into(), &mut scratch, &mut tweaks)
+            }
+            Keys::A256(k) => {
+                for (s, t) in buf
+                    .chunks_exact_mut(sector_size)
+                    .zip(first_tweaks(&k.1, ivs))
+                {
+                    decrypt_sector(&k.0, s, t, &mut scratch);
                 }
             }
         }
+        scratch.fill(GenericArray::default());
     }
 }
 

@@ -14,15 +14,18 @@ pub mod cipher;
 pub mod files;
 pub mod header;
 pub mod keyslot;
+pub mod source;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use self::cipher::SectorCipher;
 use self::header::{BIN_HEADER_LEN, Header, SECONDARY_OFFSETS, number};
+use self::source::Source;
+pub use self::source::{ImagePin, PinCheck};
 
 /// What can go wrong opening a LUKS2 image.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,9 @@ pub enum Luks2Error {
     /// The ext4 file system inside cannot be read.
     #[error("ext4 inside the LUKS2 image: {0}")]
     Ext4(String),
+    /// The image is not the one the contract pins (or changed while it was read).
+    #[error("image pin: {0}")]
+    Pin(String),
     /// A file or path of the image that is not read.
     #[error("`{path}` in the image: refused: {why}")]
     Refused {
@@ -82,7 +88,8 @@ fn io(e: std::io::Error) -> Luks2Error {
 /// A LUKS2 image file with a checked header.
 #[derive(Debug)]
 pub struct Luks2Image {
-    file: File,
+    source: Source,
+    pin: Option<PinCheck>,
     size: u64,
     /// The header copy in use.
     pub header: Header,
@@ -91,7 +98,7 @@ pub struct Luks2Image {
 }
 
 /// Reads one header copy at `offset`: its binary header, then `hdr_size` bytes.
-fn read_copy(f: &mut File, size: u64, offset: u64, secondary: bool) -> Result<Header, Luks2Error> {
+fn read_copy(f: &Source, size: u64, offset: u64, secondary: bool) -> Result<Header, Luks2Error> {
     let which = if secondary { "secondary" } else { "primary" };
     let mut bin = vec![0u8; BIN_HEADER_LEN];
     if offset + BIN_HEADER_LEN as u64 > size {
@@ -100,14 +107,13 @@ fn read_copy(f: &mut File, size: u64, offset: u64, secondary: bool) -> Result<He
             what: "past the end of the image".into(),
         });
     }
-    f.seek(SeekFrom::Start(offset)).map_err(io)?;
-    f.read_exact(&mut bin).map_err(io)?;
+    f.read_at(offset, &mut bin)?;
     let mut hs = [0u8; 8];
     hs.copy_from_slice(&bin[8..16]);
     let hdr_size = u64::from_be_bytes(hs);
     if SECONDARY_OFFSETS.contains(&hdr_size) && offset + hdr_size <= size {
         bin.resize(hdr_size as usize, 0);
-        f.read_exact(&mut bin[BIN_HEADER_LEN..]).map_err(io)?;
+        f.read_at(offset + BIN_HEADER_LEN as u64, &mut bin[BIN_HEADER_LEN..])?;
     }
     header::parse(&bin, secondary)
 }
@@ -121,17 +127,30 @@ impl Luks2Image {
     /// [`Luks2Error::NotLuks`], [`Luks2Error::Luks1`], [`Luks2Error::BothHeaders`],
     /// [`Luks2Error::Io`].
     pub fn open(path: &Path) -> Result<Self, Luks2Error> {
-        let mut file = File::open(path).map_err(io)?;
+        Self::open_pinned(path, None)
+    }
+
+    /// [`Luks2Image::open`], with every byte read from the image checked against `pin` (see
+    /// [`source`]): a size that is not the pinned one is refused at once; the digest's verdict
+    /// comes from [`Luks2Image::pin_check`] (and [`Volume::pin_check`]).
+    ///
+    /// # Errors
+    /// As [`Luks2Image::open`], and [`Luks2Error::Pin`].
+    pub fn open_pinned(path: &Path, pin: Option<&ImagePin>) -> Result<Self, Luks2Error> {
+        let file = File::open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
+        let (file, pin) = Source::new(file, size, pin)?;
         let mut start = [0u8; 8];
-        file.read_exact(&mut start)
-            .map_err(|_| Luks2Error::NotLuks)?;
+        if size < 8 {
+            return Err(Luks2Error::NotLuks);
+        }
+        file.read_at(0, &mut start)?;
         match header::version(&start) {
             None => return Err(Luks2Error::NotLuks),
             Some(1) => return Err(Luks2Error::Luks1),
             Some(_) => {}
         }
-        let primary = read_copy(&mut file, size, 0, false);
+        let primary = read_copy(&file, size, 0, false);
         // The secondary sits at the primary's hdr_size; probe every allowed offset otherwise.
         let mut offsets: Vec<u64> = SECONDARY_OFFSETS.to_vec();
         if let Ok(p) = &primary {
@@ -143,7 +162,7 @@ impl Luks2Image {
             what: "not found at any offset LUKS2 allows".into(),
         });
         for o in offsets {
-            match read_copy(&mut file, size, o, true) {
+            match read_copy(&file, size, o, true) {
                 Ok(h) => {
                     secondary = Ok(h);
                     break;
@@ -167,11 +186,17 @@ impl Luks2Image {
             }
         };
         Ok(Self {
-            file,
+            source: file,
+            pin,
             size,
             header,
             primary_damaged,
         })
+    }
+
+    /// The pinned digest's verdict, when the image was opened with a pin.
+    pub fn pin_check(&self) -> Option<PinCheck> {
+        self.pin.clone()
     }
 
     /// Opens the `crypt` segment with the key file: each keyslot bound to the segment's digest
@@ -181,7 +206,7 @@ impl Luks2Image {
     /// [`Luks2Error::WrongKey`]; [`Luks2Error::Unsupported`] for a segment other than one
     /// `crypt` segment (reencryption in progress, dm-integrity, `linear`), a cipher other than
     /// aes-xts-plain64/plain, a mandatory requirement; [`Luks2Error::Metadata`].
-    pub fn unlock(mut self, key_file: &[u8]) -> Result<Volume, Luks2Error> {
+    pub fn unlock(self, key_file: &[u8]) -> Result<Volume, Luks2Error> {
         let m = &self.header.metadata;
         let mandatory = m
             .config
@@ -268,14 +293,16 @@ impl Luks2Image {
                 )));
             }
             let mut ct = vec![0u8; need as usize];
-            self.file.seek(SeekFrom::Start(area_at)).map_err(io)?;
-            self.file.read_exact(&mut ct).map_err(io)?;
+            self.source.read_at(area_at, &mut ct)?;
             let material = cipher::decrypt_area(&ks.area.encryption, &area_key, &ct)?;
             let vk = keyslot::af_merge(&material, ks.key_size, &ks.af)?;
             if keyslot::digest_matches(digest, &vk)? {
                 let cipher = SectorCipher::new(&seg.encryption, &vk)?;
                 return Ok(Volume {
-                    file: self.file,
+                    source: self.source,
+                    pin: self.pin,
+                    window: Zeroizing::new(Vec::with_capacity(WINDOW as usize)),
+                    window_at: 0,
                     cipher,
                     offset,
                     size: end - offset,
@@ -288,15 +315,21 @@ impl Luks2Image {
     }
 }
 
-/// The decrypted `crypt` segment: random-access reads, each covering whole sectors read from
-/// the image and decrypted (nothing is cached or written).
+/// The decrypted `crypt` segment: random-access reads of whole sectors read from the image and
+/// decrypted. The last [`WINDOW`] bytes decrypted are kept (zeroized when replaced or dropped)
+/// so that ext4's block-sized reads of a file go through the cipher in large batches; nothing is
+/// written anywhere.
 pub struct Volume {
-    file: File,
+    source: Source,
+    pin: Option<PinCheck>,
     cipher: SectorCipher,
     offset: u64,
     size: u64,
     sector_size: u64,
     iv_tweak: u64,
+    /// Plaintext of the segment at `window_at..window_at + window.len()`.
+    window: Zeroizing<Vec<u8>>,
+    window_at: u64,
 }
 
 impl std::fmt::Debug for Volume {
@@ -309,8 +342,11 @@ impl std::fmt::Debug for Volume {
     }
 }
 
-/// Largest read [`Volume::read_at`] decrypts at once.
-const CHUNK: u64 = 1 << 20;
+/// Bytes decrypted ahead of a read that misses the window.
+pub const WINDOW: u64 = 1 << 20;
+/// A window is read and decrypted in pieces of this size on rayon's pool (the cores share the
+/// XTS work); pieces start on the pin's chunk grid so that each piece is hashed once.
+const PIECE: u64 = source::CHUNK;
 
 impl Volume {
     /// The segment's size in bytes.
@@ -318,10 +354,17 @@ impl Volume {
         self.size
     }
 
+    /// The pinned digest's verdict, when the image was opened with a pin: callers keep no
+    /// plaintext until [`PinCheck::wait`] returns `Ok`.
+    pub fn pin_check(&self) -> Option<PinCheck> {
+        self.pin.clone()
+    }
+
     /// Fills `dst` with the plaintext at byte `start` of the segment.
     ///
     /// # Errors
-    /// [`Luks2Error::Io`] for a read past the segment or a failed read.
+    /// [`Luks2Error::Io`] for a read past the segment or a failed read; [`Luks2Error::Pin`]
+    /// when a pinned image's bytes are not the pinned ones.
     pub fn read_at(&mut self, start: u64, dst: &mut [u8]) -> Result<(), Luks2Error> {
         let end = start.saturating_add(dst.len() as u64);
         if end > self.size {
@@ -330,27 +373,57 @@ impl Volume {
                 start, self.size
             )));
         }
-        let ss = self.sector_size;
         let mut done = 0usize;
         while done < dst.len() {
             let at = start + done as u64;
-            let first = at / ss;
-            let want = (dst.len() - done) as u64;
-            let last = ((at + want.min(CHUNK)).div_ceil(ss)).min(self.size.div_ceil(ss));
-            let mut buf = Zeroizing::new(vec![0u8; ((last - first) * ss) as usize]);
-            self.file
-                .seek(SeekFrom::Start(self.offset + first * ss))
-                .map_err(io)?;
-            self.file.read_exact(&mut buf).map_err(io)?;
-            // The IV counts 512-byte sectors from the segment's start, plus iv_tweak.
-            let iv = (first * (ss / 512)).wrapping_add(self.iv_tweak);
-            self.cipher.decrypt(&mut buf, ss as usize, iv);
-            let skip = (at - first * ss) as usize;
-            let n = (buf.len() - skip).min(dst.len() - done);
-            dst[done..done + n].copy_from_slice(&buf[skip..skip + n]);
+            let w_end = self.window_at + self.window.len() as u64;
+            if at < self.window_at || at >= w_end {
+                self.fill_window(at)?;
+                continue;
+            }
+            let skip = (at - self.window_at) as usize;
+            let n = (self.window.len() - skip).min(dst.len() - done);
+            dst[done..done + n].copy_from_slice(&self.window[skip..skip + n]);
             done += n;
         }
         Ok(())
+    }
+
+    /// Reads and decrypts the window holding byte `at`: [`WINDOW`] bytes from a [`PIECE`]
+    /// boundary (a sector boundary when the segment's offset is not on one), in pieces on
+    /// rayon's pool.
+    fn fill_window(&mut self, at: u64) -> Result<(), Luks2Error> {
+        let ss = self.sector_size;
+        let grid = if self.offset.is_multiple_of(PIECE) { PIECE } else { ss };
+        let from = at / grid * grid;
+        let to = (from + WINDOW).min(self.size.div_ceil(ss) * ss);
+        // Never past the capacity (WINDOW is a multiple of every sector size): no reallocation
+        // leaves plaintext behind.
+        self.window
+            .resize(((to - from) as usize).min(WINDOW as usize), 0);
+        self.window_at = from;
+        let piece = if grid == PIECE {
+            PIECE as usize
+        } else {
+            self.window.len()
+        };
+        let (source, cipher, offset, tweak) =
+            (&self.source, &self.cipher, self.offset, self.iv_tweak);
+        let r: Result<(), Luks2Error> =
+            self.window
+                .par_chunks_mut(piece)
+                .enumerate()
+                .try_for_each(|(i, p)| {
+                    let start = from + (i * piece) as u64;
+                    source.read_at(offset + start, p)?;
+                    // The IV counts 512-byte sectors from the segment's start, plus iv_tweak.
+                    cipher.decrypt(p, ss as usize, (start / 512).wrapping_add(tweak));
+                    Ok(())
+                });
+        if r.is_err() {
+            self.window.clear();
+        }
+        r
     }
 }
 
