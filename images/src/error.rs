@@ -127,4 +127,13 @@ pub enum ImageError {
     /// A path is not a plain relative path inside the image (absolute, `..`, or not UTF-8).
     #[error("{0}: not a plain relative path inside the image")]
     UnsafePath(String),
+    /// A LUKS2 image (DEPA's `generatefs.sh`) cannot be opened or read, or is not the pinned one.
+    #[error("{path}: {source}")]
+    Luks2 {
+        /// The image file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: crate::luks2::Luks2Error,
+    },
 }

@@ -7,48 +7,22 @@
 //! are clear errors; a flipped ciphertext byte is refused when the image's SHA-256 is pinned and
 //! goes unnoticed by XTS when it is not.
 //!
-//! Needs `cryptsetup` and `mkfs.ext4` (Debian: cryptsetup-bin, e2fsprogs; `.ci/run` installs
-//! them): skipped with a printed reason when they are missing, unless
-//! `CCR_REQUIRE_CRYPTSETUP=1`.
+//! Needs `cryptsetup` and `mkfs.ext4` ([`support::tools`]): skipped with a printed reason when
+//! they are missing, unless `CCR_REQUIRE_CRYPTSETUP=1`.
+
+#[path = "support/luks2.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use support::{DEPA, make_image, run, tools};
 
 use std::io::Read;
 
 use ccr_images::luks2::files::Files;
 use ccr_images::luks2::source::pin_of;
 use ccr_images::luks2::{ImagePin, Luks2Error, Luks2Image};
-
-fn tool(name: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    let t = tool("cryptsetup").zip(tool("mkfs.ext4"));
-    if t.is_none() {
-        assert!(
-            std::env::var("CCR_REQUIRE_CRYPTSETUP").as_deref() != Ok("1"),
-            "CCR_REQUIRE_CRYPTSETUP=1 but cryptsetup or mkfs.ext4 is missing"
-        );
-        eprintln!(
-            "skipping: cryptsetup or mkfs.ext4 is missing (apt-get install cryptsetup-bin e2fsprogs)"
-        );
-    }
-    t
-}
-
-fn run(cmd: &mut Command) {
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// The source folder: nested folders, an empty file, names with spaces and UTF-8, and (when
 /// `big`) a 101 MiB file.
@@ -74,7 +48,6 @@ fn source(dir: &Path, big: bool) -> PathBuf {
 /// An ext4 image of `src`, then LUKS2 by offline encryption with `args`; returns the image
 /// and its key file.
 fn image(dir: &Path, src: &Path, fs_mb: u64, args: &[&str]) -> (PathBuf, PathBuf) {
-    let (cryptsetup, mkfs) = tools().unwrap();
     let img = dir.join("img");
     let key = dir.join("key");
     std::fs::write(
@@ -84,30 +57,7 @@ fn image(dir: &Path, src: &Path, fs_mb: u64, args: &[&str]) -> (PathBuf, PathBuf
             .collect::<Vec<_>>(),
     )
     .unwrap();
-    let f = std::fs::File::create(&img).unwrap();
-    f.set_len((fs_mb + 32) << 20).unwrap();
-    run(Command::new(mkfs)
-        .args(["-q", "-b", "4096", "-d"])
-        .arg(src)
-        .arg(&img)
-        .arg(format!("{fs_mb}M")));
-    run(Command::new(cryptsetup)
-        .args([
-            "reencrypt",
-            "--encrypt",
-            "--type",
-            "luks2",
-            "--force-offline-reencrypt",
-            "--reduce-device-size",
-            "32M",
-            "-q",
-            // Without root, /run/cryptsetup is not writable: no lock is needed on a file.
-            "--disable-locks",
-            "--key-file",
-        ])
-        .arg(&key)
-        .args(args)
-        .arg(&img));
+    make_image(&img, src, fs_mb, &key, args);
     (img, key)
 }
 
@@ -139,17 +89,7 @@ fn depa_parameters_and_cryptsetup_defaults_read_byte_identical() {
     }
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), true);
-    let depa = [
-        "--cipher",
-        "aes-xts-plain64",
-        "--sector-size",
-        "4096",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-    ];
-    let (img, key) = image(dir.path(), &src, 160, &depa);
+    let (img, key) = image(dir.path(), &src, 160, &DEPA);
     assert_eq!(check_files(&img, &key, &src), 4);
     let h = Luks2Image::open(&img).unwrap().header;
     assert_eq!(h.metadata.segments["0"].sector_size, 4096);

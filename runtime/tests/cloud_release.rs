@@ -5,10 +5,14 @@
 
 mod common;
 
+#[path = "../../images/tests/support/luks2.rs"]
+mod luks2_support;
+
 #[path = "../../keybroker/tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -26,7 +30,7 @@ struct Clouds {
     az: support::azure::Azure,
     gcp: support::gcp::Gcp,
     launcher: support::launcher::Launcher,
-    ca_pem: std::path::PathBuf,
+    ca_pem: PathBuf,
 }
 
 fn pem(der: &[u8]) -> String {
@@ -109,45 +113,15 @@ fn scenario(w: &World, c: &Clouds, akv_measurement: Option<&str>) -> Scenario {
     let mut setup = Setup::breast_cancer();
     setup.edit_contract_early = &edit;
     let s = common::setup(work, &sim, &w.broker, &setup);
-    let sim_policy: Value =
-        serde_json::from_slice(&std::fs::read(s.dir.join("policy.json")).unwrap()).unwrap();
-    let measurement = sim_policy["anyOf"][0]["allOf"][1]["equals"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let client = CloudClient::new(
-        "Azure",
-        RetryPolicy::default(),
-        Some(&[c.az.ca.clone(), c.gcp.ca.clone()]),
-    );
+    let measurement = sim_measurement(&s);
     let ca = ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string());
     // Hospital A imports its DEK into Key Vault with a release policy for this runtime.
-    let policy = json!({"version": "1.0.0", "anyOf": [{"authority": c.az.base, "allOf": [
-        {"claim": "x-ms-attestation-type", "equals": "sim"},
-        {"claim": "x-ms-sevsnpvm-launchmeasurement", "equals": akv_measurement.unwrap_or(&measurement)},
-        {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": false}]}]});
-    let pfile = s.dir.join("akv-policy.json");
-    std::fs::write(&pfile, policy.to_string()).unwrap();
-    let bearer = azure::imds_token(&client, &c.az.base, azure::VAULT_RESOURCE, None).unwrap();
-    let said = ccr_ok(
-        &[ca.clone(), ("CCR_AZURE_TOKEN", bearer.to_string())],
-        &[
-            "keys",
-            "import",
-            "--azure",
-            "--vault",
-            &c.az.base,
-            "--name",
-            "bc-hospital-a",
-            "--key",
-            s.keys.join("bc-hospital-a.dek").to_str().unwrap(),
-            "--policy",
-            pfile.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        said.starts_with(&format!("imported {}/keys/bc-hospital-a/", c.az.base)),
-        "{said}"
+    akv_import(
+        c,
+        &s,
+        "bc-hospital-a",
+        &s.keys.join("bc-hospital-a.dek"),
+        akv_measurement.unwrap_or(&measurement),
     );
     // Hospital B wraps its DEK with its Cloud KMS key, beside its image.
     ccr_ok(
@@ -169,6 +143,54 @@ fn scenario(w: &World, c: &Clouds, akv_measurement: Option<&str>) -> Scenario {
         ],
     );
     s
+}
+
+/// The sim measurement the scenario's policy pins (the runtime's own).
+fn sim_measurement(s: &Scenario) -> String {
+    let sim_policy: Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("policy.json")).unwrap()).unwrap();
+    sim_policy["anyOf"][0]["allOf"][1]["equals"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A provider imports `key` into the Key Vault stand-in as `kid`, with a release policy that
+/// pins the sim launch `measurement` (`ccr keys import --azure`).
+fn akv_import(c: &Clouds, s: &Scenario, kid: &str, key: &std::path::Path, measurement: &str) {
+    let client = CloudClient::new(
+        "Azure",
+        RetryPolicy::default(),
+        Some(&[c.az.ca.clone(), c.gcp.ca.clone()]),
+    );
+    let ca = ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string());
+    let policy = json!({"version": "1.0.0", "anyOf": [{"authority": c.az.base, "allOf": [
+        {"claim": "x-ms-attestation-type", "equals": "sim"},
+        {"claim": "x-ms-sevsnpvm-launchmeasurement", "equals": measurement},
+        {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": false}]}]});
+    let pfile = s.dir.join(format!("akv-policy-{kid}.json"));
+    std::fs::write(&pfile, policy.to_string()).unwrap();
+    let bearer = azure::imds_token(&client, &c.az.base, azure::VAULT_RESOURCE, None).unwrap();
+    let said = ccr_ok(
+        &[ca, ("CCR_AZURE_TOKEN", bearer.to_string())],
+        &[
+            "keys",
+            "import",
+            "--azure",
+            "--vault",
+            &c.az.base,
+            "--name",
+            kid,
+            "--key",
+            key.to_str().unwrap(),
+            "--policy",
+            pfile.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        said.starts_with(&format!("imported {}/keys/{kid}/", c.az.base)),
+        "{said}"
+    );
 }
 
 fn run(s: &Scenario, c: &Clouds, broker: &Broker, out: &std::path::Path) -> std::process::Output {
@@ -336,4 +358,127 @@ fn an_importkey_rsa_key_is_imported_and_its_dek_derived() {
     )
     .unwrap();
     assert_eq!(std::fs::read(&dek_out).unwrap(), want.to_vec());
+}
+
+/// One hospital's LUKS2 image as DEPA's `generatefs.sh` makes it: its CSV in an ext4 file system,
+/// a fresh 32-byte key file. Returns the image, the key file, its SHA-256 (hex) and size.
+fn depa_image(work: &std::path::Path, name: &str, csv: &str) -> (PathBuf, PathBuf, String, u64) {
+    use sha2::Digest;
+    let src = work.join(format!("{name}-src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(examples().join("data").join(csv), src.join(csv)).unwrap();
+    let key = work.join(format!("{name}.keyfile"));
+    let mut k = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+    std::fs::write(&key, k).unwrap();
+    let img = work.join(format!("{name}.img"));
+    luks2_support::make_image(&img, &src, 16, &key, &luks2_support::DEPA);
+    let bytes = std::fs::read(&img).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    (img, key, sha, bytes.len() as u64)
+}
+
+/// Breast cancer as DEPA deploys it: both hospitals' data in LUKS2 images (generatefs.sh's
+/// parameters), pinned by SHA-256 in the contract, each 32-byte key file imported into the Key
+/// Vault stand-in and released to the runtime; the metrics are those of the same job on ccr's
+/// sealed images. Then one flipped ciphertext byte in hospital B's image: refused by the pin,
+/// nothing written.
+#[test]
+fn breast_cancer_from_depa_luks2_images_with_key_files_in_key_vault() {
+    if luks2_support::tools().is_none() {
+        return;
+    }
+    // Today's run, from ccr sealed images through the ccr broker.
+    let today = common::world();
+    let ts = setup_scenario(&today, &Setup::breast_cancer());
+    let out = today.work.join("bc-out");
+    let o = run_init(&ts, &today.broker.url, &today.broker.pin, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = metrics(&unseal(&ts, &out));
+
+    let w = world();
+    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![]);
+    let work = w.tmp.path();
+    let hospitals = [
+        (
+            "hospital_a",
+            "bc-hospital-a",
+            "breast_cancer_hospital_a.csv",
+        ),
+        (
+            "hospital_b",
+            "bc-hospital-b",
+            "breast_cancer_hospital_b.csv",
+        ),
+    ];
+    let made: Vec<_> = hospitals
+        .iter()
+        .map(|(name, _, csv)| depa_image(work, name, csv))
+        .collect();
+    let az_base = c.az.base.clone();
+    let pins: Vec<(String, u64)> = made.iter().map(|m| (m.2.clone(), m.3)).collect();
+    let edit = move |v: &mut Value| {
+        for (i, id) in ["bc-hospital-a", "bc-hospital-b"].iter().enumerate() {
+            v["datasets"][i]["key"] = json!({"type": "azure", "properties": {
+                "kid": id, "authority": {"endpoint": az_base}, "endpoint": az_base,
+                "image_format": "luks2"}});
+            v["datasets"][i]["url"] = json!(format!("https://storage.invalid/{id}/data.img"));
+            v["datasets"][i]["imageSha256"] = json!(pins[i].0);
+            v["datasets"][i]["imageSize"] = json!(pins[i].1);
+        }
+    };
+    let mut setup = Setup::breast_cancer();
+    setup.edit_contract_early = &edit;
+    let s = common::setup(work, &work.join("sim"), &w.broker, &setup);
+    let measurement = sim_measurement(&s);
+    for ((name, id, _), (img, key, _, _)) in hospitals.iter().zip(&made) {
+        // The provider uploads data.img (here: the dataset's folder holds it) and imports its
+        // key file into Key Vault.
+        let dir = s.images.join(name);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::rename(img, dir.join("data.img")).unwrap();
+        akv_import(&c, &s, id, key, &measurement);
+    }
+    let out = work.join("bc-out");
+    let o = run(&s, &c, &w.broker, &out);
+    let log = stderr(&o);
+    assert!(o.status.success(), "ccr-init failed:\n{log}");
+    assert_eq!(
+        log.matches("LUKS2 image matches the contract's imageSha256")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("key released by Azure Key Vault").count(),
+        2,
+        "{log}"
+    );
+    let got = metrics(&unseal(&s, &out));
+    assert_eq!(
+        got["test"], want["test"],
+        "metrics from LUKS2 images vs sealed images"
+    );
+
+    // One flipped ciphertext byte (in the data segment, past the 16 MiB header area).
+    let img = s.images.join("hospital_b").join("data.img");
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[(16 << 20) + 4096 * 40 + 7] ^= 0x01;
+    std::fs::write(&img, &bytes).unwrap();
+    let out2 = work.join("bc-out-2");
+    let o = run(&s, &c, &w.broker, &out2);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let err = last_log_line(&o)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("bc-hospital-b")
+            && err.contains("image pin: the image's SHA-256 is")
+            && err.contains(&pins_b(&made)),
+        "{err}"
+    );
+    assert!(!out2.exists(), "nothing is written");
+}
+
+fn pins_b(made: &[(PathBuf, PathBuf, String, u64)]) -> String {
+    format!("the contract pins {}", made[1].2)
 }

@@ -394,7 +394,11 @@ impl Volume {
     /// rayon's pool.
     fn fill_window(&mut self, at: u64) -> Result<(), Luks2Error> {
         let ss = self.sector_size;
-        let grid = if self.offset.is_multiple_of(PIECE) { PIECE } else { ss };
+        let grid = if self.offset.is_multiple_of(PIECE) {
+            PIECE
+        } else {
+            ss
+        };
         let from = at / grid * grid;
         let to = (from + WINDOW).min(self.size.div_ceil(ss) * ss);
         // Never past the capacity (WINDOW is a multiple of every sector size): no reallocation

@@ -65,6 +65,29 @@ pub struct KeyProperties {
     /// `azure` `RSA-HSM` keys: the HKDF label (default: the key id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// What the released key opens (ccr addition): `ccr` (default) a ccr sealed image, the key
+    /// its DEK; `luks2` a LUKS2 image with ext4 inside as DEPA's `generatefs.sh` makes it, the
+    /// key the 32-byte key file that opens one of its keyslots.
+    #[serde(default, skip_serializing_if = "ImageFormat::is_ccr")]
+    pub image_format: ImageFormat,
+}
+
+/// The kind of dataset image a key opens (`key.properties.image_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// A ccr sealed image (a folder with `manifest.json`; Tink streaming AEAD).
+    #[default]
+    Ccr,
+    /// A LUKS2 image file (aes-xts, ext4 inside).
+    Luks2,
+}
+
+impl ImageFormat {
+    /// Whether this is the default, `ccr`.
+    pub fn is_ccr(&self) -> bool {
+        *self == Self::Ccr
+    }
 }
 
 /// Attestation authority.

@@ -27,7 +27,7 @@ use crate::release::ReleasePolicy;
 mod keys;
 mod verified;
 
-pub use keys::{Authority, KeyKind, KeyProperties, KeyRef};
+pub use keys::{Authority, ImageFormat, KeyKind, KeyProperties, KeyRef};
 pub use verified::VerifiedContract;
 
 /// `contract.json`.
@@ -163,9 +163,67 @@ pub struct Dataset {
     pub provider: String,
     /// Where its key is released from.
     pub key: KeyRef,
+    /// The SHA-256 of the encrypted image file, 64 lowercase hex (ccr addition, as
+    /// `sha256sum` prints it): a LUKS2 image (aes-xts, no integrity of its own) is read only
+    /// if every byte hashes to this; given with `imageSize`.
+    #[serde(
+        default,
+        rename = "imageSha256",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub image_sha256: Option<String>,
+    /// The encrypted image file's size in bytes (ccr addition; with `imageSha256`).
+    #[serde(default, rename = "imageSize", skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<u64>,
 }
 
 impl Dataset {
+    /// The image pin's fields: both or neither, a well-formed digest, on a LUKS2 image only (a
+    /// ccr sealed image authenticates every segment itself).
+    fn check_image_pin(&self) -> Result<(), (&'static str, String)> {
+        match (&self.image_sha256, self.image_size) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(("imageSize", "missing (imageSha256 is given)".into())),
+            (None, Some(_)) => Err(("imageSha256", "missing (imageSize is given)".into())),
+            (Some(h), Some(_)) => {
+                if h.len() != 64
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    Err((
+                        "imageSha256",
+                        format!("`{h}` is not 64 lowercase hex digits"),
+                    ))
+                } else if self.key.properties.image_format != ImageFormat::Luks2 {
+                    Err((
+                        "imageSha256",
+                        "pins a LUKS2 image; this key opens a ccr sealed image (set key.properties.image_format to luks2)".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The pinned image digest and size, when the contract pins them (checked by
+    /// [`Contract::check`]: 32 bytes).
+    pub fn image_pin(&self) -> Option<([u8; 32], u64)> {
+        let mut d = [0u8; 32];
+        hex::decode_to_slice(self.image_sha256.as_deref()?, &mut d).ok()?;
+        Some((d, self.image_size?))
+    }
+
+    /// The image file's name in the dataset's folder: the last segment of `url` (DEPA
+    /// publishes `.../data.img`), else `data.img`.
+    pub fn image_file_name(&self) -> &str {
+        match self.url.rsplit('/').next() {
+            Some(n) if !n.is_empty() && n != "." && n != ".." && !self.url.ends_with('/') => n,
+            _ => "data.img",
+        }
+    }
+
     /// The owning party: `owner`, else `provider`.
     pub fn owner(&self) -> &str {
         self.owner.as_deref().unwrap_or(&self.provider)
@@ -388,6 +446,8 @@ impl Contract {
                     "empty".into(),
                 ));
             }
+            d.check_image_pin()
+                .map_err(|(field, reason)| bad(format!("datasets[{i}].{field}"), reason))?;
         }
         if ds.contains(&self.output.id) {
             return Err(bad("output.id".into(), "equals a dataset id".into()));
@@ -743,6 +803,59 @@ mod tests {
             checked(&bad).unwrap().contract().output.approvers,
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn a_luks2_image_pin_is_read_and_checked() {
+        let sha = "ab".repeat(32);
+        let (mut c, _) = signed();
+        c["datasets"][0]["key"]["properties"]["image_format"] = json!("luks2");
+        c["datasets"][0]["url"] = json!("https://acct.blob.core.windows.net/a/data.img");
+        c["datasets"][0]["imageSha256"] = json!(sha);
+        c["datasets"][0]["imageSize"] = json!(50331648u64);
+        let parsed = Contract::from_json(c.to_string().as_bytes()).unwrap();
+        let d = &parsed.datasets[0];
+        assert_eq!(d.key.properties.image_format, ImageFormat::Luks2);
+        assert_eq!(d.image_pin(), Some(([0xab; 32], 50331648)));
+        assert_eq!(d.image_file_name(), "data.img");
+        let mut unpinned = d.clone();
+        unpinned.image_sha256 = None;
+        unpinned.image_size = None;
+        assert_eq!(unpinned.image_pin(), None);
+        unpinned.url = "file://images/hospital_a/".into();
+        assert_eq!(unpinned.image_file_name(), "data.img");
+        let refused = |c: &Value| {
+            Contract::from_json(c.to_string().as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
+        // Half a pin: the schema and the check both name the missing field.
+        let mut half = c.clone();
+        half["datasets"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("imageSize");
+        let e = refused(&half);
+        assert!(e.contains("datasets[0]") && e.contains("imageSize"), "{e}");
+        let mut upper = c.clone();
+        upper["datasets"][0]["imageSha256"] = json!("AB".repeat(32));
+        let e = refused(&upper);
+        assert!(e.contains("datasets[0].imageSha256"), "{e}");
+        // A pin on a ccr sealed image is refused: its AEAD authenticates it.
+        let mut sealed = c.clone();
+        sealed["datasets"][0]["key"]["properties"]
+            .as_object_mut()
+            .unwrap()
+            .remove("image_format");
+        let e = refused(&sealed);
+        assert!(
+            e.contains("datasets[0].imageSha256") && e.contains("ccr sealed image"),
+            "{e}"
+        );
+        let mut other = c;
+        other["datasets"][0]["key"]["properties"]["image_format"] = json!("luks1");
+        let e = refused(&other);
+        assert!(e.contains("datasets[0].key.properties.image_format"), "{e}");
     }
 
     #[test]

@@ -147,8 +147,9 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
 
     // 4. decrypt
     let dataset_keys = std::mem::take(&mut released.datasets);
-    let decrypted =
-        info_span!("decrypt").in_scope(|| decrypt::decrypt(cfg, &inp.pipeline, &dataset_keys))?;
+    let decrypted = info_span!("decrypt").in_scope(|| {
+        decrypt::decrypt(cfg, inp.contract.contract(), &inp.pipeline, &dataset_keys)
+    })?;
     drop(dataset_keys);
     laps.done("decrypt")?;
 

@@ -100,6 +100,13 @@ fn inspect(image: &std::path::Path, key: Option<&std::path::Path>) -> Result<()>
     if let Some(why) = &img.primary_damaged {
         println!("  WARNING: the primary header is damaged ({why}); the secondary is used");
     }
+    let pin = ccr_images::luks2::source::pin_of(image)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+    println!(
+        "  imageSha256 {}  imageSize {}  (the contract's pin of this image)",
+        hex::encode(pin.sha256),
+        pin.size
+    );
     for (id, s) in &h.metadata.segments {
         println!(
             "  segment {id}: {} offset {} size {} cipher {} sector {} iv_tweak {}",
@@ -138,8 +145,13 @@ fn inspect(image: &std::path::Path, key: Option<&std::path::Path>) -> Result<()>
     let Some(key) = key else {
         return Ok(());
     };
-    let k = zeroize::Zeroizing::new(std::fs::read(key)?);
-    let files = Files::load(img.unlock(&k)?)?;
+    let k = zeroize::Zeroizing::new(
+        std::fs::read(key).map_err(|e| anyhow::anyhow!("key file {}: {e}", key.display()))?,
+    );
+    let files = Files::load(
+        img.unlock(&k)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?,
+    )?;
     let list = files.list("")?;
     println!("  ext4: {} file(s)", list.len());
     for f in list {

@@ -1,14 +1,18 @@
-//! Step 4, decrypt: each dataset's sealed image opened with its key and its file decrypted as a
-//! stream into memory, then read into an Arrow table (CSV or parquet) or kept as the bytes of a serialized
+//! Step 4, decrypt: each dataset's sealed image (or LUKS2 image: [`luks2`]) opened with its key
+//! and its file decrypted as a stream into memory, then read into an Arrow table (CSV or parquet) or kept as the bytes of a serialized
 //! dataset (HDF5, safetensors: [`crate::learn::serialized`] reads them) or of a directory
 //! dataset's files (images: [`crate::learn::directory`]). A wrong key, a flipped
 //! bit, a truncated, reordered or swapped file is an error naming the file; nothing decrypted
 //! touches disk.
 
+pub mod luks2;
+
 use std::io::{self, Read};
 use std::sync::Mutex;
 
 use ccr_images::{DatasetKey, FileEntry, Image, ImageError, StreamError};
+use ccr_policy::Contract;
+use ccr_policy::contract::{Dataset, ImageFormat};
 use tracing::info;
 use zeroize::Zeroizing;
 
@@ -28,23 +32,36 @@ pub enum Decrypted {
     Files(String, Vec<(String, Zeroizing<Vec<u8>>)>),
 }
 
-/// Decrypts every dataset of the join, in the pipeline's order.
+/// Decrypts every dataset of the join, in the pipeline's order: a ccr sealed image, or a LUKS2
+/// image where the contract's key says `image_format` `luks2`.
 ///
 /// # Errors
 /// [`JobError::Image`] naming the dataset (and the file and segment), [`JobError::Join`] for
 /// CSV or parquet that does not parse, [`JobError::Config`] for a key or file that is missing.
 pub fn decrypt(
     cfg: &JobConfig,
+    contract: &Contract,
     pipeline: &Pipeline,
     keys: &[(String, DatasetKey)],
 ) -> Result<Decrypted, JobError> {
     let kind = pipeline.train.dataset_config.kind;
     let datasets = &pipeline.join.config().datasets;
+    let luks2_entry = |d: &DatasetInput| {
+        contract
+            .datasets
+            .iter()
+            .find(|c| c.id == d.id && c.key.properties.image_format == ImageFormat::Luks2)
+    };
     if kind != DatasetKind::Tabular {
         // One-step pipelines: one serialized file or one directory.
         let Some(d) = datasets.first() else {
             return Err(JobError::Config("no dataset".into()));
         };
+        if let Some(c) = luks2_entry(d) {
+            let ds = open_luks2(cfg, d, c, keys)?;
+            let r = luks2_one_file_or_folder(d, &ds, kind);
+            return ds.finish(r);
+        }
         let (image, key) = open(cfg, d, keys)?;
         return one_file_or_folder(d, &image, key, kind);
     }
@@ -69,7 +86,13 @@ pub fn decrypt(
             .iter()
             .map(|d| {
                 let plain_text = &plain_text;
+                let luks2 = luks2_entry(d);
                 scope.spawn(move || {
+                    if let Some(c) = luks2 {
+                        let ds = open_luks2(cfg, d, c, keys)?;
+                        let r = luks2_table(pipeline, d, &ds, plain_text);
+                        return ds.finish(r);
+                    }
                     let (image, key) = open(cfg, d, keys)?;
                     table(pipeline, d, &image, key, plain_text)
                 })
@@ -93,6 +116,76 @@ pub fn decrypt(
     ))
 }
 
+/// The released key of dataset `d`.
+fn key_of<'k>(
+    d: &DatasetInput,
+    keys: &'k [(String, DatasetKey)],
+) -> Result<&'k DatasetKey, JobError> {
+    Ok(&keys
+        .iter()
+        .find(|k| k.0 == d.id)
+        .ok_or_else(|| JobError::Config(format!("no key for dataset {}", d.id)))?
+        .1)
+}
+
+/// A dataset's LUKS2 image, opened with its released key file.
+fn open_luks2(
+    cfg: &JobConfig,
+    d: &DatasetInput,
+    c: &Dataset,
+    keys: &[(String, DatasetKey)],
+) -> Result<luks2::Luks2Dataset, JobError> {
+    let dir = dataset_dir(cfg, &d.name, &d.mount_path);
+    luks2::Luks2Dataset::open(&dir, c, key_of(d, keys)?)
+}
+
+/// A tabular dataset's file from a LUKS2 image: CSV streamed from the ext4 file into record
+/// batches, parquet (by name or magic) read whole; then as [`table`].
+fn luks2_table(
+    pipeline: &Pipeline,
+    d: &DatasetInput,
+    ds: &luks2::Luks2Dataset,
+    plain_text: &[String],
+) -> Result<(String, Table), JobError> {
+    let mut magic = [0u8; 4];
+    let n = read_prefix(&mut ds.open_file(&d.file)?, &mut magic)
+        .map_err(|e| JobError::Config(format!("dataset `{}` file `{}`: {e}", d.id, d.file)))?;
+    let parquet =
+        FileFormat::detect(&d.file, &[]) == FileFormat::Parquet || (n == 4 && &magic == b"PAR1");
+    let t = if parquet {
+        let plain = ds.read(&d.file)?;
+        tabular::read::read_parquet(&d.name, &d.file, &plain)?
+    } else {
+        let open = || {
+            ds.open_file(&d.file)
+                .map_err(|e| io::Error::other(e.to_string()))
+        };
+        tabular::read::read_csv_stream(&d.name, &d.file, open)?
+    };
+    finish_table(pipeline, d, t, plain_text)
+}
+
+/// A one-step pipeline's serialized file, or every file of its directory, from a LUKS2 image.
+fn luks2_one_file_or_folder(
+    d: &DatasetInput,
+    ds: &luks2::Luks2Dataset,
+    kind: DatasetKind,
+) -> Result<Decrypted, JobError> {
+    if kind == DatasetKind::Directory {
+        let mut files = Vec::new();
+        for f in ds.list(&d.file)? {
+            let plain = ds.read(&f.path)?;
+            files.push((f.path, plain));
+        }
+        let bytes: usize = files.iter().map(|f| f.1.len()).sum();
+        info!(dataset = %d.id, name = %d.name, files = files.len(), bytes, "decrypted");
+        return Ok(Decrypted::Files(d.file.clone(), files));
+    }
+    let plain = ds.read(&d.file)?;
+    info!(dataset = %d.id, name = %d.name, bytes = plain.len(), "decrypted");
+    Ok(Decrypted::File(d.file.clone(), plain))
+}
+
 /// A dataset's sealed image and key.
 fn open<'k>(
     cfg: &JobConfig,
@@ -103,11 +196,7 @@ fn open<'k>(
         dataset: d.id.clone(),
         source,
     };
-    let key = &keys
-        .iter()
-        .find(|k| k.0 == d.id)
-        .ok_or_else(|| JobError::Config(format!("no key for dataset {}", d.id)))?
-        .1;
+    let key = key_of(d, keys)?;
     let dir = dataset_dir(cfg, &d.name, &d.mount_path);
     let image = Image::load(&dir).map_err(ierr)?;
     image.expect_dataset(&d.id).map_err(ierr)?;
@@ -168,7 +257,7 @@ fn table(
         .map_err(image_err)?;
     let parquet =
         FileFormat::detect(&d.file, &[]) == FileFormat::Parquet || (n == 4 && &magic == b"PAR1");
-    let mut t = if parquet {
+    let t = if parquet {
         let plain = read_one(d, image, key)?;
         tabular::read::read_parquet(&d.name, &d.file, &plain)?
     } else {
@@ -197,6 +286,16 @@ fn table(
         }
         read?
     };
+    finish_table(pipeline, d, t, plain_text)
+}
+
+/// Text columns to dictionaries and `select_variables` applied, as every dataset table gets.
+fn finish_table(
+    pipeline: &Pipeline,
+    d: &DatasetInput,
+    mut t: Table,
+    plain_text: &[String],
+) -> Result<(String, Table), JobError> {
     t = tabular::read::dictionaries(&d.name, &d.file, t, plain_text)?;
     if let Some(sel) = &d.select_variables {
         t = select(t, sel, pipeline, &d.name)?;
