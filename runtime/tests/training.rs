@@ -3,6 +3,9 @@
 
 mod common;
 
+#[path = "../../images/tests/support/luks2.rs"]
+mod luks2_support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -291,6 +294,9 @@ fn a_base_model_in_safetensors_is_where_training_starts() {
     let (l1, l2) = (first_loss(&round1), first_loss(&round2));
     println!("first-epoch training loss: fresh {l1:.4}, from the base model {l2:.4}");
     assert!(l2 < l1 * 0.6, "fresh {l1}, continued {l2}");
+    if luks2_support::tools().is_some() {
+        base_model_in_a_luks2_image(&w, &base, &digest, l2);
+    }
     // Another file than the one the pipeline pins is refused before anything runs.
     std::fs::write(&base, b"not the model").unwrap();
     let out3 = second.join("round3");
@@ -303,4 +309,86 @@ fn a_base_model_in_safetensors_is_where_training_starts() {
         stderr(&o)
     );
     assert!(!out3.exists());
+}
+
+/// Round 2 again with the base model in DEPA's `model.img` (LUKS2 made with generatefs.sh's
+/// parameters, ext4 inside), pinned in the contract's `baseModelImage`, its key file at the ccr
+/// broker: the same first epoch as from the plain file; a flipped byte of the image is refused.
+fn base_model_in_a_luks2_image(w: &World, base: &Path, digest: &str, l2: f64) {
+    use sha2::Digest;
+    let dir = w.work.join("model-img");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(base, src.join("model.safetensors")).unwrap();
+    let key = dir.join("model.keyfile");
+    std::fs::write(&key, [0x3cu8; 32]).unwrap();
+    let img = dir.join("model.img");
+    luks2_support::make_image(&img, &src, 16, &key, &luks2_support::DEPA);
+    let bytes = std::fs::read(&img).unwrap();
+    let (sha, size) = (hex::encode(sha2::Sha256::digest(&bytes)), bytes.len());
+    let edit = |p: &mut Value| {
+        let c = &mut p["pipeline"][1]["config"];
+        c["model_config"] = json!({"name": "MLP", "hidden_layers": [16], "model_format": "Safetensors",
+            "model_path": "/mnt/remote/model/model.safetensors", "model_sha256": digest});
+        c["total_epochs"] = json!(1);
+    };
+    let contract = |c: &mut Value| {
+        c["baseModelImage"] = json!({"url": "https://storage.invalid/model/model.img",
+            "imageSha256": sha, "imageSize": size,
+            "key": {"type": "ccr", "properties": {"kid": "ccr/model/bc-base",
+                "authority": {"endpoint": "local"}, "endpoint": "", "image_format": "luks2"}}});
+    };
+    let mut cont = Setup::breast_cancer();
+    cont.edit_pipeline = &edit;
+    cont.edit_contract_early = &contract;
+    let s = setup(&dir, &w.sim, &w.broker, &cont);
+    ccr_ok(
+        &w.broker.env(),
+        &[
+            "keys",
+            "put",
+            "--kid",
+            "ccr/model/bc-base",
+            "--key",
+            key.to_str().unwrap(),
+            "--contract",
+            s.contract.to_str().unwrap(),
+        ],
+    );
+    let out = dir.join("round2-img");
+    let o = init_command(&s, &w.broker.url, &w.broker.pin, &out)
+        .arg("--base-model-image")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("LUKS2 image matches the contract's imageSha256"),
+        "{log}"
+    );
+    let l3 = metrics(&unseal(&s, &out))["epochs"][0]["train_loss"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (l3 - l2).abs() < 1e-9,
+        "from model.img {l3}, from the file {l2}"
+    );
+    // One flipped byte in the image's data segment: refused by the pin, nothing written.
+    let mut bad = bytes;
+    bad[(16 << 20) + 4096 * 20 + 3] ^= 0x80;
+    std::fs::write(&img, &bad).unwrap();
+    let out2 = dir.join("round2-img-bad");
+    let o = init_command(&s, &w.broker.url, &w.broker.pin, &out2)
+        .arg("--base-model-image")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let err = last_log_line(&o)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.starts_with("base model image: ") && err.contains("image pin: the image's SHA-256"),
+        "{err}"
+    );
+    assert!(!out2.exists());
 }

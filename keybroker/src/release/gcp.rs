@@ -11,14 +11,18 @@ use tracing::info;
 use zeroize::Zeroizing;
 
 use super::cloud::{CloudOptions, url};
-use super::{DatasetSource, KeyFor, KeyRequest, ReleaseError};
+use super::{KeyFor, KeyRequest, ReleaseError, ReleaseRequest};
 use crate::error::BrokerError;
 use crate::gcp;
 
 /// The file beside a dataset image that holds its KMS-wrapped DEK.
 pub const WRAPPED_DEK_FILE: &str = "wrapped_dek.json";
 
-/// Releases `gcp` keys; `datasets` gives each dataset id's image folder.
+/// The dataset id a base model image's wrapped DEK is bound to (`ccr keys wrap --gcp
+/// --dataset base-model`).
+pub const BASE_MODEL_ID: &str = "base-model";
+
+/// Releases `gcp` keys; `req` gives each dataset id's image folder and the base model's.
 ///
 /// # Errors
 /// [`ReleaseError::Attest`] when the launcher gives no token; [`ReleaseError::Input`] for a
@@ -26,9 +30,10 @@ pub const WRAPPED_DEK_FILE: &str = "wrapped_dek.json";
 /// service.
 pub(crate) fn release(
     opts: &CloudOptions,
-    datasets: &[DatasetSource],
+    req: &ReleaseRequest<'_>,
     items: &[KeyRequest],
 ) -> Result<Vec<(KeyFor, DatasetKey)>, ReleaseError> {
+    let datasets = req.datasets;
     let client = opts.client("GCP");
     let launcher =
         ccr_attest::attester::CsAttester::new(opts.cs_socket.clone(), gcp::STS_AUDIENCE.into());
@@ -53,16 +58,20 @@ pub(crate) fn release(
             federated.insert(provider.clone(), t);
         }
         let dir = match &item.what {
-            KeyFor::Dataset(id) => datasets.iter().find(|d| &d.id == id),
+            KeyFor::Dataset(id) => datasets
+                .iter()
+                .find(|d| &d.id == id)
+                .map(|d| d.image_dir.clone()),
+            KeyFor::BaseModel => req.base_model_dir.map(Into::into),
             KeyFor::Output => None,
         }
-        .map(|d| d.image_dir.clone())
         .ok_or_else(|| ReleaseError::KeyRef {
             kid: kid.clone(),
             reason: format!("{what}: a gcp key needs the dataset's image folder"),
         })?;
         let id = match &item.what {
             KeyFor::Dataset(id) => id.as_str(),
+            KeyFor::BaseModel => BASE_MODEL_ID,
             KeyFor::Output => "",
         };
         let path = dir.join(WRAPPED_DEK_FILE);

@@ -43,6 +43,8 @@ pub enum KeyFor {
     Dataset(String),
     /// The output key (the contract's `output.key`).
     Output,
+    /// The key file of the consumer's base model image (the contract's `baseModelImage.key`).
+    BaseModel,
 }
 
 impl std::fmt::Display for KeyFor {
@@ -50,6 +52,7 @@ impl std::fmt::Display for KeyFor {
         match self {
             Self::Dataset(id) => write!(f, "dataset {id}"),
             Self::Output => f.write_str("output"),
+            Self::BaseModel => f.write_str("base model image"),
         }
     }
 }
@@ -104,6 +107,9 @@ pub struct ReleaseRequest<'a> {
     pub contract: &'a Contract,
     /// The datasets this run reads, in the pipeline's order.
     pub datasets: &'a [DatasetSource],
+    /// The folder of the base model image, when the contract names one (where a `gcp` key's
+    /// wrapped DEK lies).
+    pub base_model_dir: Option<&'a std::path::Path>,
     /// The run id and the epsilon/delta it plans to spend (KBS `extra-params.run`).
     pub plan: &'a RunPlan,
 }
@@ -220,6 +226,8 @@ pub struct Released {
     pub datasets: Vec<(String, DatasetKey)>,
     /// The output key (made in the CCR when the contract names output approvers).
     pub output: DatasetKey,
+    /// The base model image's key file, when the contract names a `baseModelImage`.
+    pub base_model: Option<DatasetKey>,
     /// The SHA-256 (hex) of the evidence the last `ccr` broker verified (empty without one).
     pub evidence_digest: String,
     /// The `ccr` brokers that released keys (they get the run report).
@@ -309,6 +317,12 @@ pub fn release(
             key: cd.key.clone(),
         });
     }
+    if let Some(m) = &contract.base_model_image {
+        wanted.push(KeyRequest {
+            what: KeyFor::BaseModel,
+            key: m.key.clone(),
+        });
+    }
     let mut output = None;
     let escrow = if contract.output.approvers.is_empty() {
         wanted.push(KeyRequest {
@@ -341,7 +355,7 @@ pub fn release(
         got.extend(azure::release(&opts.cloud, attester, items)?);
     }
     if let Some(items) = by_kind.get(&KeyKind::Gcp) {
-        got.extend(gcp::release(&opts.cloud, req.datasets, items)?);
+        got.extend(gcp::release(&opts.cloud, req, items)?);
     }
     let from_kbs = kbs::release(
         opts,
@@ -353,9 +367,11 @@ pub fn release(
     )?;
     got.extend(from_kbs.keys);
     let mut datasets = Vec::new();
+    let mut base_model = None;
     for (what, k) in got {
         match what {
             KeyFor::Output => output = Some(k),
+            KeyFor::BaseModel => base_model = Some(k),
             KeyFor::Dataset(id) => datasets.push((id, k)),
         }
     }
@@ -364,6 +380,7 @@ pub fn release(
     Ok(Released {
         datasets,
         output: output.ok_or(ReleaseError::NoOutputKey)?,
+        base_model,
         evidence_digest: from_kbs.evidence_digest,
         brokers: from_kbs.brokers,
         pin: from_kbs.pin,

@@ -53,6 +53,11 @@ struct Args {
     /// model_format Safetensors (default: its model_path); its SHA-256 must be model_sha256.
     #[arg(long, env = "CCR_BASE_MODEL")]
     base_model: Option<PathBuf>,
+    /// The consumer's base model as a LUKS2 image (DEPA's model.img), when the contract names a
+    /// baseModelImage (default: that image's file name in the folder of the pipeline's base
+    /// model path, e.g. /mnt/remote/model/model.img).
+    #[arg(long, env = "CCR_BASE_MODEL_IMAGE")]
+    base_model_image: Option<PathBuf>,
     /// Key broker URL for keys of type `ccr` (default: each key's `endpoint`).
     #[arg(long, env = "CCR_BROKER")]
     broker: Option<String>,
@@ -140,6 +145,7 @@ fn main() {
         datasets: args.datasets,
         out: args.out,
         base_model: args.base_model,
+        base_model_image: args.base_model_image,
         broker: args.broker,
         broker_pin: args.broker_pin,
         platform: match args.platform {

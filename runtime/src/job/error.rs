@@ -60,6 +60,9 @@ pub enum JobError {
     /// A configuration error outside a single document.
     #[error("{0}")]
     Config(String),
+    /// The base model's LUKS2 image (the contract's `baseModelImage`) failed to open or read.
+    #[error("base model image: {0}")]
+    ModelImage(#[source] ccr_images::ImageError),
     /// A dataset image failed to open or decrypt.
     #[error("dataset `{dataset}`: {source}")]
     Image {
@@ -108,7 +111,7 @@ impl JobError {
                 FailureKind::Input => 2,
                 FailureKind::Release => 4,
             },
-            Self::Image { .. } => 5,
+            Self::Image { .. } | Self::ModelImage(_) => 5,
             Self::Join(_) | Self::Train(_) => 6,
             Self::Seal { .. } => 7,
             Self::Aborted { .. } => 143,

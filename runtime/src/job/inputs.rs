@@ -141,36 +141,105 @@ fn log_depa_mappings(tc: &TrainConfig) {
     }
 }
 
-/// Reads the consumer's base model when the pipeline names one (`model_config.model_format`
-/// `Safetensors`, or DEPA's `model_type`), from `--base-model`, else `model_config.model_path`
-/// or `paths.base_model_path`, and checks its SHA-256 against the pipeline's
-/// `model_config.model_sha256` or, for DEPA's pipelines (which carry no digest), the
-/// contract's `baseModelSha256`: either way the parties' signatures fix the model.
+/// Whether the pipeline names a base model (`model_config.model_format` `Safetensors`, or
+/// DEPA's `model_type`).
+fn names_base_model(tc: &TrainConfig) -> bool {
+    tc.model_config.model_format == Some(ModelFormat::Safetensors) || tc.model_type.is_some()
+}
+
+/// Reads the consumer's base model when the pipeline names one, from `--base-model`, else
+/// `model_config.model_path` or `paths.base_model_path`, and checks it ([`check_base_model`]).
+/// When the contract names a `baseModelImage`, nothing is read here: the model comes out of
+/// that LUKS2 image once its key is released ([`base_model_from_image`]).
 ///
 /// # Errors
 /// [`JobError::Read`], or [`JobError::Input`] naming the file when its digest is another or
-/// nothing signed fixes it.
+/// nothing signed fixes it, or when a `baseModelImage` is named but the pipeline names no
+/// base model file.
 fn load_base_model(
     cfg: &JobConfig,
     contract: &Contract,
     tc: &TrainConfig,
 ) -> Result<Option<Vec<u8>>, JobError> {
-    let mc = &tc.model_config;
-    let ccr_form = mc.model_format == Some(ModelFormat::Safetensors);
-    if !ccr_form && tc.model_type.is_none() {
+    if let Some(m) = &contract.base_model_image {
+        if !names_base_model(tc) || super::release::base_model_path_in_pipeline(tc).is_none() {
+            return Err(JobError::Config(format!(
+                "the contract's baseModelImage ({}) needs a pipeline that names its base model file (model_config.model_path or paths.base_model_path)",
+                m.image_file_name()
+            )));
+        }
+        return Ok(None);
+    }
+    if !names_base_model(tc) {
         return Ok(None);
     }
     let path = cfg
         .base_model
         .clone()
-        .or_else(|| mc.model_path.as_ref().map(PathBuf::from))
-        .or_else(|| {
-            tc.paths
-                .as_ref()
-                .and_then(|p| p.base_model_path.as_ref())
-                .map(PathBuf::from)
-        })
+        .or_else(|| super::release::base_model_path_in_pipeline(tc).map(PathBuf::from))
         .unwrap_or_default();
+    let bytes = read(&path)?;
+    check_base_model(&path, &bytes, contract, tc)?;
+    Ok(Some(bytes))
+}
+
+/// The base model out of the contract's `baseModelImage` (DEPA's `model.img`: LUKS2, ext4
+/// inside), opened with its released key file: the file named as the pipeline's base model path
+/// ends (`/mnt/remote/model/model.onnx` → `model.onnx`), checked against the image pin, then as
+/// [`check_base_model`].
+///
+/// # Errors
+/// [`JobError::Image`] for the image; [`JobError::Input`] for the model's digest or content.
+pub fn base_model_from_image(
+    cfg: &JobConfig,
+    contract: &Contract,
+    tc: &TrainConfig,
+    key: &ccr_images::DatasetKey,
+) -> Result<Vec<u8>, JobError> {
+    let (Some(m), Some(path)) = (
+        contract.base_model_image.as_ref(),
+        super::release::base_model_image_path(cfg, contract, tc),
+    ) else {
+        return Err(JobError::Config(
+            "no baseModelImage in the contract, or no base model path in the pipeline".into(),
+        ));
+    };
+    let inner = super::release::base_model_path_in_pipeline(tc).unwrap_or_default();
+    let file = Path::new(&inner)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pin = m
+        .image_pin()
+        .map(|(sha256, size)| ccr_images::luks2::ImagePin { sha256, size });
+    let as_model = |e: JobError| match e {
+        JobError::Image { source, .. } => JobError::ModelImage(source),
+        other => other,
+    };
+    let img = super::decrypt::luks2::Luks2Dataset::open_file("base model", path.clone(), pin, key)
+        .map_err(as_model)?;
+    let read = img.read(&file);
+    let bytes = img.finish(read).map_err(as_model)?;
+    check_base_model(&path.join(&file), &bytes, contract, tc)?;
+    Ok(bytes.to_vec())
+}
+
+/// Checks the base model's SHA-256 against the pipeline's `model_config.model_sha256` or, for
+/// DEPA's pipelines (which carry no digest), the contract's `baseModelSha256`: either way the
+/// parties' signatures fix the model. An ONNX model is imported to refuse ops ccr does not run
+/// and layers DP-SGD cannot clip.
+///
+/// # Errors
+/// [`JobError::Input`] naming `path`.
+fn check_base_model(
+    path: &Path,
+    bytes: &[u8],
+    contract: &Contract,
+    tc: &TrainConfig,
+) -> Result<(), JobError> {
+    let path = path.to_path_buf();
+    let mc = &tc.model_config;
+    let ccr_form = mc.model_format == Some(ModelFormat::Safetensors);
     let (want, from) = if ccr_form {
         (
             mc.model_sha256.as_deref(),
@@ -182,8 +251,7 @@ fn load_base_model(
             "the contract's baseModelSha256",
         )
     };
-    let bytes = read(&path)?;
-    let got = hex::encode(sha2::Sha256::digest(&bytes));
+    let got = hex::encode(sha2::Sha256::digest(bytes));
     if Some(got.as_str()) != want {
         return Err(JobError::Input {
             path,
@@ -198,7 +266,7 @@ fn load_base_model(
     if tc.model_type == Some(crate::pipeline::ModelType::Onnx) {
         // Refused before any key is released: an op ccr does not run (the error names the
         // node), or a layer DP-SGD cannot clip per sample.
-        let imp = crate::learn::onnx::import::import(&bytes).map_err(|e| JobError::Input {
+        let imp = crate::learn::onnx::import::import(bytes).map_err(|e| JobError::Input {
             path: path.clone(),
             reason: e.to_string(),
         })?;
@@ -224,7 +292,7 @@ fn load_base_model(
     } else {
         info!(path = %path.display(), sha256 = %got, "base model read");
     }
-    Ok(Some(bytes))
+    Ok(())
 }
 
 /// Refuses, before attesting, a private pipeline whose epsilon or delta exceeds a joined

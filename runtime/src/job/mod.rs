@@ -62,6 +62,10 @@ pub struct JobConfig {
     pub out: PathBuf,
     /// The base model file (overrides the pipeline's `model_config.model_path`).
     pub base_model: Option<PathBuf>,
+    /// The base model's LUKS2 image file, when the contract names a `baseModelImage` (default:
+    /// the image in the folder of the pipeline's base model path; see
+    /// [`release::base_model_image_path`]).
+    pub base_model_image: Option<PathBuf>,
     /// Broker URL for every `ccr` key (overrides the contract's `endpoint`).
     pub broker: Option<String>,
     /// SHA-256 of the broker's TLS certificate, hex.
@@ -121,7 +125,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     };
 
     // 1. start
-    let inp = info_span!("start").in_scope(|| inputs::load(cfg))?;
+    let mut inp = info_span!("start").in_scope(|| inputs::load(cfg))?;
     let contract = inp.contract.contract();
     info!(contract = %contract.id, contract_digest = %hex::encode(inp.contract.digest()), pipeline_digest = %contract.pipeline_digest, "contract verified");
     laps.done("start")?;
@@ -145,7 +149,12 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     })?;
     laps.done("release")?;
 
-    // 4. decrypt
+    // 4. decrypt (the base model first, when it is in a LUKS2 image)
+    if let Some(k) = released.base_model.take() {
+        inp.base_model = Some(info_span!("decrypt").in_scope(|| {
+            inputs::base_model_from_image(cfg, inp.contract.contract(), &inp.pipeline.train, &k)
+        })?);
+    }
     let dataset_keys = std::mem::take(&mut released.datasets);
     let decrypted = info_span!("decrypt").in_scope(|| {
         decrypt::decrypt(cfg, inp.contract.contract(), &inp.pipeline, &dataset_keys)

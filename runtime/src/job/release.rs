@@ -2,7 +2,7 @@
 //! (the ccr broker over KBS, Azure Key Vault SKR, GCP Cloud KMS: this step knows no protocol).
 //! The run plan names the run and the epsilon/delta it plans to spend on each dataset.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ccr_attest::attester::Attester;
 use ccr_keybroker::RuntimeKey;
@@ -12,7 +12,7 @@ use ccr_policy::Contract;
 use tracing::info;
 
 use super::{JobConfig, JobError};
-use crate::pipeline::{Pipeline, planned_privacy};
+use crate::pipeline::{Pipeline, TrainConfig, planned_privacy};
 
 /// The run's id and the epsilon/delta it plans to spend on each dataset (the pipeline's
 /// `privacy_params` targets; none without DP).
@@ -29,6 +29,35 @@ pub fn dataset_dir(cfg: &JobConfig, name: &str, mount_path: &str) -> PathBuf {
         Some(root) => root.join(name),
         None => PathBuf::from(mount_path),
     }
+}
+
+/// The base model image file when the contract names a `baseModelImage`: `--base-model-image`,
+/// else the image named as the contract's `url` ends (DEPA: `model.img`) in the folder of the
+/// pipeline's base model path (DEPA: `/mnt/remote/model/model.onnx` → `/mnt/remote/model/`).
+pub fn base_model_image_path(
+    cfg: &JobConfig,
+    contract: &Contract,
+    tc: &TrainConfig,
+) -> Option<PathBuf> {
+    let m = contract.base_model_image.as_ref()?;
+    if let Some(p) = &cfg.base_model_image {
+        return Some(p.clone());
+    }
+    let inner = base_model_path_in_pipeline(tc)?;
+    Some(
+        Path::new(&inner)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(m.image_file_name()),
+    )
+}
+
+/// The pipeline's base model path: `model_config.model_path`, else `paths.base_model_path`.
+pub fn base_model_path_in_pipeline(tc: &TrainConfig) -> Option<String> {
+    tc.model_config
+        .model_path
+        .clone()
+        .or_else(|| tc.paths.as_ref().and_then(|p| p.base_model_path.clone()))
 }
 
 /// Gets every key released.
@@ -53,9 +82,12 @@ pub fn release(
             image_dir: dataset_dir(cfg, &d.name, &d.mount_path),
         })
         .collect();
+    let model_dir = base_model_image_path(cfg, contract, &pipeline.train)
+        .and_then(|p| p.parent().map(Path::to_path_buf));
     let req = ReleaseRequest {
         contract,
         datasets: &datasets,
+        base_model_dir: model_dir.as_deref(),
         plan,
     };
     let opts = ReleaseOptions {

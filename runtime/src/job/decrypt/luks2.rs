@@ -43,21 +43,34 @@ impl Luks2Dataset {
     /// damaged, the key opens no keyslot, an unsupported cipher, no ext4 inside, or (pinned)
     /// a size that is not the pinned one.
     pub fn open(dir: &Path, dataset: &Dataset, key: &DatasetKey) -> Result<Self, JobError> {
-        let path = image_path(dir, dataset);
-        let err = |source| luks2_error(&dataset.id, &path, source);
         let pin = dataset
             .image_pin()
             .map(|(sha256, size)| ImagePin { sha256, size });
+        Self::open_file(&dataset.id, image_path(dir, dataset), pin, key)
+    }
+
+    /// Opens the LUKS2 image file `path` of `id` (a dataset id, or `base model`) with its
+    /// released key file, checked against `pin` when given.
+    ///
+    /// # Errors
+    /// As [`Luks2Dataset::open`].
+    pub fn open_file(
+        id: &str,
+        path: PathBuf,
+        pin: Option<ImagePin>,
+        key: &DatasetKey,
+    ) -> Result<Self, JobError> {
+        let err = |source| luks2_error(id, &path, source);
         let img = Luks2Image::open_pinned(&path, pin.as_ref()).map_err(err)?;
         if let Some(why) = &img.primary_damaged {
-            warn!(dataset = %dataset.id, image = %path.display(), reason = %why, "LUKS2 primary header damaged: the secondary copy is used");
+            warn!(dataset = %id, image = %path.display(), reason = %why, "LUKS2 primary header damaged: the secondary copy is used");
         }
         if pin.is_none() {
-            warn!(dataset = %dataset.id, image = %path.display(), "LUKS2 image not pinned: aes-xts cannot detect swapped or replayed sectors (the contract's imageSha256 and imageSize pin it)");
+            warn!(dataset = %id, image = %path.display(), "LUKS2 image not pinned: aes-xts cannot detect swapped or replayed sectors (the contract's imageSha256 and imageSize pin it)");
         }
         let seg = img.header.metadata.segments.values().next();
         info!(
-            dataset = %dataset.id,
+            dataset = %id,
             image = %path.display(),
             header = img.header.which,
             cipher = seg.map(|s| s.encryption.as_str()).unwrap_or(""),
@@ -73,7 +86,7 @@ impl Luks2Dataset {
             Err(e) => return Err(err(pin.and_then(|p| p.wait().err()).unwrap_or(e))),
         };
         Ok(Self {
-            id: dataset.id.clone(),
+            id: id.to_string(),
             path,
             files,
             pin,
@@ -88,7 +101,7 @@ impl Luks2Dataset {
     ///
     /// # Errors
     /// [`JobError::Image`]: missing, a symlink or special file, a path leaving the root.
-    pub fn open_file(&self, path: &str) -> Result<impl Read + use<>, JobError> {
+    pub fn stream(&self, path: &str) -> Result<impl Read + use<>, JobError> {
         self.files.open(path).map_err(|e| self.error(e))
     }
 
@@ -96,7 +109,7 @@ impl Luks2Dataset {
     /// file's size so that no partial copy is left behind by growth).
     ///
     /// # Errors
-    /// As [`Luks2Dataset::open_file`], and a failed read.
+    /// As [`Luks2Dataset::stream`], and a failed read.
     pub fn read(&self, path: &str) -> Result<Zeroizing<Vec<u8>>, JobError> {
         let mut f = self.files.open(path).map_err(|e| self.error(e))?;
         let len = usize::try_from(f.metadata().len()).unwrap_or(usize::MAX);

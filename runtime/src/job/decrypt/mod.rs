@@ -148,7 +148,7 @@ fn luks2_table(
     plain_text: &[String],
 ) -> Result<(String, Table), JobError> {
     let mut magic = [0u8; 4];
-    let n = read_prefix(&mut ds.open_file(&d.file)?, &mut magic)
+    let n = read_prefix(&mut ds.stream(&d.file)?, &mut magic)
         .map_err(|e| JobError::Config(format!("dataset `{}` file `{}`: {e}", d.id, d.file)))?;
     let parquet =
         FileFormat::detect(&d.file, &[]) == FileFormat::Parquet || (n == 4 && &magic == b"PAR1");
@@ -157,7 +157,7 @@ fn luks2_table(
         tabular::read::read_parquet(&d.name, &d.file, &plain)?
     } else {
         let open = || {
-            ds.open_file(&d.file)
+            ds.stream(&d.file)
                 .map_err(|e| io::Error::other(e.to_string()))
         };
         tabular::read::read_csv_stream(&d.name, &d.file, open)?
