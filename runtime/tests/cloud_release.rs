@@ -381,8 +381,8 @@ fn depa_image(work: &std::path::Path, name: &str, csv: &str) -> (PathBuf, PathBu
 /// Breast cancer as DEPA deploys it: both hospitals' data in LUKS2 images (generatefs.sh's
 /// parameters), pinned by SHA-256 in the contract, each 32-byte key file imported into the Key
 /// Vault stand-in and released to the runtime; the metrics are those of the same job on ccr's
-/// sealed images. Then one flipped ciphertext byte in hospital B's image: refused by the pin,
-/// nothing written.
+/// sealed images. Then one flipped ciphertext byte in hospital B's image: refused by the pin;
+/// then the wrong key file in Key Vault: no keyslot opens; each exit 5, nothing written.
 #[test]
 fn breast_cancer_from_depa_luks2_images_with_key_files_in_key_vault() {
     if luks2_support::tools().is_none() {
@@ -477,6 +477,23 @@ fn breast_cancer_from_depa_luks2_images_with_key_files_in_key_vault() {
         "{err}"
     );
     assert!(!out2.exists(), "nothing is written");
+
+    // The image back as made, but hospital B registered another key file in Key Vault: the
+    // released key opens no keyslot.
+    bytes[(16 << 20) + 4096 * 40 + 7] ^= 0x01;
+    std::fs::write(&img, &bytes).unwrap();
+    let other = work.join("other.keyfile");
+    std::fs::write(&other, [0x11u8; 32]).unwrap();
+    akv_import(&c, &s, "bc-hospital-b", &other, &measurement);
+    let out3 = work.join("bc-out-3");
+    let o = run(&s, &c, &w.broker, &out3);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let err = last_log_line(&o)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("bc-hospital-b") && err.contains("the key file opens no keyslot (wrong key)"),
+        "{err}"
+    );
+    assert!(!out3.exists(), "nothing is written");
 }
 
 fn pins_b(made: &[(PathBuf, PathBuf, String, u64)]) -> String {
