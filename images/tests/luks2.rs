@@ -1,9 +1,9 @@
 //! LUKS2 images made by cryptsetup, read by ccr in user space: an ext4 file system made from a
 //! folder (`mkfs.ext4 -d`), encrypted offline (`cryptsetup reencrypt --encrypt`, which needs no
 //! device-mapper) with DEPA's parameters (aes-xts-plain64, 4096-byte sectors, pbkdf2 with 1000
-//! iterations, a 32-byte key file) and with cryptsetup's defaults (argon2id, 512-byte
-//! sectors). Every file reads back byte-identical (a file over 100 MB, nested folders, an empty
-//! file, names with spaces and UTF-8); a wrong key, damaged headers, LUKS1 and another cipher
+//! iterations, a 32-byte key file), with cryptsetup's defaults (argon2id, 512-byte sectors)
+//! and in aes-cbc-essiv:sha256. Every file reads back byte-identical (a file over 100 MB, nested
+//! folders, an empty file, names with spaces and UTF-8); a wrong key, damaged headers, LUKS1 and another cipher
 //! are clear errors; a flipped ciphertext byte is refused when the image's SHA-256 is pinned and
 //! goes unnoticed by XTS when it is not.
 //!
@@ -106,6 +106,26 @@ fn depa_parameters_and_cryptsetup_defaults_read_byte_identical() {
         "{:?}",
         h.metadata.keyslots["0"].kdf
     );
+    assert_eq!(check_files(&img, &key, &small), 3);
+    // aes-cbc-essiv:sha256 (LUKS1's old default, still accepted by cryptsetup for LUKS2).
+    std::fs::remove_file(&img).unwrap();
+    let (img, key) = image(
+        dir.path(),
+        &small,
+        16,
+        &[
+            "--cipher",
+            "aes-cbc-essiv:sha256",
+            "--key-size",
+            "256",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+        ],
+    );
+    let h = Luks2Image::open(&img).unwrap().header;
+    assert_eq!(h.metadata.segments["0"].encryption, "aes-cbc-essiv:sha256");
     assert_eq!(check_files(&img, &key, &small), 3);
 }
 

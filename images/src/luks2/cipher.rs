@@ -1,7 +1,8 @@
 //! The `crypt` segment's and keyslot areas' cipher: dm-crypt's `aes-xts-plain64` (IEEE
 //! 1619-2007 XTS-AES with the sector number as the tweak, little-endian, 64 bits) and
 //! `aes-xts-plain` (the sector number's low 32 bits), AES-128 or AES-256 (a 32- or 64-byte key:
-//! two AES keys). XTS itself (IEEE 1619-2007 §5.4) is composed here over the `aes` crate so that
+//! two AES keys); and `aes-cbc-essiv:sha256` (CBC, each sector's IV the little-endian sector
+//! number encrypted with AES-256 under SHA-256 of the volume key; a 16- or 32-byte key). XTS itself (IEEE 1619-2007 §5.4) is composed here over the `aes` crate so that
 //! each sector's blocks go through AES in one batched, pipelined call (the `xts-mode` crate
 //! decrypts block by block; its output is the tests' reference).
 //!
@@ -14,6 +15,7 @@ use aes::cipher::consts::U16;
 use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockDecrypt, BlockEncrypt, BlockSizeUser, KeyInit};
 use aes::{Aes128, Aes256, Block};
+use sha2::Digest as _;
 use zeroize::Zeroizing;
 
 use super::Luks2Error;
@@ -25,16 +27,47 @@ enum Iv {
     Plain,
 }
 
-/// The two XTS keys: data (`K1`) and tweak (`K2`).
+/// The keys of a sector cipher: XTS's data (`K1`) and tweak (`K2`) keys, or CBC's data key and
+/// ESSIV's salt key (AES-256 under SHA-256 of the volume key).
 enum Keys {
     A128(Box<(Aes128, Aes128)>),
     A256(Box<(Aes256, Aes256)>),
+    Cbc128(Box<(Aes128, Aes256)>),
+    Cbc256(Box<(Aes256, Aes256)>),
 }
 
-/// An XTS cipher with its IV numbering.
+/// A sector cipher (XTS or CBC-ESSIV) with its IV numbering.
 pub struct SectorCipher {
     keys: Keys,
     iv: Iv,
+}
+
+/// CBC-decrypts one sector whose IV is `iv` (`E_salt(sector)`, dm-crypt's ESSIV): every block
+/// through AES in one batched call, then each XORed with the ciphertext block before it.
+fn decrypt_cbc_sector<D>(k: &D, sector: &mut [u8], iv: [u8; 16], scratch: &mut [Block])
+where
+    D: BlockDecrypt + BlockSizeUser<BlockSize = U16>,
+{
+    for (c, b) in sector.chunks_exact(16).zip(scratch.iter_mut()) {
+        b.copy_from_slice(c);
+    }
+    k.decrypt_blocks(scratch);
+    let mut prev = iv;
+    for (c, b) in sector.chunks_exact_mut(16).zip(scratch.iter()) {
+        let mut this = [0u8; 16];
+        this.copy_from_slice(c);
+        for ((o, x), p) in c.iter_mut().zip(b.iter()).zip(prev.iter()) {
+            *o = x ^ p;
+        }
+        prev = this;
+    }
+}
+
+/// dm-crypt's ESSIV IVs of `n` sectors: `E_salt(le64(sector))` in one batched call.
+fn essiv(salt: &Aes256, ivs: impl Iterator<Item = u128>) -> Vec<[u8; 16]> {
+    let mut t: Vec<Block> = ivs.map(|iv| Block::from(iv.to_le_bytes())).collect();
+    salt.encrypt_blocks(&mut t);
+    t.iter().map(|b| (*b).into()).collect()
 }
 
 /// `t · α` in GF(2¹²⁸) (IEEE 1619-2007 §5.2: little-endian, reduction by x⁷ + x² + x + 1).
@@ -80,12 +113,32 @@ impl SectorCipher {
     /// # Errors
     /// [`Luks2Error::Unsupported`] for another cipher or a key that is not 32 or 64 bytes.
     pub fn new(spec: &str, key: &[u8]) -> Result<Self, Luks2Error> {
+        if spec == "aes-cbc-essiv:sha256" {
+            // ESSIV (dm-crypt): the salt key is SHA-256 of the volume key, AES-256.
+            let salt = sha2::Sha256::digest(key);
+            let salt = Aes256::new_from_slice(&salt).map_err(|_| bad_key(key.len()))?;
+            let keys = match key.len() {
+                16 => Keys::Cbc128(Box::new((
+                    Aes128::new_from_slice(key).map_err(|_| bad_key(key.len()))?,
+                    salt,
+                ))),
+                32 => Keys::Cbc256(Box::new((
+                    Aes256::new_from_slice(key).map_err(|_| bad_key(key.len()))?,
+                    salt,
+                ))),
+                n => return Err(bad_key(n)),
+            };
+            return Ok(Self {
+                keys,
+                iv: Iv::Plain64,
+            });
+        }
         let iv = match spec {
             "aes-xts-plain64" => Iv::Plain64,
             "aes-xts-plain" => Iv::Plain,
             other => {
                 return Err(Luks2Error::Unsupported(format!(
-                    "cipher `{other}` (ccr reads aes-xts-plain64 and aes-xts-plain)"
+                    "cipher `{other}` (ccr reads aes-xts-plain64, aes-xts-plain and aes-cbc-essiv:sha256)"
                 )));
             }
         };
@@ -130,6 +183,16 @@ impl SectorCipher {
                     .zip(first_tweaks(&k.1, ivs))
                 {
                     decrypt_sector(&k.0, s, t, &mut scratch);
+                }
+            }
+            Keys::Cbc128(k) => {
+                for (s, iv) in buf.chunks_exact_mut(sector_size).zip(essiv(&k.1, ivs)) {
+                    decrypt_cbc_sector(&k.0, s, iv, &mut scratch);
+                }
+            }
+            Keys::Cbc256(k) => {
+                for (s, iv) in buf.chunks_exact_mut(sector_size).zip(essiv(&k.1, ivs)) {
+                    decrypt_cbc_sector(&k.0, s, iv, &mut scratch);
                 }
             }
         }

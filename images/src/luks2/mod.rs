@@ -205,7 +205,7 @@ impl Luks2Image {
     /// # Errors
     /// [`Luks2Error::WrongKey`]; [`Luks2Error::Unsupported`] for a segment other than one
     /// `crypt` segment (reencryption in progress, dm-integrity, `linear`), a cipher other than
-    /// aes-xts-plain64/plain, a mandatory requirement; [`Luks2Error::Metadata`].
+    /// aes-xts-plain64/plain and aes-cbc-essiv:sha256, a mandatory requirement; [`Luks2Error::Metadata`].
     pub fn unlock(self, key_file: &[u8]) -> Result<Volume, Luks2Error> {
         let m = &self.header.metadata;
         let mandatory = m
@@ -273,10 +273,10 @@ impl Luks2Image {
             if ks.kind != "luks2" {
                 continue;
             }
-            // Sizes from the (unauthenticated) metadata bound allocations: XTS keys only.
-            if !matches!(ks.key_size, 32 | 64) || !matches!(ks.area.key_size, 32 | 64) {
+            // Sizes from the (unauthenticated) metadata bound allocations: AES keys only.
+            if !matches!(ks.key_size, 16 | 32 | 64) || !matches!(ks.area.key_size, 16 | 32 | 64) {
                 return Err(Luks2Error::Unsupported(format!(
-                    "keyslot {ks_id}: key_size {} / area key_size {} (AES-XTS keys are 32 or 64 bytes)",
+                    "keyslot {ks_id}: key_size {} / area key_size {} (AES-XTS keys are 32 or 64 bytes, AES-CBC keys 16 or 32)",
                     ks.key_size, ks.area.key_size
                 )));
             }
