@@ -22,6 +22,7 @@ pub mod export;
 pub mod features;
 pub mod fit;
 pub mod graph;
+pub mod llm;
 pub mod loss;
 pub mod metrics;
 pub mod model;
