@@ -133,3 +133,136 @@ fn configs_and_weights_ccr_cannot_run_are_named() {
     let e = m.forward(&[vec![1; 129]]).unwrap_err();
     assert!(e.to_string().contains("at most 128"), "{e}");
 }
+
+/// Every adapter's `B` set to random values so that the adapters change the logits.
+fn randomize_b(m: &mut llm::CausalLm, seed: u64) {
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+    use ccr_runtime::learn::llm::model::Blocks;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let device = ccr_runtime::learn::device();
+    let mut set = |p: &mut llm::lora::Proj| {
+        if let Some(l) = &mut p.lora {
+            let [r, out] = l.b.val().dims();
+            let v: Vec<f32> = (0..r * out).map(|_| rng.gen_range(-0.5..0.5)).collect();
+            l.b = Param::from_tensor(Tensor::from_data(TensorData::new(v, [r, out]), &device));
+        }
+    };
+    match &mut m.blocks {
+        Blocks::Llama(ls) => {
+            for l in ls {
+                for p in [
+                    &mut l.q,
+                    &mut l.k,
+                    &mut l.v,
+                    &mut l.o,
+                    &mut l.gate,
+                    &mut l.up,
+                    &mut l.down,
+                ] {
+                    set(p);
+                }
+            }
+        }
+        Blocks::Gpt2(bs) => {
+            for b in bs {
+                for p in [&mut b.qkv, &mut b.proj, &mut b.fc, &mut b.fc_proj] {
+                    set(p);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_lora_adapter_saved_in_peft_layout_gives_ccr_logits_in_peft() {
+    use rand::SeedableRng;
+    let device = ccr_runtime::learn::device();
+    let torch = std::env::var("CCR_TORCH_PYTHON").ok();
+    for (name, targets, want) in [
+        ("llama", vec!["q_proj", "v_proj", "down_proj"], 6),
+        ("gpt2", vec!["c_attn", "c_proj"], 6),
+    ] {
+        let dir = fixture(name);
+        let cfg = llm::lora::LoraConfig {
+            r: 4,
+            alpha: 8.0,
+            dropout: 0.05,
+            target_modules: targets.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut m = llm::load(&dir, &device).unwrap();
+        let ids: Vec<Vec<u32>> = IDS.iter().map(|r| r.to_vec()).collect();
+        let base = m
+            .forward(&ids)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        assert_eq!(
+            m.attach_lora(&cfg, &mut rng, &device).unwrap(),
+            want,
+            "{name}"
+        );
+        // PEFT's initialisation (B = 0) leaves the model as it was.
+        let fresh = m
+            .forward(&ids)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(fresh, base, "{name}: a fresh adapter changes nothing");
+        randomize_b(&mut m, 11);
+        let ours = m
+            .forward(&ids)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let moved = ours
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            moved > 0.1,
+            "{name}: the adapters move the logits by {moved}"
+        );
+        let out = tempfile::tempdir().unwrap();
+        llm::lora::save_peft(m.projections().into_iter(), &m.config, &cfg, out.path()).unwrap();
+        let ac: Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("adapter_config.json")).unwrap())
+                .unwrap();
+        assert_eq!(ac["peft_type"], "LORA");
+        assert_eq!(ac["r"], 4);
+        if let Some(py) = &torch {
+            let theirs = python_json(
+                py,
+                "tests/py/peft_logits.py",
+                &[],
+                &json!({"model": dir, "adapter": out.path(), "ids": IDS}),
+            );
+            assert_eq!(theirs["adapted"], want, "{name}: modules PEFT adapted");
+            let d = max_diff(&ours, &theirs);
+            println!(
+                "{name}: max |ccr - peft| = {d:.2e} (adapters moved the logits by {moved:.2})"
+            );
+            assert!(d < 1e-4, "{name}: {d}");
+        }
+    }
+    // A target no projection has is refused, naming it.
+    let mut m = llm::load(&fixture("llama"), &device).unwrap();
+    let bad = llm::lora::LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        target_modules: vec!["c_attn".into()],
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let e = m
+        .attach_lora(&bad, &mut rng, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("c_attn") && e.contains("target_modules"), "{e}");
+}

@@ -4,13 +4,15 @@
 //! - [`config`]: the architectures ccr runs (the Llama family: `llama`, `mistral`, `qwen2`,
 //!   SmolLM's shape; and `gpt2`) and the tensors each needs;
 //! - [`weights`]: the safetensors read and checked against the config, name by name;
-//! - [`model`]: the decoder as Burn modules, token ids to logits.
+//! - [`model`]: the decoder as Burn modules, token ids to logits;
+//! - [`lora`]: LoRA adapters on the projections, saved in PEFT's layout.
 //!
 //! Built so far: loading and the forward pass, checked against a NumPy reference written from
 //! the architectures' definitions (`tests/py/llm_reference.py`) and against `transformers`.
 //! Still to come: the pipeline step, tokenization, LoRA, DP-LoRA, the GPU path.
 
 pub mod config;
+pub mod lora;
 pub mod model;
 pub mod weights;
 

@@ -19,6 +19,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::LlmError;
 use super::config::{Gpt2Shape, LlamaShape, LlmConfig};
+use super::lora::{LoraConfig, Proj};
 use super::weights::Tensors;
 
 /// A normalisation's parameters: RMSNorm (`bias` none) or LayerNorm.
@@ -57,21 +58,21 @@ pub struct LlamaLayer {
     /// `input_layernorm`.
     pub input_norm: Norm,
     /// `self_attn.q_proj`.
-    pub q: Linear,
+    pub q: Proj,
     /// `self_attn.k_proj`.
-    pub k: Linear,
+    pub k: Proj,
     /// `self_attn.v_proj`.
-    pub v: Linear,
+    pub v: Proj,
     /// `self_attn.o_proj`.
-    pub o: Linear,
+    pub o: Proj,
     /// `post_attention_layernorm`.
     pub post_norm: Norm,
     /// `mlp.gate_proj`.
-    pub gate: Linear,
+    pub gate: Proj,
     /// `mlp.up_proj`.
-    pub up: Linear,
+    pub up: Proj,
     /// `mlp.down_proj`.
-    pub down: Linear,
+    pub down: Proj,
 }
 
 /// One GPT-2 block.
@@ -80,15 +81,15 @@ pub struct Gpt2Block {
     /// `ln_1`.
     pub ln1: Norm,
     /// `attn.c_attn` (q, k, v fused).
-    pub qkv: Linear,
+    pub qkv: Proj,
     /// `attn.c_proj`.
-    pub proj: Linear,
+    pub proj: Proj,
     /// `ln_2`.
     pub ln2: Norm,
     /// `mlp.c_fc`.
-    pub fc: Linear,
+    pub fc: Proj,
     /// `mlp.c_proj`.
-    pub fc_proj: Linear,
+    pub fc_proj: Proj,
 }
 
 /// The layers of the decoder.
@@ -173,6 +174,65 @@ fn merge(x: Tensor<4>) -> Tensor<3> {
 }
 
 impl CausalLm {
+    /// Every projection LoRA may target, in layer order.
+    pub fn projections(&self) -> Vec<&Proj> {
+        match &self.blocks {
+            Blocks::Llama(ls) => ls
+                .iter()
+                .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+                .collect(),
+            Blocks::Gpt2(bs) => bs
+                .iter()
+                .flat_map(|b| [&b.qkv, &b.proj, &b.fc, &b.fc_proj])
+                .collect(),
+        }
+    }
+
+    fn projections_mut(&mut self) -> Vec<&mut Proj> {
+        match &mut self.blocks {
+            Blocks::Llama(ls) => ls
+                .iter_mut()
+                .flat_map(|l| {
+                    [
+                        &mut l.q,
+                        &mut l.k,
+                        &mut l.v,
+                        &mut l.o,
+                        &mut l.gate,
+                        &mut l.up,
+                        &mut l.down,
+                    ]
+                })
+                .collect(),
+            Blocks::Gpt2(bs) => bs
+                .iter_mut()
+                .flat_map(|b| [&mut b.qkv, &mut b.proj, &mut b.fc, &mut b.fc_proj])
+                .collect(),
+        }
+    }
+
+    /// Attaches LoRA adapters to every projection `cfg.target_modules` names; returns how
+    /// many.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] for a target that names no projection of the architecture.
+    pub fn attach_lora(
+        &mut self,
+        cfg: &LoraConfig,
+        rng: &mut impl rand::Rng,
+        device: &Device,
+    ) -> Result<usize, LlmError> {
+        super::lora::check_targets(&self.config, &cfg.target_modules)?;
+        let mut n = 0;
+        for p in self.projections_mut() {
+            if cfg.target_modules.iter().any(|t| p.targeted_by(t)) {
+                p.attach(cfg, rng, device);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Builds the model from its checked tensors.
     pub fn new(config: &LlmConfig, t: &Tensors, device: &Device) -> Self {
         match config {
@@ -180,7 +240,10 @@ impl CausalLm {
                 let layers = (0..s.layers)
                     .map(|i| {
                         let p = format!("model.layers.{i}.");
-                        let l = |n: &str| linear(t, &format!("{p}{n}"), true, device);
+                        let l = |n: &str| {
+                            let name = format!("{p}{n}");
+                            Proj::new(linear(t, &name, true, device), name)
+                        };
                         LlamaLayer {
                             input_norm: norm(
                                 t,
@@ -219,7 +282,10 @@ impl CausalLm {
                 let blocks = (0..s.layers)
                     .map(|i| {
                         let p = format!("transformer.h.{i}.");
-                        let l = |n: &str| linear(t, &format!("{p}{n}"), false, device);
+                        let l = |n: &str| {
+                            let name = format!("{p}{n}");
+                            Proj::new(linear(t, &name, false, device), name)
+                        };
                         Gpt2Block {
                             ln1: norm(t, &format!("{p}ln_1"), true, s.eps, device),
                             qkv: l("attn.c_attn"),

@@ -1,0 +1,205 @@
+//! LoRA (Hu et al., 2021) as PEFT configures and saves it: each targeted projection `W` gets
+//! `y = xW + (α/r)·x·Aᵀ·Bᵀ` with `A` `[r, in]` (PEFT's default init: Kaiming-uniform,
+//! `a = √5`, i.e. `U(−1/√in, 1/√in)`) and `B` `[out, r]` zero, so training starts from the base
+//! model. Targets are matched as PEFT matches `target_modules`: a module whose name ends with
+//! `.<target>` (`q_proj` matches `model.layers.0.self_attn.q_proj`; GPT-2's `c_proj` matches the
+//! attention's and the MLP's).
+//!
+//! The adapter leaves as PEFT writes it: `adapter_config.json` (`peft_type` `LORA`, `task_type`
+//! `CAUSAL_LM`, `r`, `lora_alpha`, `lora_dropout`, `target_modules`, `fan_in_fan_out` for
+//! GPT-2's Conv1D) and `adapter_model.safetensors` with `base_model.model.<module>.lora_A.weight`
+//! `[r, in]` and `.lora_B.weight` `[out, r]` (F32), so `PeftModel.from_pretrained` loads it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+use serde_json::json;
+
+use super::LlmError;
+use super::config::LlmConfig;
+
+/// LoRA's settings (PEFT's `LoraConfig` fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// Rank `r`.
+    pub r: usize,
+    /// `lora_alpha`: the update is scaled by `alpha / r`.
+    pub alpha: f64,
+    /// `lora_dropout` on the adapter's input while training.
+    pub dropout: f64,
+    /// `target_modules`: module name suffixes.
+    pub target_modules: Vec<String>,
+}
+
+/// One adapter: `A` and `B` in Burn's layout (`[in, r]`, `[r, out]`).
+#[derive(Module, Debug)]
+pub struct Lora {
+    /// `A` transposed, `[in, r]`.
+    pub a: Param<Tensor<2>>,
+    /// `B` transposed, `[r, out]`.
+    pub b: Param<Tensor<2>>,
+    /// `alpha / r`.
+    #[module(skip)]
+    pub scale: f64,
+}
+
+/// A projection: the base layer, and its adapter when LoRA targets it.
+#[derive(Module, Debug)]
+pub struct Proj {
+    /// The base weights (Burn's `[in, out]` layout).
+    pub base: Linear,
+    /// The adapter.
+    pub lora: Option<Lora>,
+    /// The module's Hugging Face name (`model.layers.0.self_attn.q_proj`).
+    #[module(skip)]
+    pub name: String,
+}
+
+impl Proj {
+    /// A projection without adapter.
+    pub fn new(base: Linear, name: String) -> Self {
+        Self {
+            base,
+            lora: None,
+            name,
+        }
+    }
+
+    /// `xW + b`, plus `(α/r)·x·A·B` with an adapter.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let y = self.base.forward(x.clone());
+        match &self.lora {
+            None => y,
+            Some(l) => {
+                let a = l.a.val().unsqueeze::<D>();
+                let b = l.b.val().unsqueeze::<D>();
+                y + x.matmul(a).matmul(b) * l.scale
+            }
+        }
+    }
+
+    /// Whether `target` names this module (PEFT's suffix match).
+    pub fn targeted_by(&self, target: &str) -> bool {
+        self.name == target || self.name.ends_with(&format!(".{target}"))
+    }
+
+    /// Adds an adapter initialised as PEFT does (`A` Kaiming-uniform, `B` zero).
+    pub fn attach(&mut self, cfg: &LoraConfig, rng: &mut impl Rng, device: &Device) {
+        let [din, dout] = self.base.weight.val().dims();
+        let bound = 1.0 / (din as f64).sqrt();
+        let a: Vec<f32> = (0..din * cfg.r)
+            .map(|_| rng.gen_range(-bound..bound) as f32)
+            .collect();
+        self.lora = Some(Lora {
+            a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [din, cfg.r]), device)),
+            b: Param::from_tensor(Tensor::zeros([cfg.r, dout], device)),
+            scale: cfg.alpha / cfg.r as f64,
+        });
+    }
+}
+
+/// The module names a config targets, for checking `target_modules` before training.
+///
+/// # Errors
+/// [`LlmError::Config`] naming a target that matches no projection of the architecture.
+pub fn check_targets(config: &LlmConfig, targets: &[String]) -> Result<(), LlmError> {
+    let known: &[&str] = match config {
+        LlmConfig::Llama(_) => &[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        LlmConfig::Gpt2(_) => &["c_attn", "c_proj", "c_fc"],
+    };
+    if targets.is_empty() {
+        return Err(LlmError::Config {
+            field: "lora.target_modules".into(),
+            reason: format!("empty; this architecture's projections are {known:?}"),
+        });
+    }
+    for t in targets {
+        let last = t.rsplit('.').next().unwrap_or(t);
+        if !known.contains(&last) {
+            return Err(LlmError::Config {
+                field: "lora.target_modules".into(),
+                reason: format!("`{t}` matches no projection of this architecture ({known:?})"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the adapters of `projs` as PEFT's `adapter_config.json` and
+/// `adapter_model.safetensors` into the folder `dir` (which must exist).
+///
+/// # Errors
+/// [`LlmError::Weights`] when a file cannot be written or a tensor read back.
+pub fn save_peft<'a>(
+    projs: impl Iterator<Item = &'a Proj>,
+    config: &LlmConfig,
+    cfg: &LoraConfig,
+    dir: &Path,
+) -> Result<(), LlmError> {
+    let werr = |e: &dyn std::fmt::Display| LlmError::Weights(format!("adapter: {e}"));
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for p in projs {
+        let Some(l) = &p.lora else { continue };
+        let bytes = |t: Tensor<2>| -> Result<(Vec<usize>, Vec<u8>), LlmError> {
+            let [r, c] = t.dims();
+            let v = t
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| werr(&format!("{e:?}")))?;
+            Ok((vec![r, c], v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        };
+        // PEFT's layout is the transpose of Burn's: A [r, in], B [out, r].
+        let prefix = format!("base_model.model.{}", p.name);
+        tensors.insert(
+            format!("{prefix}.lora_A.weight"),
+            bytes(l.a.val().transpose())?,
+        );
+        tensors.insert(
+            format!("{prefix}.lora_B.weight"),
+            bytes(l.b.val().transpose())?,
+        );
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, (shape, b))| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| werr(&e))
+        })
+        .collect::<Result<_, _>>()?;
+    let st = safetensors::serialize(views, None).map_err(|e| werr(&e))?;
+    std::fs::write(dir.join("adapter_model.safetensors"), st).map_err(|e| werr(&e))?;
+    let ac = json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": cfg.r,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": cfg.dropout,
+        "target_modules": cfg.target_modules,
+        "bias": "none",
+        "fan_in_fan_out": matches!(config, LlmConfig::Gpt2(_)),
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "use_rslora": false,
+        "use_dora": false,
+        "modules_to_save": null,
+        "base_model_name_or_path": null,
+    });
+    std::fs::write(
+        dir.join("adapter_config.json"),
+        serde_json::to_vec_pretty(&ac).map_err(|e| werr(&e))?,
+    )
+    .map_err(|e| werr(&e))
+}
