@@ -266,3 +266,110 @@ fn a_lora_adapter_saved_in_peft_layout_gives_ccr_logits_in_peft() {
         .to_string();
     assert!(e.contains("c_attn") && e.contains("target_modules"), "{e}");
 }
+
+/// A fixed mapping the base model cannot know: key tokens 50..70 to a permutation of 100..120,
+/// asked after three random filler tokens: `[f, f, f, key, SEP] → [value]`.
+fn mapping_examples(fillers: std::ops::Range<u64>) -> Vec<llm::train::Example> {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    let mut perm: Vec<u32> = (100..120).collect();
+    perm.shuffle(&mut rand::rngs::StdRng::seed_from_u64(99));
+    let mut out = Vec::new();
+    for s in fillers {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + s);
+        for (k, v) in (50u32..70).zip(&perm) {
+            let f: Vec<u32> = (0..3).map(|_| rng.gen_range(200..380)).collect();
+            out.push(llm::train::Example {
+                ids: vec![f[0], f[1], f[2], k, 10, *v],
+                prompt_len: 5,
+            });
+        }
+    }
+    out
+}
+
+/// The share of examples whose completion's first token is the model's top prediction.
+fn answer_accuracy(m: &llm::CausalLm, examples: &[llm::train::Example]) -> f64 {
+    use burn::module::Module;
+    let m = m.clone().no_grad();
+    let ids: Vec<Vec<u32>> = examples
+        .iter()
+        .map(|e| e.ids[..e.prompt_len].to_vec())
+        .collect();
+    let logits = m.forward(&ids).unwrap();
+    let [b, t, v] = logits.dims();
+    let flat = logits.into_data().try_to_vec::<f32>().unwrap();
+    let mut right = 0;
+    for (i, e) in examples.iter().enumerate() {
+        let row = &flat[(i * t + t - 1) * v..(i * t + t) * v];
+        let best = (0..v).max_by(|&a, &c| row[a].total_cmp(&row[c])).unwrap();
+        right += usize::from(best as u32 == e.ids[e.prompt_len]);
+    }
+    right as f64 / b as f64
+}
+
+#[test]
+fn lora_fine_tuning_learns_a_mapping_the_base_model_does_not_know() {
+    use rand::SeedableRng;
+    let device = ccr_runtime::learn::device();
+    let train = mapping_examples(0..16);
+    let held_out = mapping_examples(100..104);
+    let base = llm::train::freeze(llm::load(&fixture("llama"), &device).unwrap());
+    let mut m = base.clone();
+    let cfg = llm::lora::LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        target_modules: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    assert_eq!(m.attach_lora(&cfg, &mut rng, &device).unwrap(), 14);
+    let before = llm::train::eval_loss(&m, &held_out, 32).unwrap();
+    let acc_before = answer_accuracy(&m, &held_out);
+    let fit = llm::train::FitConfig {
+        epochs: 12,
+        batch_size: 16,
+        lr: 1e-2,
+        weight_decay: 0.0,
+        seed: 5,
+    };
+    let (m, log) = llm::train::fit(m, &train, &fit).unwrap();
+    let after = llm::train::eval_loss(&m, &held_out, 32).unwrap();
+    let acc_after = answer_accuracy(&m, &held_out);
+    println!(
+        "held-out loss {before:.3} -> {after:.3}, answers right {acc_before:.3} -> {acc_after:.3}, train loss by epoch {:?}",
+        log.train_loss
+            .iter()
+            .map(|l| (l * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>()
+    );
+    assert!(after < before * 0.5, "held-out loss {before} -> {after}");
+    assert!(
+        acc_after >= 0.8 && acc_before <= 0.2,
+        "accuracy {acc_before} -> {acc_after}"
+    );
+    // Only the adapters moved: the base weights are as loaded.
+    let w = |m: &llm::CausalLm| match &m.blocks {
+        llm::model::Blocks::Llama(ls) => ls[0]
+            .q
+            .base
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        _ => unreachable!(),
+    };
+    assert_eq!(w(&m), w(&base));
+}

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod lora;
 pub mod model;
+pub mod train;
 pub mod weights;
 
 use std::path::Path;
