@@ -373,3 +373,118 @@ fn lora_fine_tuning_learns_a_mapping_the_base_model_does_not_know() {
     };
     assert_eq!(w(&m), w(&base));
 }
+
+/// A LoRA model on the tiny Llama with every adapter's B random (so both A and B have
+/// gradients).
+fn dp_model(seed: u64) -> llm::CausalLm {
+    use rand::SeedableRng;
+    let device = ccr_runtime::learn::device();
+    let mut m = llm::train::freeze(llm::load(&fixture("llama"), &device).unwrap());
+    let cfg = llm::lora::LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    m.attach_lora(&cfg, &mut rng, &device).unwrap();
+    randomize_b(&mut m, seed + 1);
+    m
+}
+
+#[test]
+fn dp_lora_per_example_norms_equal_one_backward_pass_per_example() {
+    use burn::optim::GradientsParams;
+    let m = dp_model(21);
+    // Short sequences take the ghost-norm identity, long ones the per-example product.
+    let short = mapping_examples(0..1)[..4].to_vec();
+    let long: Vec<llm::train::Example> = (0..3u32)
+        .map(|i| llm::train::Example {
+            ids: (0..40).map(|j| (i * 37 + j * 11) % 380).collect(),
+            prompt_len: 10,
+        })
+        .collect();
+    for examples in [short, long] {
+        let fast = llm::dp::example_grad_norms(&m, &examples).unwrap();
+        for (e, f) in examples.iter().zip(&fast) {
+            let one = llm::dp::example_grad_norms(&m, std::slice::from_ref(e)).unwrap()[0];
+            // Brute force: the example's own loss, backward, the adapters' gradients.
+            let loss = llm::train::eval_loss_tracked(&m, e).unwrap();
+            let g = GradientsParams::from_grads(loss.backward(), &m);
+            let mut sq = 0.0;
+            for p in m.projections() {
+                if let Some(l) = &p.lora {
+                    for id in [l.a.id, l.b.id] {
+                        let t = g.get::<2>(id).unwrap();
+                        sq += t
+                            .into_data()
+                            .try_to_vec::<f32>()
+                            .unwrap()
+                            .iter()
+                            .map(|x| f64::from(*x).powi(2))
+                            .sum::<f64>();
+                    }
+                }
+            }
+            let brute = sq.sqrt();
+            assert!(
+                (f - brute).abs() <= 1e-3 * brute.max(1e-3)
+                    && (one - brute).abs() <= 1e-3 * brute.max(1e-3),
+                "batched {f}, alone {one}, brute force {brute}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dp_lora_at_epsilon_8_still_improves_held_out_loss() {
+    let train = mapping_examples(0..16);
+    let held_out = mapping_examples(100..104);
+    let device = ccr_runtime::learn::device();
+    let mut m = llm::train::freeze(llm::load(&fixture("llama"), &device).unwrap());
+    let cfg = llm::lora::LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        target_modules: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    };
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+    m.attach_lora(&cfg, &mut rng, &device).unwrap();
+    let before = llm::train::eval_loss(&m, &held_out, 32).unwrap();
+    let dp = llm::dp::DpFitConfig {
+        epochs: 15,
+        batch_size: 32,
+        lr: 1e-2,
+        max_grad_norm: 1.0,
+        target_epsilon: 8.0,
+        delta: 1e-5,
+    };
+    let mut dprng = ccr_runtime::learn::dp::sgd::DpRng::for_tests(17);
+    let (m, log, spent) = llm::dp::fit_dp(m, &train, &dp, &mut dprng).unwrap();
+    let after = llm::train::eval_loss(&m, &held_out, 32).unwrap();
+    let acc = answer_accuracy(&m, &held_out);
+    println!(
+        "DP-LoRA: held-out loss {before:.3} -> {after:.3}, answers right {acc:.3}, epsilon {:.3} (sigma {:.3}, q {:.3}, {} steps), train loss {:?}",
+        spent.epsilon,
+        spent.noise_multiplier,
+        spent.sampling_rate,
+        spent.steps,
+        log.train_loss
+            .iter()
+            .map(|l| (l * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>()
+    );
+    assert!(spent.epsilon <= 8.0 && spent.epsilon > 7.0, "{spent:?}");
+    assert!(after < before * 0.8, "held-out loss {before} -> {after}");
+}

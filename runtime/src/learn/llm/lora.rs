@@ -47,6 +47,27 @@ pub struct Lora {
     pub scale: f64,
 }
 
+/// What DP-LoRA needs of one adapter in a forward pass: its input `X` `[B, T, in]` and `H = X·A`
+/// `[B, T, r]` (detached, plain backend), `B` `[r, out]`, and a zero tensor added to `H·B`
+/// (tracked) whose gradient is each sample's `∂L/∂(H·B)`.
+#[derive(Debug, Clone)]
+pub struct LoraProbe {
+    /// The adapter's input.
+    pub x: Tensor<3>,
+    /// `X·A`.
+    pub h: Tensor<3>,
+    /// `B` (Burn's layout, `[r, out]`).
+    pub b: Tensor<2>,
+    /// The probe.
+    pub probe: Tensor<3>,
+    /// `alpha / r`.
+    pub scale: f64,
+    /// `A`'s parameter id.
+    pub a_id: burn::module::ParamId,
+    /// `B`'s parameter id.
+    pub b_id: burn::module::ParamId,
+}
+
 /// A projection: the base layer, and its adapter when LoRA targets it.
 #[derive(Module, Debug)]
 pub struct Proj {
@@ -80,6 +101,30 @@ impl Proj {
                 y + x.matmul(a).matmul(b) * l.scale
             }
         }
+    }
+
+    /// [`Proj::forward`] on `[B, T, in]`; with `probes`, the adapter's [`LoraProbe`] recorded.
+    pub fn forward3(&self, x: Tensor<3>, probes: &mut Option<&mut Vec<LoraProbe>>) -> Tensor<3> {
+        let Some(rec) = probes.as_deref_mut() else {
+            return self.forward(x);
+        };
+        let y = self.base.forward(x.clone());
+        let Some(l) = &self.lora else {
+            return y;
+        };
+        let h = x.clone().matmul(l.a.val().unsqueeze::<3>());
+        let z = h.clone().matmul(l.b.val().unsqueeze::<3>());
+        let probe = z.zeros_like().require_grad();
+        rec.push(LoraProbe {
+            x: x.detach(),
+            h: h.detach(),
+            b: l.b.val().detach(),
+            probe: probe.clone(),
+            scale: l.scale,
+            a_id: l.a.id,
+            b_id: l.b.id,
+        });
+        y + (z + probe) * l.scale
     }
 
     /// Whether `target` names this module (PEFT's suffix match).

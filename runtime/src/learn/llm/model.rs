@@ -19,7 +19,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::LlmError;
 use super::config::{Gpt2Shape, LlamaShape, LlmConfig};
-use super::lora::{LoraConfig, Proj};
+use super::lora::{LoraConfig, LoraProbe, Proj};
 use super::weights::Tensors;
 
 /// A normalisation's parameters: RMSNorm (`bias` none) or LayerNorm.
@@ -318,6 +318,18 @@ impl CausalLm {
     /// [`LlmError::Input`] for rows of different lengths, an id outside the vocabulary, or
     /// more positions than the model takes.
     pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Tensor<3>, LlmError> {
+        self.forward_probed(ids, None)
+    }
+
+    /// [`CausalLm::forward`], recording each adapter's [`LoraProbe`] into `probes` (DP-LoRA).
+    ///
+    /// # Errors
+    /// As [`CausalLm::forward`].
+    pub fn forward_probed(
+        &self,
+        ids: &[Vec<u32>],
+        mut probes: Option<&mut Vec<LoraProbe>>,
+    ) -> Result<Tensor<3>, LlmError> {
         let b = ids.len();
         let t = ids.first().map_or(0, Vec::len);
         if b == 0 || t == 0 || ids.iter().any(|r| r.len() != t) {
@@ -347,7 +359,7 @@ impl CausalLm {
             (Blocks::Llama(layers), LlmConfig::Llama(s)) => {
                 let (cos, sin) = rope_tables(s, t, &device);
                 for l in layers {
-                    x = llama_layer(l, s, x, &cos, &sin);
+                    x = llama_layer(l, s, x, &cos, &sin, &mut probes);
                 }
             }
             (Blocks::Gpt2(blocks), LlmConfig::Gpt2(s)) => {
@@ -355,7 +367,7 @@ impl CausalLm {
                     x = x + p.val().slice([0..t, 0..hidden]).unsqueeze::<3>();
                 }
                 for blk in blocks {
-                    x = gpt2_block(blk, s, x);
+                    x = gpt2_block(blk, s, x, &mut probes);
                 }
             }
             _ => return Err(LlmError::Input("blocks and config disagree".into())),
@@ -403,15 +415,20 @@ fn llama_layer(
     x: Tensor<3>,
     cos: &Tensor<4>,
     sin: &Tensor<4>,
+    p: &mut Option<&mut Vec<LoraProbe>>,
 ) -> Tensor<3> {
     let h = l.input_norm.forward(x.clone());
-    let q = rope(heads(l.q.forward(h.clone()), s.heads, s.head_dim), cos, sin);
-    let k = rope(
-        heads(l.k.forward(h.clone()), s.kv_heads, s.head_dim),
+    let q = rope(
+        heads(l.q.forward3(h.clone(), p), s.heads, s.head_dim),
         cos,
         sin,
     );
-    let v = heads(l.v.forward(h), s.kv_heads, s.head_dim);
+    let k = rope(
+        heads(l.k.forward3(h.clone(), p), s.kv_heads, s.head_dim),
+        cos,
+        sin,
+    );
+    let v = heads(l.v.forward3(h, p), s.kv_heads, s.head_dim);
     let (k, v) = if s.kv_heads < s.heads {
         let rep = s.heads / s.kv_heads;
         let repeat = |t: Tensor<4>| {
@@ -424,17 +441,21 @@ fn llama_layer(
     } else {
         (k, v)
     };
-    let x = x + l.o.forward(merge(causal_attention(q, k, v)));
+    let x = x + l.o.forward3(merge(causal_attention(q, k, v)), p);
     let h = l.post_norm.forward(x.clone());
-    x + l
-        .down
-        .forward(silu(l.gate.forward(h.clone())) * l.up.forward(h))
+    let g = silu(l.gate.forward3(h.clone(), p)) * l.up.forward3(h, p);
+    x + l.down.forward3(g, p)
 }
 
-fn gpt2_block(blk: &Gpt2Block, s: &Gpt2Shape, x: Tensor<3>) -> Tensor<3> {
+fn gpt2_block(
+    blk: &Gpt2Block,
+    s: &Gpt2Shape,
+    x: Tensor<3>,
+    p: &mut Option<&mut Vec<LoraProbe>>,
+) -> Tensor<3> {
     let [b, t, hs] = x.dims();
     let d = hs / s.heads;
-    let qkv = blk.qkv.forward(blk.ln1.forward(x.clone()));
+    let qkv = blk.qkv.forward3(blk.ln1.forward(x.clone()), p);
     let part = |j: usize| {
         heads(
             qkv.clone().slice([0..b, 0..t, j * hs..(j + 1) * hs]),
@@ -443,7 +464,7 @@ fn gpt2_block(blk: &Gpt2Block, s: &Gpt2Shape, x: Tensor<3>) -> Tensor<3> {
         )
     };
     let a = causal_attention(part(0), part(1), part(2));
-    let x = x + blk.proj.forward(merge(a));
-    let h = gelu_approximate(blk.fc.forward(blk.ln2.forward(x.clone())));
-    x + blk.fc_proj.forward(h)
+    let x = x + blk.proj.forward3(merge(a), p);
+    let h = gelu_approximate(blk.fc.forward3(blk.ln2.forward(x.clone()), p));
+    x + blk.fc_proj.forward3(h, p)
 }

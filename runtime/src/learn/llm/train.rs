@@ -46,7 +46,7 @@ pub struct FitLog {
 
 /// Token ids `[B, T]`, next-token targets `[B, T]` and the loss mask `[B, T]` of a batch
 /// (padding: id 0, masked out).
-fn batch(
+pub(crate) fn batch(
     examples: &[&Example],
     device: &burn::tensor::Device,
 ) -> (Vec<Vec<u32>>, Tensor<2, Int>, Tensor<2>) {
@@ -111,6 +111,15 @@ pub fn eval_loss(
         n += k;
     }
     Ok(if n > 0.0 { sum / n } else { 0.0 })
+}
+
+/// One example's mean next-token loss over its counted tokens, tracked (for gradient checks).
+///
+/// # Errors
+/// [`LlmError::Input`] for ids the model cannot take.
+pub fn eval_loss_tracked(model: &CausalLm, example: &Example) -> Result<Tensor<1>, LlmError> {
+    let (l, n) = batch_loss(model, &[example])?;
+    Ok(l / n.max(1.0))
 }
 
 /// Trains the model's trainable parameters (its LoRA adapters, when the base is frozen) on
