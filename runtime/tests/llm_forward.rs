@@ -488,3 +488,81 @@ fn dp_lora_at_epsilon_8_still_improves_held_out_loss() {
     assert!(spent.epsilon <= 8.0 && spent.epsilon > 7.0, "{spent:?}");
     assert!(after < before * 0.8, "held-out loss {before} -> {after}");
 }
+
+#[test]
+fn text_datasets_tokenize_as_hugging_face_does_and_bad_records_are_named() {
+    use llm::data::{Record, TextTokenizer, read_jsonl};
+    let tj = std::fs::read(fixture("llama").join("tokenizer.json")).unwrap();
+    let tok = TextTokenizer::from_json(&tj, 384, Some(0)).unwrap();
+    let texts = [
+        "question: what colour is the sky? answer: blue",
+        "Übermäßig ☃ unseen words",
+    ];
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t).unwrap()).collect();
+    for (t, i) in texts.iter().zip(&ids) {
+        assert_eq!(tok.decode(i).unwrap(), *t, "byte-level BPE round trip");
+    }
+    if let Ok(py) = std::env::var("CCR_TORCH_PYTHON") {
+        let theirs = python_json(
+            &py,
+            "tests/py/tokenize_ids.py",
+            &[],
+            &json!({"tokenizer": fixture("llama").join("tokenizer.json"), "texts": texts}),
+        );
+        assert_eq!(
+            theirs["ids"],
+            json!(ids),
+            "the same ids as Python's tokenizers"
+        );
+    }
+    let jsonl = b"{\"prompt\": \"question: what colour is the sky? answer:\", \"completion\": \" blue\"}\n\n{\"text\": \"the quick brown fox\"}\n";
+    let recs = read_jsonl("a", jsonl, "text", "prompt", "completion").unwrap();
+    assert_eq!(recs.len(), 2);
+    assert!(matches!(&recs[1], Record::Text(t) if t == "the quick brown fox"));
+    let ex = tok.examples("a", &recs, 64, false).unwrap();
+    let p = tok
+        .encode("question: what colour is the sky? answer:")
+        .unwrap();
+    assert_eq!(ex[0].prompt_len, p.len());
+    assert_eq!(&ex[0].ids[..p.len()], &p[..]);
+    assert_eq!(
+        *ex[0].ids.last().unwrap(),
+        0,
+        "closed by the end-of-sequence token"
+    );
+    assert_eq!(ex[1].prompt_len, 0);
+    // Over the limit: refused with truncation off, cut with it on.
+    let e = tok.examples("a", &recs, 4, false).unwrap_err().to_string();
+    assert!(
+        e.contains("dataset `a` record 1") && e.contains("max_seq_len 4"),
+        "{e}"
+    );
+    let cut = tok.examples("a", &recs[1..], 4, true).unwrap();
+    assert_eq!(cut[0].ids.len(), 4);
+    // Records without the named fields, named by line (values never quoted).
+    for (bad, want) in [
+        (
+            &b"{\"prompt\": \"secret\"}"[..],
+            "line 1: `prompt` without `completion`",
+        ),
+        (b"{\"txt\": \"secret\"}", "line 1: no `text` field"),
+        (b"[1, 2]", "line 1: not a JSON object"),
+        (b"{\"text\": 5}", "line 1: field `text` is not a string"),
+    ] {
+        let e = read_jsonl("b", bad, "text", "prompt", "completion")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dataset `b`") && e.contains(want) && !e.contains("secret"),
+            "{e}"
+        );
+    }
+    // A tokenizer with more tokens than the model's vocabulary.
+    let e = TextTokenizer::from_json(&tj, 300, Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("384 tokens") && e.contains("vocab_size is 300"),
+        "{e}"
+    );
+}

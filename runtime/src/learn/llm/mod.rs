@@ -12,6 +12,7 @@
 //! Still to come: the pipeline step, tokenization, LoRA, DP-LoRA, the GPU path.
 
 pub mod config;
+pub mod data;
 pub mod dp;
 pub mod lora;
 pub mod model;

@@ -1,0 +1,186 @@
+//! Text datasets for `LLM_Finetune`, tokenized with the base model's `tokenizer.json`
+//! (Hugging Face `tokenizers`): JSONL records with a `text` field (the loss on every token
+//! after the first), or `prompt` and `completion` (the loss on the completion's tokens only),
+//! each example closed by the end-of-sequence token; sequences over `max_seq_len` truncated,
+//! or refused when truncation is off.
+
+use serde_json::Value;
+use tokenizers::Tokenizer;
+
+use super::LlmError;
+use super::train::Example;
+
+/// One record of a text dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// Plain text.
+    Text(String),
+    /// A prompt and its completion.
+    PromptCompletion(String, String),
+}
+
+/// Reads JSONL records (`text`, or `prompt` and `completion`; the field names given).
+///
+/// # Errors
+/// [`LlmError::Input`] naming the dataset, the line and the field: a line that is not a JSON
+/// object, a missing or non-string field. The values themselves are never quoted (they are
+/// data).
+pub fn read_jsonl(
+    dataset: &str,
+    bytes: &[u8],
+    text_field: &str,
+    prompt_field: &str,
+    completion_field: &str,
+) -> Result<Vec<Record>, LlmError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| LlmError::Input(format!("dataset `{dataset}`: not UTF-8 ({e})")))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad =
+            |what: String| LlmError::Input(format!("dataset `{dataset}` line {}: {what}", i + 1));
+        let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let field = |f: &str| -> Result<Option<String>, LlmError> {
+            match v.get(f) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(bad(format!("field `{f}` is not a string"))),
+            }
+        };
+        if !v.is_object() {
+            return Err(bad("not a JSON object".into()));
+        }
+        match (
+            field(prompt_field)?,
+            field(completion_field)?,
+            field(text_field)?,
+        ) {
+            (Some(p), Some(c), _) => out.push(Record::PromptCompletion(p, c)),
+            (None, None, Some(t)) => out.push(Record::Text(t)),
+            (Some(_), None, _) => {
+                return Err(bad(format!(
+                    "`{prompt_field}` without `{completion_field}`"
+                )));
+            }
+            (None, Some(_), _) => {
+                return Err(bad(format!(
+                    "`{completion_field}` without `{prompt_field}`"
+                )));
+            }
+            (None, None, None) => {
+                return Err(bad(format!(
+                    "no `{text_field}` field, nor `{prompt_field}` and `{completion_field}`"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A tokenizer checked against the model's vocabulary.
+pub struct TextTokenizer {
+    tok: Tokenizer,
+    eos: Option<u32>,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("eos", &self.eos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextTokenizer {
+    /// Reads `tokenizer.json`; `eos` is the model's `eos_token_id` when its config gives one.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`]: a tokenizer that does not parse, or whose vocabulary has ids the
+    /// model's embedding does not (`vocab_size`).
+    pub fn from_json(bytes: &[u8], model_vocab: usize, eos: Option<u32>) -> Result<Self, LlmError> {
+        let tok = Tokenizer::from_bytes(bytes).map_err(|e| LlmError::Config {
+            field: "tokenizer.json".into(),
+            reason: e.to_string(),
+        })?;
+        let n = tok.get_vocab_size(true);
+        if n > model_vocab {
+            return Err(LlmError::Config {
+                field: "tokenizer.json".into(),
+                reason: format!(
+                    "{n} tokens; the model's vocab_size is {model_vocab} (not this model's tokenizer?)"
+                ),
+            });
+        }
+        Ok(Self { tok, eos })
+    }
+
+    /// The ids of `text` (no special tokens added).
+    ///
+    /// # Errors
+    /// [`LlmError::Input`] when the tokenizer fails.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        self.tok
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| LlmError::Input(format!("tokenizer: {e}")))
+    }
+
+    /// `ids` as text.
+    ///
+    /// # Errors
+    /// [`LlmError::Input`] when the tokenizer fails.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
+        self.tok
+            .decode(ids, false)
+            .map_err(|e| LlmError::Input(format!("tokenizer: {e}")))
+    }
+
+    /// Records as training examples: `text` (loss after the first token) or `prompt` +
+    /// `completion` (loss on the completion), each closed by the end-of-sequence token, at
+    /// most `max_len` tokens: longer ones truncated from the end when `truncate`, else refused.
+    ///
+    /// # Errors
+    /// [`LlmError::Input`] naming the dataset and record for a sequence over `max_len` with
+    /// truncation off, or a prompt that leaves no room for its completion.
+    pub fn examples(
+        &self,
+        dataset: &str,
+        records: &[Record],
+        max_len: usize,
+        truncate: bool,
+    ) -> Result<Vec<Example>, LlmError> {
+        let mut out = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let (mut ids, prompt_len) = match r {
+                Record::Text(t) => (self.encode(t)?, 0),
+                Record::PromptCompletion(p, c) => {
+                    let mut ids = self.encode(p)?;
+                    let n = ids.len();
+                    ids.extend(self.encode(c)?);
+                    (ids, n)
+                }
+            };
+            ids.extend(self.eos);
+            if ids.len() > max_len {
+                if !truncate {
+                    return Err(LlmError::Input(format!(
+                        "dataset `{dataset}` record {}: {} tokens, over max_seq_len {max_len} (truncation is off)",
+                        i + 1,
+                        ids.len()
+                    )));
+                }
+                ids.truncate(max_len);
+            }
+            if prompt_len >= ids.len() {
+                return Err(LlmError::Input(format!(
+                    "dataset `{dataset}` record {}: the prompt fills max_seq_len {max_len}; no completion token is left",
+                    i + 1
+                )));
+            }
+            out.push(Example { ids, prompt_len });
+        }
+        Ok(out)
+    }
+}
