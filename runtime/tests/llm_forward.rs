@@ -566,3 +566,68 @@ fn text_datasets_tokenize_as_hugging_face_does_and_bad_records_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn merged_weights_load_as_a_plain_model_with_the_adapted_logits() {
+    use rand::SeedableRng;
+    let device = ccr_runtime::learn::device();
+    let torch = std::env::var("CCR_TORCH_PYTHON").ok();
+    let numpy = python_with("numpy, safetensors");
+    for (name, targets) in [
+        ("llama", vec!["q_proj", "o_proj", "up_proj"]),
+        ("gpt2", vec!["c_attn", "c_fc"]),
+    ] {
+        let dir = fixture(name);
+        let mut m = llm::load(&dir, &device).unwrap();
+        let cfg = llm::lora::LoraConfig {
+            r: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            target_modules: targets.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        m.attach_lora(&cfg, &mut rng, &device).unwrap();
+        randomize_b(&mut m, 6);
+        let ids: Vec<Vec<u32>> = IDS.iter().map(|r| r.to_vec()).collect();
+        let adapted = m
+            .forward(&ids)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        llm::merged::save_merged(&m, out.path()).unwrap();
+        std::fs::copy(dir.join("config.json"), out.path().join("config.json")).unwrap();
+        // ccr reads it back as a plain model with the adapted logits.
+        let plain = llm::load(out.path(), &device).unwrap();
+        let again = plain
+            .forward(&ids)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let d = adapted
+            .iter()
+            .zip(&again)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-4, "{name}: merged vs adapted {d}");
+        let input = json!({"model": out.path(), "ids": IDS});
+        if numpy {
+            let d = max_diff(
+                &adapted,
+                &python_json("python3", "tests/py/llm_reference.py", &[], &input),
+            );
+            println!("{name}: merged weights, max |ccr adapted - numpy| = {d:.2e}");
+            assert!(d < 1e-4, "{name}: {d}");
+        }
+        if let Some(py) = &torch {
+            let d = max_diff(
+                &adapted,
+                &python_json(py, "tests/py/llm_transformers.py", &[], &input),
+            );
+            println!("{name}: merged weights, max |ccr adapted - transformers| = {d:.2e}");
+            assert!(d < 1e-4, "{name}: {d}");
+        }
+    }
+}

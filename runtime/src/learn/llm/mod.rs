@@ -15,6 +15,7 @@ pub mod config;
 pub mod data;
 pub mod dp;
 pub mod lora;
+pub mod merged;
 pub mod model;
 pub mod train;
 pub mod weights;
