@@ -20,18 +20,7 @@ fn main() {
         r,
         alpha: 2.0 * r as f64,
         dropout: 0.0,
-        target_modules: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        target_modules: llm::lora::LLAMA_PROJECTIONS.map(String::from).to_vec(),
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     m.attach_lora(&cfg, &mut rng, &device).expect("lora");

@@ -16,7 +16,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{DEPA, make_image, run, tools};
+use support::{DEPA, FAST_PBKDF, make_image, run, tools};
 
 use std::io::Read;
 
@@ -136,12 +136,7 @@ fn wrong_key_damaged_headers_luks1_and_other_ciphers_are_named() {
     };
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), false);
-    let (img, key) = image(
-        dir.path(),
-        &src,
-        16,
-        &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"],
-    );
+    let (img, key) = image(dir.path(), &src, 16, &FAST_PBKDF);
     let e = Luks2Image::open(&img)
         .unwrap()
         .unlock(&[7u8; 32])
@@ -185,12 +180,7 @@ fn wrong_key_damaged_headers_luks1_and_other_ciphers_are_named() {
     assert!(matches!(e, Luks2Error::Luks1), "{e}");
     // A segment cipher ccr does not read: the metadata says sm4-xts-plain64 (cryptsetup checks
     // a cipher with the kernel, so the header is edited and its checksums made again).
-    let (img, key) = image(
-        dir.path(),
-        &src,
-        16,
-        &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"],
-    );
+    let (img, key) = image(dir.path(), &src, 16, &FAST_PBKDF);
     let mut bytes = std::fs::read(&img).unwrap();
     let hdr_size = Luks2Image::open(&img).unwrap().header.hdr_size as usize;
     for at in [0, hdr_size] {
@@ -218,12 +208,7 @@ fn wrong_key_damaged_headers_luks1_and_other_ciphers_are_named() {
     let linked = dir.path().join("linked");
     let lsrc = source(&linked, false);
     std::os::unix::fs::symlink("../../../etc/passwd", lsrc.join("a b/escape")).unwrap();
-    let (img, key) = image(
-        &linked,
-        &lsrc,
-        16,
-        &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"],
-    );
+    let (img, key) = image(&linked, &lsrc, 16, &FAST_PBKDF);
     let v = Luks2Image::open(&img)
         .unwrap()
         .unlock(&std::fs::read(&key).unwrap())
@@ -265,19 +250,7 @@ fn a_flipped_ciphertext_byte_is_refused_with_the_pin_and_undetected_without() {
     }
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), false);
-    let (img, key) = image(
-        dir.path(),
-        &src,
-        16,
-        &[
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-            "--sector-size",
-            "4096",
-        ],
-    );
+    let (img, key) = image(dir.path(), &src, 16, &DEPA);
     let pin = pin_of(&img).unwrap();
     let clean = read_all(&img, &key, Some(&pin)).unwrap();
     assert_eq!(clean.len(), 3);

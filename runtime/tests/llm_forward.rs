@@ -138,7 +138,6 @@ fn configs_and_weights_ccr_cannot_run_are_named() {
 fn randomize_b(m: &mut llm::CausalLm, seed: u64) {
     use burn::module::Param;
     use burn::tensor::{Tensor, TensorData};
-    use ccr_runtime::learn::llm::model::Blocks;
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let device = ccr_runtime::learn::device();
@@ -149,29 +148,8 @@ fn randomize_b(m: &mut llm::CausalLm, seed: u64) {
             l.b = Param::from_tensor(Tensor::from_data(TensorData::new(v, [r, out]), &device));
         }
     };
-    match &mut m.blocks {
-        Blocks::Llama(ls) => {
-            for l in ls {
-                for p in [
-                    &mut l.q,
-                    &mut l.k,
-                    &mut l.v,
-                    &mut l.o,
-                    &mut l.gate,
-                    &mut l.up,
-                    &mut l.down,
-                ] {
-                    set(p);
-                }
-            }
-        }
-        Blocks::Gpt2(bs) => {
-            for b in bs {
-                for p in [&mut b.qkv, &mut b.proj, &mut b.fc, &mut b.fc_proj] {
-                    set(p);
-                }
-            }
-        }
+    for p in m.projections_mut() {
+        set(p);
     }
 }
 
@@ -320,18 +298,7 @@ fn lora_fine_tuning_learns_a_mapping_the_base_model_does_not_know() {
         r: 8,
         alpha: 16.0,
         dropout: 0.0,
-        target_modules: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        target_modules: llm::lora::LLAMA_PROJECTIONS.map(String::from).to_vec(),
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     assert_eq!(m.attach_lora(&cfg, &mut rng, &device).unwrap(), 14);
@@ -446,18 +413,7 @@ fn dp_lora_at_epsilon_8_still_improves_held_out_loss() {
         r: 8,
         alpha: 16.0,
         dropout: 0.0,
-        target_modules: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        target_modules: llm::lora::LLAMA_PROJECTIONS.map(String::from).to_vec(),
     };
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     m.attach_lora(&cfg, &mut rng, &device).unwrap();

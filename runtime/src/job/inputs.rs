@@ -168,6 +168,9 @@ fn load_base_model(
                 m.image_file_name()
             )));
         }
+        if let Some(b) = &cfg.base_model {
+            tracing::warn!(base_model = %b.display(), image = %m.image_file_name(), "--base-model is not read: the contract's baseModelImage names the base model (see --base-model-image)");
+        }
         return Ok(None);
     }
     if !names_base_model(tc) {

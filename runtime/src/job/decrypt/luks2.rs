@@ -112,11 +112,27 @@ impl Luks2Dataset {
     /// As [`Luks2Dataset::stream`], and a failed read.
     pub fn read(&self, path: &str) -> Result<Zeroizing<Vec<u8>>, JobError> {
         let mut f = self.files.open(path).map_err(|e| self.error(e))?;
-        let len = usize::try_from(f.metadata().len()).unwrap_or(usize::MAX);
-        let mut buf = Zeroizing::new(vec![0u8; len]);
+        // The size comes from the image's inode: allocate it fallibly, never panic on it.
+        let size = f.metadata().len();
+        let mut buf = Zeroizing::new(Vec::new());
+        usize::try_from(size)
+            .ok()
+            .and_then(|n| buf.try_reserve_exact(n).ok().map(|()| n))
+            .map(|n| buf.resize(n, 0))
+            .ok_or_else(|| {
+                self.error(Luks2Error::Ext4(format!(
+                    "`{path}`: {size} bytes do not fit in memory"
+                )))
+            })?;
         f.read_exact(&mut buf)
-            .map_err(|e| self.error(Luks2Error::Ext4(format!("`{path}`: {e}"))))?;
+            .map_err(|e| self.stream_error(path, &e))?;
         Ok(buf)
+    }
+
+    /// A failed read of file `path` as the image error it is (exit 5, naming the image and
+    /// file).
+    pub fn stream_error(&self, path: &str, e: &std::io::Error) -> JobError {
+        self.error(Luks2Error::Ext4(format!("`{path}`: {e}")))
     }
 
     /// Every regular file under `dir` (relative; empty for the root), sorted by path.

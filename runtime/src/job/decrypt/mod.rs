@@ -149,7 +149,7 @@ fn luks2_table(
 ) -> Result<(String, Table), JobError> {
     let mut magic = [0u8; 4];
     let n = read_prefix(&mut ds.stream(&d.file)?, &mut magic)
-        .map_err(|e| JobError::Config(format!("dataset `{}` file `{}`: {e}", d.id, d.file)))?;
+        .map_err(|e| ds.stream_error(&d.file, &e))?;
     let parquet =
         FileFormat::detect(&d.file, &[]) == FileFormat::Parquet || (n == 4 && &magic == b"PAR1");
     let t = if parquet {

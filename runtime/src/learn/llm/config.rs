@@ -138,10 +138,10 @@ impl LlmConfig {
                 format!("{kv_heads} does not divide num_attention_heads {heads}"),
             ));
         }
-        if head_dim % 2 != 0 {
+        if head_dim == 0 || head_dim % 2 != 0 {
             return Err(bad(
                 "head_dim",
-                format!("{head_dim}: rotary embeddings need an even head width"),
+                format!("{head_dim}: rotary embeddings need an even, non-zero head width"),
             ));
         }
         let act = c

@@ -147,23 +147,33 @@ impl Proj {
     }
 }
 
-/// The module names a config targets, for checking `target_modules` before training.
+/// The Llama family's projections, by PEFT's module names.
+pub const LLAMA_PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+/// GPT-2's projections (Conv1D), by PEFT's module names.
+pub const GPT2_PROJECTIONS: [&str; 3] = ["c_attn", "c_proj", "c_fc"];
+
+/// The projections LoRA may target in an architecture.
+pub fn projection_names(config: &LlmConfig) -> &'static [&'static str] {
+    match config {
+        LlmConfig::Llama(_) => &LLAMA_PROJECTIONS,
+        LlmConfig::Gpt2(_) => &GPT2_PROJECTIONS,
+    }
+}
+
+/// Checks `target_modules` before training.
 ///
 /// # Errors
 /// [`LlmError::Config`] naming a target that matches no projection of the architecture.
 pub fn check_targets(config: &LlmConfig, targets: &[String]) -> Result<(), LlmError> {
-    let known: &[&str] = match config {
-        LlmConfig::Llama(_) => &[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
-        LlmConfig::Gpt2(_) => &["c_attn", "c_proj", "c_fc"],
-    };
+    let known = projection_names(config);
     if targets.is_empty() {
         return Err(LlmError::Config {
             field: "lora.target_modules".into(),

@@ -188,7 +188,8 @@ impl CausalLm {
         }
     }
 
-    fn projections_mut(&mut self) -> Vec<&mut Proj> {
+    /// Every projection, mutable, in layer order.
+    pub fn projections_mut(&mut self) -> Vec<&mut Proj> {
         match &mut self.blocks {
             Blocks::Llama(ls) => ls
                 .iter_mut()
