@@ -42,6 +42,7 @@ fn main() {
                 weight_decay: 0.0,
                 seed: 1,
             },
+            &mut |_, _| true,
         )
         .expect("fit")
         .0

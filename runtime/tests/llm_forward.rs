@@ -154,6 +154,58 @@ fn randomize_b(m: &mut llm::CausalLm, seed: u64) {
 }
 
 #[test]
+fn lora_dropout_acts_only_while_training_and_one_seed_gives_one_mask() {
+    use rand::SeedableRng;
+    let device = ccr_runtime::learn::device();
+    let mut m = llm::load(&fixture("llama"), &device).unwrap();
+    let cfg = llm::lora::LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.5,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    m.attach_lora(&cfg, &mut rng, &device).unwrap();
+    randomize_b(&mut m, 3);
+    let ids: Vec<Vec<u32>> = IDS.iter().map(|r| r.to_vec()).collect();
+    let logits = |m: &llm::CausalLm| {
+        m.forward(&ids)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let eval = logits(&m);
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    m.set_dropout_seed(Some(1));
+    let one = logits(&m);
+    assert_eq!(one, logits(&m), "the same seed gives the same masks");
+    m.set_dropout_seed(Some(2));
+    let two = logits(&m);
+    assert!(
+        diff(&one, &eval) > 1e-3,
+        "dropout changes the adapted logits"
+    );
+    assert!(diff(&one, &two) > 1e-3, "another seed, other masks");
+    m.set_dropout_seed(None);
+    assert_eq!(logits(&m), eval, "no dropout outside training");
+    // The held-out evaluation never drops, whatever seed the model carries.
+    m.set_dropout_seed(Some(1));
+    let ex = vec![llm::train::Example {
+        ids: IDS[0].to_vec(),
+        prompt_len: 0,
+    }];
+    let a = llm::train::evaluate(&m, &ex, 1).unwrap();
+    m.set_dropout_seed(None);
+    assert_eq!(a, llm::train::evaluate(&m, &ex, 1).unwrap());
+}
+
+#[test]
 fn a_lora_adapter_saved_in_peft_layout_gives_ccr_logits_in_peft() {
     use rand::SeedableRng;
     let device = ccr_runtime::learn::device();
@@ -311,7 +363,7 @@ fn lora_fine_tuning_learns_a_mapping_the_base_model_does_not_know() {
         weight_decay: 0.0,
         seed: 5,
     };
-    let (m, log) = llm::train::fit(m, &train, &fit).unwrap();
+    let (m, log) = llm::train::fit(m, &train, &fit, &mut |_, _| true).unwrap();
     let after = llm::train::eval_loss(&m, &held_out, 32).unwrap();
     let acc_after = answer_accuracy(&m, &held_out);
     println!(
@@ -418,23 +470,27 @@ fn dp_lora_at_epsilon_8_still_improves_held_out_loss() {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     m.attach_lora(&cfg, &mut rng, &device).unwrap();
     let before = llm::train::eval_loss(&m, &held_out, 32).unwrap();
+    // The plan as the job makes it from a pipeline's fields.
+    let tc: ccr_runtime::pipeline::TrainConfig = serde_json::from_value(json!({
+        "dataset_config": {}, "total_epochs": 15, "batch_size": 32, "is_private": true,
+        "privacy_params": {"epsilon": 8.0, "delta": 1e-5, "max_grad_norm": 1.0}
+    }))
+    .unwrap();
+    let plan = ccr_runtime::learn::dp::plan_dp(&tc, train.len(), None).unwrap();
     let dp = llm::dp::DpFitConfig {
         epochs: 15,
-        batch_size: 32,
         lr: 1e-2,
-        max_grad_norm: 1.0,
-        target_epsilon: 8.0,
-        delta: 1e-5,
+        plan,
     };
     let mut dprng = ccr_runtime::learn::dp::sgd::DpRng::for_tests(17);
-    let (m, log, spent) = llm::dp::fit_dp(m, &train, &dp, &mut dprng).unwrap();
+    let (m, log, spent) = llm::dp::fit_dp(m, &train, &dp, &mut dprng, &mut |_| true).unwrap();
     let after = llm::train::eval_loss(&m, &held_out, 32).unwrap();
     let acc = answer_accuracy(&m, &held_out);
     println!(
         "DP-LoRA: held-out loss {before:.3} -> {after:.3}, answers right {acc:.3}, epsilon {:.3} (sigma {:.3}, q {:.3}, {} steps), train loss {:?}",
         spent.epsilon,
-        spent.noise_multiplier,
-        spent.sampling_rate,
+        spent.plan.noise_multiplier,
+        spent.plan.sampling_rate,
         spent.steps,
         log.train_loss
             .iter()

@@ -99,7 +99,7 @@ pub struct Contract {
 }
 
 /// The training framework names of DEPA-Training's pipeline steps.
-pub const FRAMEWORKS: &[&str] = &["Train_DL", "Train_ML", "Train_XGB"];
+pub const FRAMEWORKS: &[&str] = &["Train_DL", "Train_ML", "Train_XGB", "LLM_Finetune"];
 /// The model formats an output may carry: `model.safetensors`, `model.onnx`, and
 /// `model.xgb.json` (gradient-boosted trees, `Train_XGB`).
 pub const MODEL_FORMATS: &[&str] = &["Safetensors", "ONNX", "XGBoostJSON"];

@@ -54,7 +54,7 @@ impl VerifiedContract {
             .collect();
         for (i, s) in steps.iter().enumerate() {
             let name = s.get("name").and_then(Value::as_str).unwrap_or("");
-            if !name.starts_with("Train_") {
+            if !super::FRAMEWORKS.contains(&name) {
                 continue;
             }
             if let Some(allowed) = &self.contract.allowed_frameworks

@@ -27,6 +27,9 @@ pub struct Inputs {
     pub formats: Vec<OutputFormat>,
     /// The consumer's base model (safetensors), when the pipeline names one.
     pub base_model: Option<Vec<u8>>,
+    /// `LLM_Finetune`'s base model and tokenizer, read and checked (absent until its LUKS2
+    /// image is opened when the contract names a `baseModelImage`).
+    pub llm_base: Option<crate::learn::llm::BaseModel>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, JobError> {
@@ -76,7 +79,9 @@ pub fn load(cfg: &JobConfig) -> Result<Inputs, JobError> {
         )));
     }
     let formats = vc.contract().output_formats();
-    let (fits, wants) = if pipeline.train.model_config.name == ModelName::XgBoost {
+    let (fits, wants) = if pipeline.finetune.is_some() {
+        (formats.contains(&OutputFormat::Safetensors), "Safetensors")
+    } else if pipeline.train.model_config.name == ModelName::XgBoost {
         (formats.contains(&OutputFormat::XgboostJson), "XGBoostJSON")
     } else {
         (
@@ -90,19 +95,149 @@ pub fn load(cfg: &JobConfig) -> Result<Inputs, JobError> {
             field: "allowedModelFormats".into(),
             reason: format!(
                 "lists {listed:?}; this pipeline's {} model leaves as {wants}",
-                pipeline.train.model_config.name
+                if pipeline.finetune.is_some() {
+                    "LLM_Finetune"
+                } else {
+                    pipeline.train.model_config.name.as_str()
+                }
             ),
         }));
     }
     check_privacy_plan(vc.contract(), &pipeline)?;
-    let base_model = load_base_model(cfg, vc.contract(), &pipeline.train)?;
+    let (base_model, llm_base) = match &pipeline.finetune {
+        Some(f) => (None, load_llm_base(cfg, vc.contract(), f)?),
+        None => (load_base_model(cfg, vc.contract(), &pipeline.train)?, None),
+    };
     Ok(Inputs {
         contract: vc,
         pipeline,
         pipeline_json: pval,
         formats,
         base_model,
+        llm_base,
     })
+}
+
+/// `LLM_Finetune`'s base model from its folder (`--base-model DIR`, else `base_model.path`),
+/// each file read only when the pipeline pins it and checked against its SHA-256, then built
+/// and checked ([`llm_base_from_files`]). With a `baseModelImage` in the contract, nothing is
+/// read here ([`llm_base_from_image`] reads it once its key is released).
+///
+/// # Errors
+/// [`JobError::Input`] naming the folder: a pinned file that is missing or has another
+/// digest, a config ccr does not run, weights that do not match it, a tokenizer that does not
+/// match the vocabulary, a `max_seq_len` or LoRA target the model cannot take.
+fn load_llm_base(
+    cfg: &JobConfig,
+    contract: &Contract,
+    f: &crate::pipeline::FinetuneConfig,
+) -> Result<Option<crate::learn::llm::BaseModel>, JobError> {
+    if let Some(m) = &contract.base_model_image {
+        if let Some(b) = &cfg.base_model {
+            tracing::warn!(base_model = %b.display(), image = %m.image_file_name(), "--base-model is not read: the contract's baseModelImage names the base model (see --base-model-image)");
+        }
+        return Ok(None);
+    }
+    let dir = cfg
+        .base_model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(f.model_dir()));
+    let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        let p = dir.join(name);
+        if !p.is_file() {
+            return Ok(None);
+        }
+        std::fs::read(&p).map(Some).map_err(|e| e.to_string())
+    };
+    llm_base_from_files(&dir, f, &read).map(Some)
+}
+
+/// A model folder's file by name, from disk or an image: `Ok(None)` when it is absent, `Err`
+/// with the reason when it cannot be read.
+pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<Option<Vec<u8>>, String>;
+
+/// Builds `LLM_Finetune`'s base model from the folder's files as `read` gives them: only the
+/// files `base_model.sha256` pins are read (a pinned file that is absent is an error), each
+/// checked against its digest; then the config, tokenizer and weights are checked against
+/// each other ([`crate::learn::llm::load_files`]) and the pipeline against the model
+/// ([`super::finetune::check_against_model`]).
+///
+/// # Errors
+/// [`JobError::Input`] naming `dir` (and the file).
+pub fn llm_base_from_files(
+    dir: &Path,
+    f: &crate::pipeline::FinetuneConfig,
+    read: ReadFile<'_>,
+) -> Result<crate::learn::llm::BaseModel, JobError> {
+    use crate::learn::llm::{self, LlmError};
+    let pins = &f.base_model.sha256;
+    let get = |name: &str| -> Result<Option<Vec<u8>>, LlmError> {
+        let Some(want) = pins.get(name) else {
+            // Not pinned: never read (a shard the index names is then reported missing).
+            return Ok(None);
+        };
+        let bytes = read(name)
+            .map_err(|e| LlmError::Weights(format!("{name}: {e}")))?
+            .ok_or_else(|| {
+                LlmError::Weights(format!(
+                    "{name}: pinned in base_model.sha256 but not in the folder"
+                ))
+            })?;
+        let got = hex::encode(sha2::Sha256::digest(&bytes));
+        if &got != want {
+            return Err(LlmError::Weights(format!(
+                "{name}: SHA-256 {got} is not the pipeline's base_model.sha256 {want}"
+            )));
+        }
+        Ok(Some(bytes))
+    };
+    let input = |e: LlmError| JobError::Input {
+        path: dir.to_path_buf(),
+        reason: format!("base model: {e}"),
+    };
+    let base = llm::load_files(&get, &crate::learn::device()).map_err(input)?;
+    super::finetune::check_against_model(f, &base.model.config).map_err(input)?;
+    info!(folder = %dir.display(), model_type = %base.model.config.model_type(), vocab = base.model.config.vocab(), files = pins.len(), "base model read and checked (LLM_Finetune)");
+    Ok(base)
+}
+
+/// `LLM_Finetune`'s base model out of the contract's `baseModelImage` (LUKS2, ext4 inside):
+/// the folder's pinned files read from the image (pinned itself when the contract gives
+/// `imageSha256`), then as [`llm_base_from_files`].
+///
+/// # Errors
+/// [`JobError::ModelImage`] for the image; [`JobError::Input`] for the model.
+pub fn llm_base_from_image(
+    cfg: &JobConfig,
+    contract: &Contract,
+    pipeline: &Pipeline,
+    key: &ccr_images::DatasetKey,
+) -> Result<crate::learn::llm::BaseModel, JobError> {
+    let (Some(m), Some(f), Some(path)) = (
+        contract.base_model_image.as_ref(),
+        pipeline.finetune.as_deref(),
+        super::release::base_model_image_path(cfg, contract, pipeline),
+    ) else {
+        return Err(JobError::Config(
+            "no baseModelImage in the contract, or no LLM_Finetune base model".into(),
+        ));
+    };
+    let pin = m
+        .image_pin()
+        .map(|(sha256, size)| ccr_images::luks2::ImagePin { sha256, size });
+    let as_model = |e: JobError| match e {
+        JobError::Image { source, .. } => JobError::ModelImage(source),
+        other => other,
+    };
+    let img = super::decrypt::luks2::Luks2Dataset::open_file("base model", path.clone(), pin, key)
+        .map_err(as_model)?;
+    let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        img.read(name)
+            .map(|b| Some(b.to_vec()))
+            .map_err(|e| e.to_string())
+    };
+    let built = llm_base_from_files(&path, f, &read);
+    img.finish(built).map_err(as_model)
 }
 
 /// The SHA-384 of a file (the ccr-init binary for the sim measurement).
@@ -201,7 +336,7 @@ pub fn base_model_from_image(
 ) -> Result<Vec<u8>, JobError> {
     let (Some(m), Some(path)) = (
         contract.base_model_image.as_ref(),
-        super::release::base_model_image_path(cfg, contract, tc),
+        super::release::base_model_image_path_for(cfg, contract, tc, None),
     ) else {
         return Err(JobError::Config(
             "no baseModelImage in the contract, or no base model path in the pipeline".into(),

@@ -16,6 +16,8 @@ pub enum Joined {
     File(String, zeroize::Zeroizing<Vec<u8>>),
     /// A directory dataset (one-step pipelines): its folder and files.
     Files(String, Vec<(String, zeroize::Zeroizing<Vec<u8>>)>),
+    /// `LLM_Finetune`'s text datasets (their union is made of their records).
+    Texts(Vec<super::decrypt::TextFile>),
 }
 
 /// Joins the decrypted tables (a serialized file or a directory's files pass through).
@@ -26,6 +28,7 @@ pub fn join(pipeline: &Pipeline, data: Decrypted) -> Result<Joined, JobError> {
     let tables = match data {
         Decrypted::File(name, bytes) => return Ok(Joined::File(name, bytes)),
         Decrypted::Files(folder, files) => return Ok(Joined::Files(folder, files)),
+        Decrypted::Texts(t) => return Ok(Joined::Texts(t)),
         Decrypted::Tables(t) => t,
     };
     let rows_in: Vec<usize> = tables.iter().map(|t| t.1.num_rows()).collect();

@@ -7,7 +7,8 @@
 //! 3. [`release`]: every dataset key and the output key, through `ccr_keybroker::release`
 //!    (evidence bound to each broker's nonce and the runtime key);
 //! 4. [`decrypt`]: open each sealed image in memory with its key;
-//! 5. [`join`]: join the tables; 6. [`train`]: fit, evaluate, export ([`crate::learn`]);
+//! 5. [`join`]: join the tables; 6. [`train`]: fit, evaluate, export ([`crate::learn`]), or
+//!    [`finetune`]: a language model fine-tuned on the text datasets (`LLM_Finetune`);
 //! 7. [`seal`]: the model, metrics and run report ([`report`]) sealed with the output key,
 //!    the report recorded by the brokers, the output committed atomically.
 //!
@@ -27,6 +28,7 @@
 pub mod attest;
 pub mod decrypt;
 mod error;
+pub mod finetune;
 pub mod inputs;
 pub mod join;
 mod progress;
@@ -151,9 +153,22 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
 
     // 4. decrypt (the base model first, when it is in a LUKS2 image)
     if let Some(k) = released.base_model.take() {
-        inp.base_model = Some(info_span!("decrypt").in_scope(|| {
-            inputs::base_model_from_image(cfg, inp.contract.contract(), &inp.pipeline.train, &k)
-        })?);
+        let _s = info_span!("decrypt").entered();
+        if inp.pipeline.finetune.is_some() {
+            inp.llm_base = Some(inputs::llm_base_from_image(
+                cfg,
+                inp.contract.contract(),
+                &inp.pipeline,
+                &k,
+            )?);
+        } else {
+            inp.base_model = Some(inputs::base_model_from_image(
+                cfg,
+                inp.contract.contract(),
+                &inp.pipeline.train,
+                &k,
+            )?);
+        }
     }
     let dataset_keys = std::mem::take(&mut released.datasets);
     let decrypted = info_span!("decrypt").in_scope(|| {
@@ -179,8 +194,29 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
         .iter()
         .filter_map(|d| contract.privacy_for(&d.id).and_then(|p| p.noise_multiplier))
         .reduce(f64::max);
-    let trained = info_span!("train").in_scope(|| {
-        train::train(
+    let trained = info_span!("train").in_scope(|| match (joined, inp.llm_base.take()) {
+        (join::Joined::Texts(texts), Some(base)) => {
+            let Some(fc) = inp.pipeline.finetune.as_deref() else {
+                return Err(JobError::Config(
+                    "text datasets without LLM_Finetune".into(),
+                ));
+            };
+            finetune::finetune(
+                texts,
+                finetune::FinetuneInputs {
+                    config: fc,
+                    train: &inp.pipeline.train,
+                    base,
+                    formats: &inp.formats,
+                    contract_noise,
+                    abort: &cfg.abort,
+                },
+            )
+        }
+        (join::Joined::Texts(_), None) => Err(JobError::Config(
+            "LLM_Finetune: the base model was not read".into(),
+        )),
+        (joined, _) => train::train(
             joined,
             &train::TrainInputs {
                 config: &inp.pipeline.train,
@@ -190,7 +226,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
                 base_model: inp.base_model.as_deref(),
                 abort: &cfg.abort,
             },
-        )
+        ),
     })?;
     laps.done("train")?;
 

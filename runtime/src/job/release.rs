@@ -34,14 +34,33 @@ pub fn dataset_dir(cfg: &JobConfig, name: &str, mount_path: &str) -> PathBuf {
 /// The base model image file when the contract names a `baseModelImage`: `--base-model-image`,
 /// else the image named as the contract's `url` ends (DEPA: `model.img`) in the folder of the
 /// pipeline's base model path (DEPA: `/mnt/remote/model/model.onnx` → `/mnt/remote/model/`).
+/// For `LLM_Finetune`, the image in its `base_model.path` folder.
 pub fn base_model_image_path(
     cfg: &JobConfig,
     contract: &Contract,
+    pipeline: &Pipeline,
+) -> Option<PathBuf> {
+    base_model_image_path_for(
+        cfg,
+        contract,
+        &pipeline.train,
+        pipeline.finetune.as_deref().map(|f| f.model_dir()),
+    )
+}
+
+/// [`base_model_image_path`] from the train config, or from `model_dir` when given.
+pub fn base_model_image_path_for(
+    cfg: &JobConfig,
+    contract: &Contract,
     tc: &TrainConfig,
+    model_dir: Option<&str>,
 ) -> Option<PathBuf> {
     let m = contract.base_model_image.as_ref()?;
     if let Some(p) = &cfg.base_model_image {
         return Some(p.clone());
+    }
+    if let Some(dir) = model_dir {
+        return Some(Path::new(dir).join(m.image_file_name()));
     }
     let inner = base_model_path_in_pipeline(tc)?;
     Some(
@@ -82,7 +101,7 @@ pub fn release(
             image_dir: dataset_dir(cfg, &d.name, &d.mount_path),
         })
         .collect();
-    let model_dir = base_model_image_path(cfg, contract, &pipeline.train)
+    let model_dir = base_model_image_path(cfg, contract, pipeline)
         .and_then(|p| p.parent().map(Path::to_path_buf));
     let req = ReleaseRequest {
         contract,

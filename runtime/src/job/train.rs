@@ -84,6 +84,11 @@ pub fn train(joined: Joined, inp: &TrainInputs<'_>) -> Result<TrainOutput, JobEr
             let sp = learn::split(&p.y, tc);
             (p, sp, None)
         }
+        Joined::Texts(_) => {
+            return Err(JobError::Config(
+                "text datasets are trained on by LLM_Finetune".into(),
+            ));
+        }
     };
     info!(
         rows = p.n(),

@@ -37,6 +37,10 @@ pub enum Step {
     /// (`learn::xgb_dp`).
     #[serde(rename = "Train_XGB")]
     TrainXgb(TrainConfig),
+    /// A causal language model fine-tuned (LoRA, DP-LoRA or full) on the union of text
+    /// datasets ([`super::finetune`]).
+    #[serde(rename = "LLM_Finetune")]
+    LlmFinetune(Box<super::finetune::FinetuneConfig>),
 }
 
 /// A join step's config.

@@ -2,8 +2,10 @@
 //!
 //! ```json
 //! {"pipeline": [ {"name": "SparkJoin" | "DirectoryJoin", "config": {...}},
-//!                {"name": "Train_DL" | "Train_ML", "config": {...}} ]}
+//!                {"name": "Train_DL" | "Train_ML" | "Train_XGB", "config": {...}} ]}
 //! ```
+//!
+//! or a `DirectoryJoin` of text datasets then `LLM_Finetune` ([`finetune`]).
 //!
 //! Every field ccr reads is documented on the structs below; unknown fields are rejected with
 //! their JSON path (for instance `pipeline[1].config.optimizer.params.lrr`). Fields DEPA writes
@@ -20,12 +22,14 @@
 mod check;
 pub mod config;
 pub mod dataset;
+pub mod finetune;
 pub mod loss;
 pub mod metric;
 pub mod scheduler;
 
 pub use config::*;
 pub use dataset::*;
+pub use finetune::{FinetuneConfig, FinetuneMethod};
 pub use loss::expr::ExpressionLoss;
 pub use loss::*;
 pub use metric::*;
@@ -68,6 +72,8 @@ pub enum Framework {
     TrainMl,
     /// `Train_XGB`: gradient-boosted trees.
     TrainXgb,
+    /// `LLM_Finetune`: a causal language model fine-tuned on text.
+    LlmFinetune,
 }
 
 impl Framework {
@@ -77,6 +83,7 @@ impl Framework {
             Self::TrainDl => "Train_DL",
             Self::TrainMl => "Train_ML",
             Self::TrainXgb => "Train_XGB",
+            Self::LlmFinetune => "LLM_Finetune",
         }
     }
 }
@@ -87,10 +94,13 @@ impl Framework {
 pub struct Pipeline {
     /// The join step (for a one-step pipeline, [`Join::Single`]).
     pub join: Join,
-    /// The training config.
+    /// The training config (for `LLM_Finetune`, its fields that every train step shares:
+    /// epochs, batch size, optimizer, DP; the rest is in [`Pipeline::finetune`]).
     pub train: TrainConfig,
     /// Which train step.
     pub framework: Framework,
+    /// `LLM_Finetune`'s config.
+    pub finetune: Option<Box<FinetuneConfig>>,
 }
 
 /// The join kind with its config.
@@ -146,6 +156,7 @@ impl Pipeline {
             Some(check::join(it.next())?)
         };
         let (mut train, framework) = match it.next() {
+            Some(Step::LlmFinetune(f)) => return Self::finetune(join, f),
             Some(Step::TrainDl(c)) => (c, Framework::TrainDl),
             Some(Step::TrainMl(c)) => (c, Framework::TrainMl),
             Some(Step::TrainXgb(c)) => (c, Framework::TrainXgb),
@@ -157,7 +168,9 @@ impl Pipeline {
                 };
                 return Err(check::field(
                     at,
-                    &format!("{which} must be Train_DL, Train_ML or Train_XGB"),
+                    &format!(
+                        "{which} must be Train_DL, Train_ML or Train_XGB (LLM_Finetune follows a DirectoryJoin)"
+                    ),
                 ));
             }
         };
@@ -194,6 +207,31 @@ impl Pipeline {
             join,
             train,
             framework,
+            finetune: None,
+        })
+    }
+
+    /// A `DirectoryJoin` (the union of the text datasets) then `LLM_Finetune`.
+    fn finetune(join: Option<Join>, f: Box<FinetuneConfig>) -> Result<Self, PipelineError> {
+        const P: &str = "pipeline[1].config";
+        let Some(join @ Join::Union(_)) = join else {
+            return Err(check::field(
+                "pipeline[0].name",
+                "LLM_Finetune's datasets are joined by DirectoryJoin (their union)",
+            ));
+        };
+        finetune::check(&f, P)?;
+        let train = f
+            .as_train_config()
+            .map_err(|e| check::field(P, &e.to_string()))?;
+        if train.is_private {
+            check::privacy_of(&train)?;
+        }
+        Ok(Self {
+            join,
+            train,
+            framework: Framework::LlmFinetune,
+            finetune: Some(f),
         })
     }
 

@@ -230,6 +230,18 @@ fn edit_json(path: &Path, f: &dyn Fn(&mut Value)) {
 /// Prepares a scenario as the parties would: keys, contract, signatures, sealed images,
 /// registered keys.
 pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenario {
+    setup_from(work, sim, broker, s, &examples().join(s.scenario))
+}
+
+/// [`setup`] from the example folder `example` (its `contract.template.json` and
+/// `pipeline_config.json`).
+pub fn setup_from(
+    work: &Path,
+    sim: &Path,
+    broker: &Broker,
+    s: &Setup<'_>,
+    example: &Path,
+) -> Scenario {
     let dir = work.join(s.scenario);
     let keys = dir.join("keys");
     let images = dir.join("images");
@@ -237,16 +249,8 @@ pub fn setup(work: &Path, sim: &Path, broker: &Broker, s: &Setup<'_>) -> Scenari
     std::fs::create_dir_all(&images).unwrap();
     let contract = dir.join("contract.json");
     let pipeline = dir.join("pipeline_config.json");
-    std::fs::copy(
-        examples().join(s.scenario).join("contract.template.json"),
-        &contract,
-    )
-    .unwrap();
-    std::fs::copy(
-        examples().join(s.scenario).join("pipeline_config.json"),
-        &pipeline,
-    )
-    .unwrap();
+    std::fs::copy(example.join("contract.template.json"), &contract).unwrap();
+    std::fs::copy(example.join("pipeline_config.json"), &pipeline).unwrap();
     edit_json(&pipeline, s.edit_pipeline);
     let env = broker.env();
     let c = contract.to_str().unwrap();

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::release::dataset_dir;
 use super::{JobConfig, JobError};
-use crate::pipeline::{DatasetInput, DatasetKind, Pipeline};
+use crate::pipeline::{DatasetInput, DatasetKind, Framework, Pipeline};
 use crate::tabular::read::FileFormat;
 use crate::tabular::{self, Table};
 
@@ -30,6 +30,18 @@ pub enum Decrypted {
     File(String, Zeroizing<Vec<u8>>),
     /// A directory dataset: its folder and each file under it (path in the image, plaintext).
     Files(String, Vec<(String, Zeroizing<Vec<u8>>)>),
+    /// `LLM_Finetune`'s text datasets, in the pipeline's order.
+    Texts(Vec<TextFile>),
+}
+
+/// One text dataset's file (JSONL or CSV), decrypted.
+pub struct TextFile {
+    /// The dataset's `name` in the pipeline.
+    pub dataset: String,
+    /// The file's path in its image.
+    pub file: String,
+    /// The plaintext (zeroized on drop).
+    pub bytes: Zeroizing<Vec<u8>>,
 }
 
 /// Decrypts every dataset of the join, in the pipeline's order: a ccr sealed image, or a LUKS2
@@ -52,6 +64,27 @@ pub fn decrypt(
             .iter()
             .find(|c| c.id == d.id && c.key.properties.image_format == ImageFormat::Luks2)
     };
+    if pipeline.framework == Framework::LlmFinetune {
+        // Text datasets: each file whole (records are read and tokenized by the train step).
+        let mut texts = Vec::new();
+        for d in datasets {
+            let bytes = if let Some(c) = luks2_entry(d) {
+                let ds = open_luks2(cfg, d, c, keys)?;
+                let r = ds.read(&d.file);
+                ds.finish(r)?
+            } else {
+                let (image, key) = open(cfg, d, keys)?;
+                read_one(d, &image, key)?
+            };
+            info!(dataset = %d.id, name = %d.name, file = %d.file, bytes = bytes.len(), "decrypted");
+            texts.push(TextFile {
+                dataset: d.name.clone(),
+                file: d.file.clone(),
+                bytes,
+            });
+        }
+        return Ok(Decrypted::Texts(texts));
+    }
     if kind != DatasetKind::Tabular {
         // One-step pipelines: one serialized file or one directory.
         let Some(d) = datasets.first() else {

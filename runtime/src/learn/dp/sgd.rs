@@ -45,6 +45,11 @@ impl DpRng {
             .collect()
     }
 
+    /// A uniform 64-bit draw (seeds of LoRA dropout masks).
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.r#gen()
+    }
+
     /// `n` draws from N(0, std²).
     pub fn gaussian(&mut self, n: usize, std: f64) -> Vec<f32> {
         match Normal::new(0.0, std) {

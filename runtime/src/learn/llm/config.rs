@@ -232,7 +232,15 @@ impl LlmConfig {
         }))
     }
 
-    /// Tokens in the vocabulary.
+    /// `model_type` (`llama`, `mistral`, `qwen2`, `gpt2`).
+    pub fn model_type(&self) -> &str {
+        match self {
+            Self::Llama(s) => &s.model_type,
+            Self::Gpt2(_) => "gpt2",
+        }
+    }
+
+    /// The vocabulary size (`vocab_size`).
     pub fn vocab(&self) -> usize {
         match self {
             Self::Llama(s) => s.vocab,

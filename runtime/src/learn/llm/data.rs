@@ -79,6 +79,71 @@ pub fn read_jsonl(
     Ok(out)
 }
 
+/// Reads CSV records (with a header): the column `text_field`, or the columns `prompt_field`
+/// and `completion_field`.
+///
+/// # Errors
+/// [`LlmError::Input`] naming the dataset (and the record): CSV that does not parse, a header
+/// with neither the text column nor both prompt and completion columns (the header is named;
+/// values never are).
+pub fn read_csv(
+    dataset: &str,
+    bytes: &[u8],
+    text_field: &str,
+    prompt_field: &str,
+    completion_field: &str,
+) -> Result<Vec<Record>, LlmError> {
+    let bad = |what: String| LlmError::Input(format!("dataset `{dataset}`: {what}"));
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| bad(format!("CSV header: {e}")))?
+        .iter()
+        .map(String::from)
+        .collect();
+    let col = |n: &str| header.iter().position(|h| h == n);
+    let pick = match (col(prompt_field), col(completion_field), col(text_field)) {
+        (Some(p), Some(c), _) => Err((p, c)),
+        (_, _, Some(t)) => Ok(t),
+        _ => {
+            return Err(bad(format!(
+                "no column `{text_field}`, nor `{prompt_field}` and `{completion_field}` (columns: {header:?})"
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| bad(format!("CSV record {}: {e}", i + 1)))?;
+        let get = |j: usize| rec.get(j).unwrap_or("").to_string();
+        // `Ok`: the text column; `Err`: the prompt and completion columns.
+        out.push(match pick {
+            Ok(t) => Record::Text(get(t)),
+            Err((p, c)) => Record::PromptCompletion(get(p), get(c)),
+        });
+    }
+    Ok(out)
+}
+
+/// Packs plain-text examples end to end into sequences of `max_len` tokens (the last one
+/// shorter), as TRL's `packing=True`; prompt/completion examples are kept whole, after them.
+pub fn pack(examples: Vec<Example>, max_len: usize) -> Vec<Example> {
+    let (text, pc): (Vec<Example>, Vec<Example>) =
+        examples.into_iter().partition(|e| e.prompt_len == 0);
+    let stream: Vec<u32> = text.into_iter().flat_map(|e| e.ids).collect();
+    let mut out: Vec<Example> = stream
+        .chunks(max_len.max(2))
+        .filter(|c| c.len() >= 2)
+        .map(|c| Example {
+            ids: c.to_vec(),
+            prompt_len: 0,
+        })
+        .collect();
+    out.extend(pc);
+    out
+}
+
 /// A tokenizer checked against the model's vocabulary.
 pub struct TextTokenizer {
     tok: Tokenizer,
@@ -105,6 +170,12 @@ impl TextTokenizer {
             reason: e.to_string(),
         })?;
         let n = tok.get_vocab_size(true);
+        if let Some(e) = eos.filter(|&e| e as usize >= model_vocab) {
+            return Err(LlmError::Config {
+                field: "eos_token_id".into(),
+                reason: format!("{e} is outside the vocabulary of {model_vocab}"),
+            });
+        }
         if n > model_vocab {
             return Err(LlmError::Config {
                 field: "tokenizer.json".into(),

@@ -22,39 +22,20 @@ use super::LlmError;
 use super::lora::LoraProbe;
 use super::model::CausalLm;
 use super::train::{Example, FitLog, batch};
-use crate::learn::dp::accountant;
 use crate::learn::dp::sgd::{DpRng, noisy};
+use crate::learn::dp::{DpPlan, DpSpent, accountant};
 
-/// DP-LoRA's settings.
+/// DP-LoRA's settings besides the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DpFitConfig {
-    /// Passes over the data (expected: `epochs / q` steps in all).
+    /// Passes over the data (each `plan.steps_per_epoch` steps; at most `plan.max_steps` in
+    /// all).
     pub epochs: usize,
-    /// Expected examples per batch (`q = batch_size / N`).
-    pub batch_size: usize,
     /// AdamW's learning rate.
     pub lr: f64,
-    /// Clipping norm `C` of each example's adapter gradient.
-    pub max_grad_norm: f64,
-    /// The epsilon the whole run may spend.
-    pub target_epsilon: f64,
-    /// Delta.
-    pub delta: f64,
-}
-
-/// What the run spent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DpReport {
-    /// Epsilon spent (RDP accountant).
-    pub epsilon: f64,
-    /// Delta.
-    pub delta: f64,
-    /// σ.
-    pub noise_multiplier: f64,
-    /// Sampling rate `q`.
-    pub sampling_rate: f64,
-    /// Steps taken.
-    pub steps: u64,
+    /// The plan: clipping norm, noise multiplier, sampling rate, steps, target epsilon, delta
+    /// ([`crate::learn::dp::plan_dp`]).
+    pub plan: DpPlan,
 }
 
 /// Each example's loss `[B]`: its mean next-token loss over its counted tokens.
@@ -128,8 +109,13 @@ fn adapter_params(model: &CausalLm) -> Vec<(ParamId, [usize; 2])> {
         .collect()
 }
 
-/// Trains the adapters with DP-SGD (see the module docs). The base must be frozen
-/// ([`super::train::freeze`]) before the adapters are attached.
+/// Trains the adapters with DP-SGD (see the module docs) for `cfg.epochs` epochs of
+/// `plan.steps_per_epoch` steps, stopping at `plan.max_steps` (where the target epsilon is
+/// reached) or when `keep_going` (called after each epoch with its index) says no. The base
+/// must be frozen ([`super::train::freeze`]) before the adapters are attached.
+///
+/// The log's per-epoch loss is of the sampled private examples: it is not DP, and the caller
+/// must not publish it.
 ///
 /// # Errors
 /// [`LlmError::Input`] for no examples, ids the model cannot take, or privacy settings the
@@ -139,32 +125,37 @@ pub fn fit_dp(
     train: &[Example],
     cfg: &DpFitConfig,
     rng: &mut DpRng,
-) -> Result<(CausalLm, FitLog, DpReport), LlmError> {
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Result<(CausalLm, FitLog, DpSpent), LlmError> {
     let n = train.len();
-    if n == 0 || cfg.batch_size == 0 {
+    if n == 0 {
         return Err(LlmError::Input("no training example".into()));
     }
-    let q = (cfg.batch_size as f64 / n as f64).min(1.0);
-    let steps_per_epoch = n.div_ceil(cfg.batch_size) as u64;
-    let steps = steps_per_epoch * cfg.epochs as u64;
+    let plan = &cfg.plan;
+    let q = plan.sampling_rate;
     let dp_err = |e: accountant::DpError| LlmError::Input(format!("privacy: {e}"));
-    let (sigma, _) =
-        accountant::noise_multiplier(cfg.target_epsilon, q, steps, cfg.delta).map_err(dp_err)?;
     let params = adapter_params(&model);
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
     let all: Vec<usize> = (0..n).collect();
     let expected = q * n as f64;
-    let std = sigma * cfg.max_grad_norm;
+    let std = plan.noise_multiplier * plan.max_grad_norm;
     let mut log = FitLog {
         train_loss: Vec::new(),
     };
-    for _ in 0..cfg.epochs {
+    let mut steps = 0u64;
+    'epochs: for epoch in 0..cfg.epochs {
         let (mut sum, mut count) = (0.0, 0usize);
-        for _ in 0..steps_per_epoch {
+        for _ in 0..plan.steps_per_epoch {
+            if steps >= plan.max_steps {
+                break 'epochs;
+            }
+            steps += 1;
             let picked = rng.poisson(&all, q);
             let refs: Vec<&Example> = picked.iter().map(|&i| &train[i]).collect();
             let mut grads = GradientsParams::new();
             if !refs.is_empty() {
+                // Both passes see the same LoRA dropout masks.
+                model.set_dropout_seed(Some(rng.next_u64()));
                 // Pass 1: parameters untracked, the probes give each example's norm.
                 let frozen = model.clone().no_grad();
                 let mut probes = Vec::new();
@@ -173,7 +164,7 @@ pub fn fit_dp(
                 let sq = norms(&probes, &g1, refs.len());
                 let factors: Vec<f32> = sq
                     .iter()
-                    .map(|s| (cfg.max_grad_norm / (s.sqrt() + 1e-6)).min(1.0) as f32)
+                    .map(|s| (plan.max_grad_norm / (s.sqrt() + 1e-6)).min(1.0) as f32)
                     .collect();
                 sum += l
                     .into_data()
@@ -200,17 +191,22 @@ pub fn fit_dp(
         }
         log.train_loss
             .push(if count > 0 { sum / count as f64 } else { 0.0 });
+        if !keep_going(epoch) {
+            break;
+        }
     }
-    let (epsilon, _) = accountant::epsilon(q, sigma, steps, cfg.delta).map_err(dp_err)?;
+    model.set_dropout_seed(None);
+    let (epsilon, order) =
+        accountant::epsilon(q, plan.noise_multiplier, steps, plan.delta).map_err(dp_err)?;
     Ok((
         model,
         log,
-        DpReport {
+        DpSpent {
             epsilon,
-            delta: cfg.delta,
-            noise_multiplier: sigma,
-            sampling_rate: q,
+            delta: plan.delta,
+            order,
             steps,
+            plan: plan.clone(),
         },
     ))
 }

@@ -45,6 +45,43 @@ pub struct Lora {
     /// `alpha / r`.
     #[module(skip)]
     pub scale: f64,
+    /// `lora_dropout`: the probability that an input feature of the adapter is zeroed while
+    /// training (the others scaled by `1 / (1 − p)`), as PEFT's `nn.Dropout` before `A`.
+    #[module(skip)]
+    pub dropout: f64,
+    /// The seed of this step's dropout masks; `None` outside training (no dropout). One seed
+    /// gives the same masks in every pass of a step (DP-LoRA's two passes).
+    #[module(skip)]
+    pub mask_seed: Option<u64>,
+}
+
+impl Lora {
+    /// The adapter's input: `x`, or `x` with dropout while a mask seed is set. The mask is
+    /// drawn from ChaCha8 seeded by the step's seed and the module's name.
+    fn input<const D: usize>(&self, x: Tensor<D>, name: &str) -> Tensor<D> {
+        let Some(seed) = self.mask_seed.filter(|_| self.dropout > 0.0) else {
+            return x;
+        };
+        use rand::SeedableRng;
+        let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ salt);
+        let keep = 1.0 - self.dropout;
+        let dims = x.dims();
+        let n: usize = dims.iter().product();
+        let mask: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.r#gen::<f64>() < keep {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let device = x.device();
+        x * Tensor::<D>::from_data(TensorData::new(mask, dims), &device)
+    }
 }
 
 /// What DP-LoRA needs of one adapter in a forward pass: its input `X` `[B, T, in]` and `H = X·A`
@@ -98,7 +135,7 @@ impl Proj {
             Some(l) => {
                 let a = l.a.val().unsqueeze::<D>();
                 let b = l.b.val().unsqueeze::<D>();
-                y + x.matmul(a).matmul(b) * l.scale
+                y + l.input(x, &self.name).matmul(a).matmul(b) * l.scale
             }
         }
     }
@@ -112,6 +149,7 @@ impl Proj {
         let Some(l) = &self.lora else {
             return y;
         };
+        let x = l.input(x, &self.name);
         let h = x.clone().matmul(l.a.val().unsqueeze::<3>());
         let z = h.clone().matmul(l.b.val().unsqueeze::<3>());
         let probe = z.zeros_like().require_grad();
@@ -143,6 +181,8 @@ impl Proj {
             a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [din, cfg.r]), device)),
             b: Param::from_tensor(Tensor::zeros([cfg.r, dout], device)),
             scale: cfg.alpha / cfg.r as f64,
+            dropout: cfg.dropout,
+            mask_seed: None,
         });
     }
 }
@@ -203,6 +243,23 @@ pub fn save_peft<'a>(
     cfg: &LoraConfig,
     dir: &Path,
 ) -> Result<(), LlmError> {
+    for (name, bytes) in peft_files(projs, config, cfg)? {
+        std::fs::write(dir.join(&name), bytes)
+            .map_err(|e| LlmError::Weights(format!("adapter: {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The adapters of `projs` as PEFT's files, in memory: `adapter_model.safetensors` then
+/// `adapter_config.json`.
+///
+/// # Errors
+/// [`LlmError::Weights`] when a tensor cannot be read back.
+pub fn peft_files<'a>(
+    projs: impl Iterator<Item = &'a Proj>,
+    config: &LlmConfig,
+    cfg: &LoraConfig,
+) -> Result<Vec<(String, Vec<u8>)>, LlmError> {
     let werr = |e: &dyn std::fmt::Display| LlmError::Weights(format!("adapter: {e}"));
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for p in projs {
@@ -235,7 +292,6 @@ pub fn save_peft<'a>(
         })
         .collect::<Result<_, _>>()?;
     let st = safetensors::serialize(views, None).map_err(|e| werr(&e))?;
-    std::fs::write(dir.join("adapter_model.safetensors"), st).map_err(|e| werr(&e))?;
     let ac = json!({
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
@@ -252,9 +308,11 @@ pub fn save_peft<'a>(
         "modules_to_save": null,
         "base_model_name_or_path": null,
     });
-    std::fs::write(
-        dir.join("adapter_config.json"),
-        serde_json::to_vec_pretty(&ac).map_err(|e| werr(&e))?,
-    )
-    .map_err(|e| werr(&e))
+    Ok(vec![
+        ("adapter_model.safetensors".into(), st),
+        (
+            "adapter_config.json".into(),
+            serde_json::to_vec_pretty(&ac).map_err(|e| werr(&e))?,
+        ),
+    ])
 }

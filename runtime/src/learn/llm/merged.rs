@@ -101,6 +101,14 @@ pub fn merged_tensors(m: &CausalLm) -> Result<Named, LlmError> {
 /// # Errors
 /// [`LlmError::Weights`] when it cannot be written.
 pub fn save_merged(m: &CausalLm, dir: &Path) -> Result<(), LlmError> {
+    std::fs::write(dir.join("model.safetensors"), merged_safetensors(m)?).map_err(|e| werr(&e))
+}
+
+/// The merged model's `model.safetensors` (F32), in memory.
+///
+/// # Errors
+/// [`LlmError::Weights`] when a tensor cannot be read back.
+pub fn merged_safetensors(m: &CausalLm) -> Result<Vec<u8>, LlmError> {
     let t = merged_tensors(m)?;
     let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = t
         .iter()
@@ -119,6 +127,5 @@ pub fn save_merged(m: &CausalLm, dir: &Path) -> Result<(), LlmError> {
                 .map_err(|e| werr(&e))
         })
         .collect::<Result<_, _>>()?;
-    let st = safetensors::serialize(views, None).map_err(|e| werr(&e))?;
-    std::fs::write(dir.join("model.safetensors"), st).map_err(|e| werr(&e))
+    safetensors::serialize(views, None).map_err(|e| werr(&e))
 }

@@ -7,9 +7,13 @@
 //! - [`model`]: the decoder as Burn modules, token ids to logits;
 //! - [`lora`]: LoRA adapters on the projections, saved in PEFT's layout.
 //!
-//! Built so far: loading and the forward pass, checked against a NumPy reference written from
-//! the architectures' definitions (`tests/py/llm_reference.py`) and against `transformers`.
-//! Still to come: the pipeline step, tokenization, LoRA, DP-LoRA, the GPU path.
+//! - [`data`]: JSONL and CSV text records, tokenized, packed, split;
+//! - [`train`] and [`dp`]: LoRA (or full) fine-tuning with AdamW, and DP-LoRA;
+//! - [`merged`]: the adapters merged into the base weights.
+//!
+//! The forward pass is checked against a NumPy reference written from the architectures'
+//! definitions (`tests/py/llm_reference.py`) and against `transformers`; the adapter against
+//! `peft`. The pipeline step that runs all this is `crate::job::finetune`.
 
 pub mod config;
 pub mod data;
@@ -25,7 +29,9 @@ use std::path::Path;
 use burn::tensor::Device;
 
 pub use config::LlmConfig;
+pub use data::TextTokenizer;
 pub use model::CausalLm;
+pub use weights::FileSource;
 
 /// What can be wrong with a language model or its input.
 #[derive(Debug, thiserror::Error)]
@@ -61,4 +67,47 @@ pub fn load(dir: &Path, device: &Device) -> Result<CausalLm, LlmError> {
     let config = LlmConfig::from_json(&bytes)?;
     let tensors = weights::load(dir, &config)?;
     Ok(CausalLm::new(&config, &tensors, device))
+}
+
+/// A base model read from its folder's files: the model and its tokenizer.
+#[derive(Debug)]
+pub struct BaseModel {
+    /// The decoder, its weights checked against `config.json`.
+    pub model: CausalLm,
+    /// `tokenizer.json`, checked against the vocabulary.
+    pub tokenizer: TextTokenizer,
+}
+
+/// Reads a base model from its folder's files as `get` gives them (`config.json`,
+/// `tokenizer.json`, `model.safetensors` or the index and its shards): the config first, then
+/// the tokenizer against its `vocab_size` (and `eos_token_id`), then the weights against the
+/// config.
+///
+/// # Errors
+/// [`LlmError::Config`] for `config.json` (an architecture ccr does not run) or
+/// `tokenizer.json` (missing, unparsable, more tokens than the vocabulary);
+/// [`LlmError::Weights`] as [`weights::from_files`].
+pub fn load_files(get: FileSource<'_>, device: &Device) -> Result<BaseModel, LlmError> {
+    let missing = |f: &str| LlmError::Config {
+        field: f.into(),
+        reason: "not in the base model's folder".into(),
+    };
+    let cbytes = get("config.json")?.ok_or_else(|| missing("config.json"))?;
+    let config = LlmConfig::from_json(&cbytes)?;
+    let eos = serde_json::from_slice::<serde_json::Value>(&cbytes)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("eos_token_id")?;
+            // A list (several end tokens): the first closes ccr's examples.
+            e.as_u64()
+                .or_else(|| e.get(0).and_then(serde_json::Value::as_u64))
+        })
+        .and_then(|e| u32::try_from(e).ok());
+    let tbytes = get("tokenizer.json")?.ok_or_else(|| missing("tokenizer.json"))?;
+    let tokenizer = TextTokenizer::from_json(&tbytes, config.vocab(), eos)?;
+    let tensors = weights::from_files(get, &config)?;
+    Ok(BaseModel {
+        model: CausalLm::new(&config, &tensors, device),
+        tokenizer,
+    })
 }

@@ -212,6 +212,16 @@ impl CausalLm {
         }
     }
 
+    /// Sets the seed of the LoRA dropout masks of the next forward passes (`None`: no
+    /// dropout, as in evaluation).
+    pub fn set_dropout_seed(&mut self, seed: Option<u64>) {
+        for p in self.projections_mut() {
+            if let Some(l) = &mut p.lora {
+                l.mask_seed = seed;
+            }
+        }
+    }
+
     /// Attaches LoRA adapters to every projection `cfg.target_modules` names; returns how
     /// many.
     ///

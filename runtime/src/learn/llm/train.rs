@@ -102,15 +102,83 @@ pub fn eval_loss(
     examples: &[Example],
     batch_size: usize,
 ) -> Result<f64, LlmError> {
-    let m = model.clone().no_grad();
-    let (mut sum, mut n) = (0.0, 0.0);
+    Ok(evaluate(model, examples, batch_size)?.loss)
+}
+
+/// Held-out figures of a model on some examples.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    /// Mean next-token cross-entropy per counted token (nats).
+    pub loss: f64,
+    /// `exp(loss)`.
+    pub perplexity: f64,
+    /// Counted tokens.
+    pub tokens: u64,
+    /// The share of counted tokens that are the model's top prediction (teacher forcing).
+    pub token_accuracy: f64,
+    /// The share of examples whose every counted token is the top prediction (for
+    /// prompt/completion data: the completion is what greedy decoding gives).
+    pub exact_match: f64,
+}
+
+/// Loss, perplexity, token accuracy and exact match over `examples`, without gradients and
+/// without dropout.
+///
+/// # Errors
+/// [`LlmError::Input`] for ids the model cannot take.
+pub fn evaluate(
+    model: &CausalLm,
+    examples: &[Example],
+    batch_size: usize,
+) -> Result<Evaluation, LlmError> {
+    let mut m = model.clone().no_grad();
+    m.set_dropout_seed(None);
+    let (mut sum, mut n, mut right, mut exact) = (0.0, 0.0, 0.0, 0usize);
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
-        let (l, k) = batch_loss(&m, &refs)?;
-        sum += f64::from(l.into_scalar::<f32>());
-        n += k;
+        let device = m.embed.val().device();
+        let (ids, targets, mask) = batch(&refs, &device);
+        let logits = m.forward(&ids)?;
+        let hit = logits
+            .clone()
+            .argmax(2)
+            .squeeze_dim::<2>(2)
+            .equal(targets.clone())
+            .float()
+            * mask.clone();
+        let logp = log_softmax(logits, 2);
+        let picked = logp
+            .gather(2, targets.unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2);
+        sum -= f64::from((picked * mask.clone()).sum().into_scalar::<f32>());
+        let counted = mask
+            .sum_dim(1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        let hits = hit
+            .sum_dim(1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        for (c, h) in counted.iter().zip(&hits) {
+            n += f64::from(*c);
+            right += f64::from(*h);
+            exact += usize::from(*c > 0.0 && h == c);
+        }
     }
-    Ok(if n > 0.0 { sum / n } else { 0.0 })
+    let loss = if n > 0.0 { sum / n } else { 0.0 };
+    Ok(Evaluation {
+        loss,
+        perplexity: loss.exp(),
+        tokens: n as u64,
+        token_accuracy: if n > 0.0 { right / n } else { 0.0 },
+        exact_match: if examples.is_empty() {
+            0.0
+        } else {
+            exact as f64 / examples.len() as f64
+        },
+    })
 }
 
 /// One example's mean next-token loss over its counted tokens, tracked (for gradient checks).
@@ -122,8 +190,9 @@ pub fn eval_loss_tracked(model: &CausalLm, example: &Example) -> Result<Tensor<1
     Ok(l / n.max(1.0))
 }
 
-/// Trains the model's trainable parameters (its LoRA adapters, when the base is frozen) on
-/// `train` with AdamW.
+/// Trains the model's trainable parameters (its LoRA adapters when the base is frozen, every
+/// weight otherwise) on `train` with AdamW, LoRA dropout on; `keep_going` is called after each
+/// epoch with its index and mean loss, and stops training when it says no.
 ///
 /// # Errors
 /// [`LlmError::Input`] for ids the model cannot take or no example with a counted token.
@@ -131,6 +200,7 @@ pub fn fit(
     mut model: CausalLm,
     train: &[Example],
     cfg: &FitConfig,
+    keep_going: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<(CausalLm, FitLog), LlmError> {
     if train.is_empty() {
         return Err(LlmError::Input("no training example".into()));
@@ -143,11 +213,12 @@ pub fn fit(
     let mut log = FitLog {
         train_loss: Vec::new(),
     };
-    for _ in 0..cfg.epochs {
+    for epoch in 0..cfg.epochs {
         order.shuffle(&mut rng);
         let (mut sum, mut n) = (0.0, 0.0);
         for chunk in order.chunks(cfg.batch_size.max(1)) {
             let refs: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
+            model.set_dropout_seed(Some(rand::Rng::r#gen(&mut rng)));
             let (loss, k) = batch_loss(&model, &refs)?;
             if k == 0.0 {
                 continue;
@@ -158,8 +229,13 @@ pub fn fit(
             let grads = GradientsParams::from_grads(grads, &model);
             model = optim.step(cfg.lr, model, grads);
         }
-        log.train_loss.push(if n > 0.0 { sum / n } else { 0.0 });
+        let mean = if n > 0.0 { sum / n } else { 0.0 };
+        log.train_loss.push(mean);
+        if !keep_going(epoch, mean) {
+            break;
+        }
     }
+    model.set_dropout_seed(None);
     Ok((model, log))
 }
 

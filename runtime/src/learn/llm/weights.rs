@@ -41,23 +41,42 @@ fn values(name: &str, v: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32
 /// Reads every tensor of the folder's safetensors file(s) the config names, as f32.
 ///
 /// # Errors
+/// As [`from_files`]; [`LlmError::Weights`] for a file that cannot be read.
+pub fn load(dir: &Path, config: &LlmConfig) -> Result<Tensors, LlmError> {
+    let get = |name: &str| -> Result<Option<Vec<u8>>, LlmError> {
+        let p = dir.join(name);
+        if p.is_file() {
+            read(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    from_files(&get, config)
+}
+
+/// A model folder's files by name: `Ok(None)` when the folder has no such file.
+pub type FileSource<'a> = &'a dyn Fn(&str) -> Result<Option<Vec<u8>>, LlmError>;
+
+/// Reads every tensor the config names from the folder's files as `get` gives them (from disk,
+/// or decrypted in memory): `model.safetensors`, else the shards that
+/// `model.safetensors.index.json` names.
+///
+/// # Errors
 /// [`LlmError::Weights`]: no `model.safetensors` nor index, a shard that does not parse, a
 /// tensor the config needs that is missing or of another shape (named with both shapes), a
 /// dtype other than F32/BF16/F16.
-pub fn load(dir: &Path, config: &LlmConfig) -> Result<Tensors, LlmError> {
-    let single = dir.join("model.safetensors");
-    let index = dir.join("model.safetensors.index.json");
-    let files: Vec<String> = if single.is_file() {
+pub fn from_files(get: FileSource<'_>, config: &LlmConfig) -> Result<Tensors, LlmError> {
+    let mut first = get("model.safetensors")?;
+    let files: Vec<String> = if first.is_some() {
         vec!["model.safetensors".into()]
-    } else if index.is_file() {
-        let v: serde_json::Value = serde_json::from_slice(&read(&index)?)
-            .map_err(|e| LlmError::Weights(format!("{}: {e}", index.display())))?;
+    } else if let Some(index) = get("model.safetensors.index.json")? {
+        let index_name = "model.safetensors.index.json";
+        let v: serde_json::Value = serde_json::from_slice(&index)
+            .map_err(|e| LlmError::Weights(format!("{index_name}: {e}")))?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
-            .ok_or_else(|| {
-                LlmError::Weights(format!("{}: no `weight_map` object", index.display()))
-            })?;
+            .ok_or_else(|| LlmError::Weights(format!("{index_name}: no `weight_map` object")))?;
         let mut f: Vec<String> = map
             .values()
             .filter_map(|s| s.as_str().map(String::from))
@@ -66,21 +85,27 @@ pub fn load(dir: &Path, config: &LlmConfig) -> Result<Tensors, LlmError> {
         f.dedup();
         if let Some(bad) = f.iter().find(|n| n.contains('/') || n.contains("..")) {
             return Err(LlmError::Weights(format!(
-                "{}: shard `{bad}` is not a file name in the folder",
-                index.display()
+                "{index_name}: shard `{bad}` is not a file name in the folder"
             )));
         }
         f
     } else {
-        return Err(LlmError::Weights(format!(
-            "{}: neither model.safetensors nor model.safetensors.index.json",
-            dir.display()
-        )));
+        return Err(LlmError::Weights(
+            "the model folder has neither model.safetensors nor model.safetensors.index.json"
+                .into(),
+        ));
     };
     let want = config.tensors();
     let mut out = Tensors::new();
     for f in &files {
-        let bytes = read(&dir.join(f))?;
+        let bytes = match first.take() {
+            Some(b) => b,
+            None => get(f)?.ok_or_else(|| {
+                LlmError::Weights(format!(
+                    "shard `{f}` (named by the index) is not in the folder"
+                ))
+            })?,
+        };
         let st =
             SafeTensors::deserialize(&bytes).map_err(|e| LlmError::Weights(format!("{f}: {e}")))?;
         for (name, v) in st.tensors() {

@@ -31,6 +31,11 @@ fn at(suffix: &str, reason: &str) -> PipelineError {
     field(&format!("{P}.{suffix}"), reason)
 }
 
+/// `privacy_params` of a private train step (`LLM_Finetune`'s, in its train-config shape).
+pub(super) fn privacy_of(t: &TrainConfig) -> Result<(), PipelineError> {
+    privacy(t)
+}
+
 /// The first step: a keyed join with its query, or a union; at least one dataset.
 pub(super) fn join(step: Option<Step>) -> Result<Join, PipelineError> {
     let join = match step {
