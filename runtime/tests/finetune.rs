@@ -5,6 +5,9 @@
 
 mod common;
 
+#[path = "../../images/tests/support/luks2.rs"]
+mod luks2_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -211,6 +214,14 @@ fn dp_lora_at_epsilon_8_improves_held_out_loss_and_charges_the_budget() {
     assert!(m["epochs"].as_array().unwrap().is_empty(), "{m}");
     assert!(!dir.join("loss_curve.svg").exists());
     assert_eq!(run["privacy"]["llm-provider-a"]["epsilon_planned"], 8.0);
+    // The report says what DP does not cover.
+    assert!(
+        run["dp_sgd"]["not_covered"]
+            .to_string()
+            .contains("held-out metrics"),
+        "{}",
+        run["dp_sgd"]
+    );
     let budget: Value = serde_json::from_str(&ccr_ok(
         &[],
         &[
@@ -385,4 +396,69 @@ fn setup_with_examples(w: &World, setup: &Setup<'_>) -> Scenario {
         return setup_from(&w.work, &w.sim, &w.broker, setup, &tmp);
     }
     setup_scenario(w, setup)
+}
+
+/// The base model folder in DEPA's `model.img` (LUKS2 with generatefs.sh's parameters, ext4
+/// inside, its files at the root), pinned in the contract's `baseModelImage`, its key file at
+/// the ccr broker: the files are read from the image once its key is released and checked
+/// against the pipeline's digests; training runs as from the folder.
+#[test]
+fn the_base_model_folder_from_a_luks2_model_img() {
+    if luks2_support::tools().is_none() {
+        return;
+    }
+    use sha2::Digest;
+    let w = world();
+    let dir = w.work.join("model-img");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("model.keyfile");
+    std::fs::write(&key, [0x5au8; 32]).unwrap();
+    let img = dir.join("model.img");
+    luks2_support::make_image(&img, &base_model(), 16, &key, &luks2_support::DEPA);
+    let bytes = std::fs::read(&img).unwrap();
+    let (sha, size) = (hex::encode(sha2::Sha256::digest(&bytes)), bytes.len());
+    let contract = |c: &mut Value| {
+        c["baseModelImage"] = json!({"url": "https://storage.invalid/model/model.img",
+            "imageSha256": sha, "imageSize": size,
+            "key": {"type": "ccr", "properties": {"kid": "ccr/model/llm-base",
+                "authority": {"endpoint": "local"}, "endpoint": "", "image_format": "luks2"}}});
+    };
+    let mut setup = llm_setup();
+    setup.edit_contract_early = &contract;
+    setup.edit_pipeline = &|p: &mut Value| p["pipeline"][1]["config"]["total_epochs"] = json!(2);
+    let s = setup_scenario(&w, &setup);
+    ccr_ok(
+        &w.broker.env(),
+        &[
+            "keys",
+            "put",
+            "--kid",
+            "ccr/model/llm-base",
+            "--key",
+            key.to_str().unwrap(),
+            "--contract",
+            s.contract.to_str().unwrap(),
+        ],
+    );
+    let out = w.work.join("img-out");
+    let o = init_command(&s, &w.broker.url, &w.broker.pin, &out)
+        .arg("--base-model-image")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("LUKS2 image matches the contract's imageSha256"),
+        "{log}"
+    );
+    assert!(
+        log.contains("base model read and checked (LLM_Finetune)"),
+        "{log}"
+    );
+    let m = metrics(&unseal(&s, &out));
+    assert!(
+        num(&m["test"]["loss"]) < num(&m["base_model"]["test"]["loss"]),
+        "{m}"
+    );
 }

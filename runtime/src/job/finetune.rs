@@ -18,12 +18,12 @@ use super::JobError;
 use super::decrypt::TextFile;
 use super::train::TrainOutput;
 use crate::init::Abort;
-use crate::learn::dp::plan_dp;
 use crate::learn::dp::sgd::DpRng;
+use crate::learn::dp::{DpSpent, plan_dp};
 use crate::learn::llm::data::{self, Record};
 use crate::learn::llm::lora::LoraConfig;
 use crate::learn::llm::train::{Example, FitConfig, evaluate, fit, freeze};
-use crate::learn::llm::{self, BaseModel, LlmConfig, LlmError, dp};
+use crate::learn::llm::{self, BaseModel, CausalLm, LlmConfig, LlmError, dp};
 use crate::learn::{EpochLog, TrainError, export::chart};
 use crate::pipeline::{FinetuneConfig, FinetuneMethod, TrainConfig};
 
@@ -121,6 +121,135 @@ fn split(mut all: Vec<Example>, test_share: f64, seed: u64) -> (Vec<Example>, Ve
     (train, all)
 }
 
+/// The datasets' records as examples, in the pipeline's order, and each dataset's record count.
+fn tokenized(
+    texts: &[TextFile],
+    tokenizer: &llm::TextTokenizer,
+    fc: &FinetuneConfig,
+    max_len: usize,
+) -> Result<(Vec<Example>, serde_json::Map<String, Value>), JobError> {
+    let mut all = Vec::new();
+    let mut per_dataset = serde_json::Map::new();
+    for t in texts {
+        let recs = records(t, fc).map_err(train_err)?;
+        let ex = tokenizer
+            .examples(&t.dataset, &recs, max_len, fc.truncation)
+            .map_err(train_err)?;
+        info!(dataset = %t.dataset, records = recs.len(), "text records tokenized");
+        per_dataset.insert(t.dataset.clone(), json!(recs.len()));
+        all.extend(ex);
+    }
+    if all.len() < 2 {
+        return Err(JobError::Train(TrainError::Data(format!(
+            "{} record(s) in all: at least 2 are needed (one to train on, one held out)",
+            all.len()
+        ))));
+    }
+    Ok((all, per_dataset))
+}
+
+/// What training gave: the model, the per-epoch log (empty under DP) and what DP spent.
+struct Tuned {
+    model: CausalLm,
+    epochs: Vec<EpochLog>,
+    dp: Option<DpSpent>,
+}
+
+/// Trains `model` on `train`: DP-LoRA under `is_private`, else AdamW with the loss logged per
+/// epoch; stops after the epoch in which termination is requested.
+fn tune(model: CausalLm, train: &[Example], inp: &FinetuneInputs<'_>) -> Result<Tuned, JobError> {
+    let (tc, abort) = (inp.train, inp.abort);
+    if tc.is_private {
+        let plan = plan_dp(tc, train.len(), inp.contract_noise)?;
+        info!(
+            noise_multiplier = plan.noise_multiplier,
+            sampling_rate = plan.sampling_rate,
+            max_grad_norm = plan.max_grad_norm,
+            steps = plan.max_steps,
+            target_epsilon = plan.target_epsilon,
+            delta = plan.delta,
+            "DP-LoRA plan"
+        );
+        let cfg = dp::DpFitConfig {
+            epochs: tc.total_epochs,
+            lr: tc.optimizer.params.lr,
+            plan,
+        };
+        let mut on_epoch = |e: usize| {
+            info!(epoch = e + 1, "DP-LoRA epoch done");
+            !abort.requested()
+        };
+        // The per-epoch loss of the private batches is not DP: it is dropped here.
+        let (model, _private_log, spent) =
+            dp::fit_dp(model, train, &cfg, &mut DpRng::from_os(), &mut on_epoch)
+                .map_err(train_err)?;
+        info!(
+            epsilon = spent.epsilon,
+            delta = spent.delta,
+            steps = spent.steps,
+            "DP-LoRA done: privacy spent"
+        );
+        return Ok(Tuned {
+            model,
+            epochs: Vec::new(),
+            dp: Some(spent),
+        });
+    }
+    let cfg = FitConfig {
+        epochs: tc.total_epochs,
+        batch_size: tc.batch_size,
+        lr: tc.optimizer.params.lr,
+        weight_decay: tc.optimizer.params.weight_decay,
+        seed: inp.config.seed,
+    };
+    let mut epochs = Vec::new();
+    let mut on_epoch = |e: usize, loss: f64| {
+        info!(epoch = e + 1, train_loss = loss, "epoch done");
+        epochs.push(EpochLog {
+            epoch: e + 1,
+            train_loss: Some(loss),
+            epsilon: None,
+            val_metric: None,
+        });
+        !abort.requested()
+    };
+    let (model, _log) = fit(model, train, &cfg, &mut on_epoch).map_err(train_err)?;
+    Ok(Tuned {
+        model,
+        epochs,
+        dp: None,
+    })
+}
+
+/// The output files: the adapter (LoRA), the merged weights (`save_merged`, or after full
+/// fine-tuning), the loss curve (without DP).
+fn output_files(
+    t: &Tuned,
+    fc: &FinetuneConfig,
+    lora: &LoraConfig,
+) -> Result<Vec<(String, Vec<u8>)>, JobError> {
+    let mut files = Vec::new();
+    if fc.method == FinetuneMethod::Lora {
+        files.extend(
+            llm::lora::peft_files(t.model.projections().into_iter(), &t.model.config, lora)
+                .map_err(train_err)?,
+        );
+    }
+    if fc.save_merged || fc.method == FinetuneMethod::Full {
+        files.push((
+            "model.safetensors".into(),
+            llm::merged::merged_safetensors(&t.model).map_err(train_err)?,
+        ));
+    }
+    if !t.epochs.is_empty() {
+        files.push((
+            "loss_curve.svg".into(),
+            chart::loss_curve_svg(&t.epochs).into_bytes(),
+        ));
+    }
+    Ok(files)
+}
+
 /// Fine-tunes the base model on the union of the text datasets.
 ///
 /// # Errors
@@ -135,54 +264,37 @@ pub fn finetune(texts: Vec<TextFile>, inp: FinetuneInputs<'_>) -> Result<TrainOu
             "LLM_Finetune writes safetensors (the adapter or the merged weights), and the contract's allowedModelFormats does not list Safetensors".into(),
         ));
     }
-    let BaseModel { model, tokenizer } = inp.base;
-    let config = model.config.clone();
-    let max_len = max_seq_len(fc, &config);
-    let mut all = Vec::new();
-    let mut per_dataset = serde_json::Map::new();
-    for t in &texts {
-        let recs = records(t, fc).map_err(train_err)?;
-        let ex = tokenizer
-            .examples(&t.dataset, &recs, max_len, fc.truncation)
-            .map_err(train_err)?;
-        info!(dataset = %t.dataset, records = recs.len(), "text records tokenized");
-        per_dataset.insert(t.dataset.clone(), json!(recs.len()));
-        all.extend(ex);
-    }
+    let max_len = max_seq_len(fc, &inp.base.model.config);
+    let (all, per_dataset) = tokenized(&texts, &inp.base.tokenizer, fc, max_len)?;
     drop(texts);
     let records_total = all.len();
-    if records_total < 2 {
-        return Err(JobError::Train(TrainError::Data(format!(
-            "{records_total} record(s) in all: at least 2 are needed (one to train on, one held out)"
-        ))));
-    }
     let (mut train, mut test) = split(all, fc.test_split, fc.seed);
     let (train_records, test_records) = (train.len(), test.len());
     if fc.packing {
         train = data::pack(train, max_len);
         test = data::pack(test, max_len);
     }
-    let train_tokens: usize = train.iter().map(|e| e.ids.len()).sum();
     info!(
         train_records,
         test_records,
         train_sequences = train.len(),
         test_sequences = test.len(),
-        train_tokens,
+        train_tokens = train.iter().map(|e| e.ids.len()).sum::<usize>(),
         max_seq_len = max_len,
         "text split"
     );
-    let device = crate::learn::device();
+    let config = inp.base.model.config.clone();
     let lora = lora_config(fc, &config);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(fc.seed);
     let model = match fc.method {
         FinetuneMethod::Lora => {
-            let mut m = freeze(model);
+            let device = crate::learn::device();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(fc.seed);
+            let mut m = freeze(inp.base.model.clone());
             let n = m.attach_lora(&lora, &mut rng, &device).map_err(train_err)?;
             info!(adapters = n, r = lora.r, alpha = lora.alpha, dropout = lora.dropout, targets = ?lora.target_modules, "LoRA adapters attached");
             m
         }
-        FinetuneMethod::Full => model,
+        FinetuneMethod::Full => inp.base.model.clone(),
     };
     let eval_batch = inp.train.batch_size.max(8);
     // With B = 0 the adapters leave the base model's outputs as they are.
@@ -193,64 +305,12 @@ pub fn finetune(texts: Vec<TextFile>, inp: FinetuneInputs<'_>) -> Result<TrainOu
         "held-out, base model"
     );
     let t0 = Instant::now();
-    let abort = inp.abort;
-    let mut epochs: Vec<EpochLog> = Vec::new();
-    let (model, dp_spent) = if inp.train.is_private {
-        let plan = plan_dp(inp.train, train.len(), inp.contract_noise)?;
-        info!(
-            noise_multiplier = plan.noise_multiplier,
-            sampling_rate = plan.sampling_rate,
-            max_grad_norm = plan.max_grad_norm,
-            steps = plan.max_steps,
-            target_epsilon = plan.target_epsilon,
-            delta = plan.delta,
-            "DP-LoRA plan"
-        );
-        let cfg = dp::DpFitConfig {
-            epochs: inp.train.total_epochs,
-            lr: inp.train.optimizer.params.lr,
-            plan,
-        };
-        let mut dprng = DpRng::from_os();
-        let mut on_epoch = |e: usize| {
-            info!(epoch = e + 1, "DP-LoRA epoch done");
-            !abort.requested()
-        };
-        let (m, _private_log, spent) =
-            dp::fit_dp(model, &train, &cfg, &mut dprng, &mut on_epoch).map_err(train_err)?;
-        info!(
-            epsilon = spent.epsilon,
-            delta = spent.delta,
-            steps = spent.steps,
-            "DP-LoRA done: privacy spent"
-        );
-        (m, Some(spent))
-    } else {
-        let cfg = FitConfig {
-            epochs: inp.train.total_epochs,
-            batch_size: inp.train.batch_size,
-            lr: inp.train.optimizer.params.lr,
-            weight_decay: inp.train.optimizer.params.weight_decay,
-            seed: fc.seed,
-        };
-        let mut on_epoch = |e: usize, loss: f64| {
-            info!(epoch = e + 1, train_loss = loss, "epoch done");
-            epochs.push(EpochLog {
-                epoch: e + 1,
-                train_loss: Some(loss),
-                epsilon: None,
-                val_metric: None,
-            });
-            !abort.requested()
-        };
-        let (m, _log) = fit(model, &train, &cfg, &mut on_epoch).map_err(train_err)?;
-        (m, None)
-    };
-    if abort.requested() {
+    let tuned = tune(model, &train, &inp)?;
+    if inp.abort.requested() {
         return Err(JobError::Aborted { step: "train" });
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let after = evaluate(&model, &test, eval_batch).map_err(train_err)?;
+    let after = evaluate(&tuned.model, &test, eval_batch).map_err(train_err)?;
     info!(
         loss = after.loss,
         perplexity = after.perplexity,
@@ -259,33 +319,7 @@ pub fn finetune(texts: Vec<TextFile>, inp: FinetuneInputs<'_>) -> Result<TrainOu
         seconds,
         "held-out, fine-tuned"
     );
-    let mut files = Vec::new();
-    if fc.method == FinetuneMethod::Lora {
-        files.extend(
-            llm::lora::peft_files(model.projections().into_iter(), &config, &lora)
-                .map_err(train_err)?,
-        );
-    }
-    if fc.save_merged || fc.method == FinetuneMethod::Full {
-        files.push((
-            "model.safetensors".into(),
-            llm::merged::merged_safetensors(&model).map_err(train_err)?,
-        ));
-    }
-    if !epochs.is_empty() {
-        files.push((
-            "loss_curve.svg".into(),
-            chart::loss_curve_svg(&epochs).into_bytes(),
-        ));
-    }
-    let trainable: usize = model
-        .projections()
-        .iter()
-        .filter_map(|p| p.lora.as_ref())
-        .map(|l| {
-            l.a.val().dims().iter().product::<usize>() + l.b.val().dims().iter().product::<usize>()
-        })
-        .sum();
+    let files = output_files(&tuned, fc, &lora)?;
     let mut metrics = json!({
         "format": "ccr-metrics/1",
         "task": "causal_lm",
@@ -296,21 +330,31 @@ pub fn finetune(texts: Vec<TextFile>, inp: FinetuneInputs<'_>) -> Result<TrainOu
         "sequences": {"train": train.len(), "test": test.len(), "max_seq_len": max_len, "packing": fc.packing},
         "base_model": {"test": before},
         "test": after,
-        "epochs": epochs,
+        "epochs": tuned.epochs,
         "seconds": seconds,
     });
     if fc.method == FinetuneMethod::Lora {
+        let trainable: usize = tuned
+            .model
+            .projections()
+            .iter()
+            .filter_map(|p| p.lora.as_ref())
+            .map(|l| {
+                l.a.val().dims()[0] * l.a.val().dims()[1]
+                    + l.b.val().dims()[0] * l.b.val().dims()[1]
+            })
+            .sum();
         metrics["lora"] = json!({
             "r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
             "target_modules": lora.target_modules, "trainable_parameters": trainable,
         });
     }
-    if let Some(s) = &dp_spent {
+    if let Some(s) = &tuned.dp {
         metrics["dp_sgd"] = serde_json::to_value(s).unwrap_or(Value::Null);
     }
     Ok(TrainOutput {
         metrics,
         files,
-        dp: dp_spent,
+        dp: tuned.dp,
     })
 }

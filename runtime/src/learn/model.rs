@@ -135,17 +135,28 @@ pub(crate) fn backend_err(e: impl std::fmt::Debug) -> TrainError {
     TrainError::Backend(format!("{e:?}"))
 }
 
-/// The training device with autodiff: the ndarray backend on the CPU, or with the `gpu` cargo
-/// feature and `CCR_DEVICE=cuda` (or `cuda:N`), Burn's CUDA backend on GPU N.
+/// The training device with autodiff: Burn's `flex` backend on the CPU; with the `gpu` cargo
+/// feature and `CCR_DEVICE=cuda` (or `cuda:N`), Burn's CUDA backend on GPU N; with the `torch`
+/// feature, `CCR_DEVICE=torch` (LibTorch on the CPU) or `torch-cuda` (or `torch-cuda:N`:
+/// LibTorch on GPU N).
 #[allow(deprecated)]
 pub fn device() -> Device {
-    #[cfg(feature = "gpu")]
-    if let Ok(d) = std::env::var("CCR_DEVICE")
-        && let Some(rest) = d.strip_prefix("cuda")
+    let want = std::env::var("CCR_DEVICE").unwrap_or_default();
+    let index = |rest: &str| -> usize { rest.trim_start_matches(':').parse().unwrap_or(0) };
+    #[cfg(feature = "torch")]
     {
-        let index: usize = rest.trim_start_matches(':').parse().unwrap_or(0);
-        return Device::cuda(index).autodiff();
+        if let Some(rest) = want.strip_prefix("torch-cuda") {
+            return Device::libtorch_cuda(index(rest)).autodiff();
+        }
+        if want == "torch" {
+            return Device::libtorch().autodiff();
+        }
     }
+    #[cfg(feature = "gpu")]
+    if let Some(rest) = want.strip_prefix("cuda") {
+        return Device::cuda(index(rest)).autodiff();
+    }
+    let _ = (want, index);
     Device::flex().autodiff()
 }
 

@@ -255,3 +255,56 @@ impl TextTokenizer {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_records_come_from_the_named_columns() {
+        let csv = b"id,prompt,completion\n1,\"a, b\",c\n2,d,e\n";
+        let r = read_csv("ds", csv, "text", "prompt", "completion").unwrap();
+        assert_eq!(
+            r,
+            vec![
+                Record::PromptCompletion("a, b".into(), "c".into()),
+                Record::PromptCompletion("d".into(), "e".into())
+            ]
+        );
+        let r = read_csv("ds", b"body\nhello\n", "body", "p", "c").unwrap();
+        assert_eq!(r, vec![Record::Text("hello".into())]);
+        let e = read_csv("ds", b"x,y\n1,2\n", "text", "prompt", "completion")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dataset `ds`") && e.contains("no column `text`") && e.contains("\"x\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn packing_joins_plain_text_and_keeps_prompts_whole() {
+        let ex = |ids: &[u32], p: usize| Example {
+            ids: ids.to_vec(),
+            prompt_len: p,
+        };
+        let packed = pack(
+            vec![
+                ex(&[1, 2, 3], 0),
+                ex(&[9, 9, 9, 9], 2),
+                ex(&[4, 5, 6, 7], 0),
+                ex(&[8], 0),
+            ],
+            3,
+        );
+        assert_eq!(
+            packed,
+            vec![
+                ex(&[1, 2, 3], 0),
+                ex(&[4, 5, 6], 0),
+                ex(&[7, 8], 0),
+                ex(&[9, 9, 9, 9], 2)
+            ]
+        );
+    }
+}
