@@ -184,6 +184,11 @@ pub struct Dataset {
     /// The encrypted image file's size in bytes (ccr addition; with `imageSha256`).
     #[serde(default, rename = "imageSize", skip_serializing_if = "Option::is_none")]
     pub image_size: Option<u64>,
+    /// The fields (JSONL) or columns (CSV) of the dataset's records, as its provider declares
+    /// them (ccr addition): a pipeline that reads a field not listed is refused before any key
+    /// is released, since the records themselves can be read only after decryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 impl Dataset {

@@ -104,6 +104,9 @@ pub fn load(cfg: &JobConfig) -> Result<Inputs, JobError> {
         }));
     }
     check_privacy_plan(vc.contract(), &pipeline)?;
+    if let Some(f) = &pipeline.finetune {
+        check_declared_fields(vc.contract(), &pipeline, f)?;
+    }
     let (base_model, llm_base) = match &pipeline.finetune {
         Some(f) => (None, load_llm_base(cfg, vc.contract(), f)?),
         None => (load_base_model(cfg, vc.contract(), &pipeline.train)?, None),
@@ -116,6 +119,39 @@ pub fn load(cfg: &JobConfig) -> Result<Inputs, JobError> {
         base_model,
         llm_base,
     })
+}
+
+/// Refuses, before attesting, an `LLM_Finetune` pipeline that reads a field a dataset's
+/// provider did not declare in the contract (`datasets[].fields`): the records must carry the
+/// text field, or both the prompt and the completion fields.
+///
+/// # Errors
+/// [`JobError::Config`] naming the dataset, the fields it declares and those the pipeline
+/// reads.
+fn check_declared_fields(
+    contract: &Contract,
+    pipeline: &Pipeline,
+    f: &crate::pipeline::FinetuneConfig,
+) -> Result<(), JobError> {
+    for d in &pipeline.join.config().datasets {
+        let Some(declared) = contract
+            .datasets
+            .iter()
+            .find(|c| c.id == d.id)
+            .and_then(|c| c.fields.as_ref())
+        else {
+            continue;
+        };
+        let has = |n: &str| declared.iter().any(|x| x == n);
+        let readable = has(&f.text_field) || (has(&f.prompt_field) && has(&f.completion_field));
+        if !readable {
+            return Err(JobError::Config(format!(
+                "dataset `{}`: its records have the fields {declared:?} (the contract's datasets[].fields); LLM_Finetune reads `{}`, or `{}` and `{}`",
+                d.name, f.text_field, f.prompt_field, f.completion_field
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `LLM_Finetune`'s base model from its folder (`--base-model DIR`, else `base_model.path`),
