@@ -294,6 +294,9 @@ pub(super) fn check(c: &FinetuneConfig, p: &str) -> Result<(), super::PipelineEr
             "DP (is_private) trains LoRA adapters only: \"lora\"",
         ));
     }
+    if let Some(d) = &c.device {
+        super::check::device(d)?;
+    }
     for (f, v) in [
         ("text_field", &c.text_field),
         ("prompt_field", &c.prompt_field),

@@ -326,19 +326,19 @@ fn metric_params(t: &TrainConfig) -> Result<(), PipelineError> {
 
 /// DEPA's `device`, mapped: `cpu`; `auto` (a GPU where this build has one, else the CPU);
 /// `cuda`, `cuda:N`, `gpu` (refused where this build has no GPU backend).
-fn device(d: &str) -> Result<(), PipelineError> {
+pub(super) fn device(d: &str) -> Result<(), PipelineError> {
     let gpu = d == "gpu"
         || d == "cuda"
         || d.strip_prefix("cuda:")
             .is_some_and(|n| n.parse::<usize>().is_ok());
-    if d == "cpu" || d == "auto" || (gpu && cfg!(feature = "gpu")) {
+    if d == "cpu" || d == "auto" || (gpu && cfg!(any(feature = "gpu", feature = "torch"))) {
         return Ok(());
     }
     Err(at(
         "device",
         &if gpu {
             format!(
-                "`{d}`: this ccr-init has no GPU backend (built without the `gpu` feature); use cpu or auto"
+                "`{d}`: this ccr-init has no GPU backend (built without the `gpu` or `torch` feature); use cpu or auto"
             )
         } else {
             format!("`{d}`: expected cpu, auto, cuda, cuda:N or gpu")
