@@ -462,3 +462,60 @@ fn the_base_model_folder_from_a_luks2_model_img() {
         "{m}"
     );
 }
+
+/// `method: full` trains every weight of a small model: the output is the whole model
+/// (`model.safetensors`, the base's tensor names), no adapter; ccr reads it back as a plain
+/// model, and it moved every kind of weight (embeddings and norms too, which LoRA leaves).
+#[test]
+fn full_fine_tuning_writes_the_whole_model() {
+    let w = world();
+    let mut setup = llm_setup();
+    setup.edit_pipeline = &|p: &mut Value| {
+        let c = &mut p["pipeline"][1]["config"];
+        c["method"] = json!("full");
+        c["total_epochs"] = json!(4);
+        c["optimizer"]["params"]["lr"] = json!(0.001);
+    };
+    let s = setup_scenario(&w, &setup);
+    let (o, out) = run(&w, &s, "full-out", &base_model());
+    assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
+    let dir = unseal(&s, &out);
+    let m = metrics(&dir);
+    let (base, tuned) = (
+        num(&m["base_model"]["test"]["loss"]),
+        num(&m["test"]["loss"]),
+    );
+    println!("LLM_Finetune full: held-out loss {base:.3} -> {tuned:.3}");
+    assert!(tuned < 0.5 * base, "held-out loss {base} -> {tuned}");
+    assert!(m.get("lora").is_none(), "{m}");
+    assert!(!dir.join("adapter_model.safetensors").exists());
+    let read = |p: &Path| -> Vec<(String, Vec<f32>)> {
+        let bytes = std::fs::read(p).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut v: Vec<(String, Vec<f32>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| {
+                let f = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                (n, f)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (before, after) = (
+        read(&base_model().join("model.safetensors")),
+        read(&dir.join("model.safetensors")),
+    );
+    assert_eq!(
+        before.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        after.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        assert!(a != b, "`{name}` was trained");
+    }
+}
