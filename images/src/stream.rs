@@ -67,6 +67,11 @@ impl DatasetKey {
         Ok(Self(Zeroizing::new(arr)))
     }
 
+    /// Wraps a key array (taken over, zeroized on drop).
+    pub fn from_array(bytes: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        Self(bytes)
+    }
+
     /// A fresh random key from the operating system's CSPRNG.
     pub fn generate() -> Self {
         let mut k = Zeroizing::new([0u8; KEY_LEN]);

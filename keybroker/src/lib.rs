@@ -35,6 +35,7 @@ pub mod gcp;
 pub mod jwe;
 pub mod release;
 pub mod runs;
+pub mod threshold;
 
 pub use client::KbsClient;
 pub use error::BrokerError;
