@@ -272,10 +272,7 @@ pub(crate) async fn get_resource(
                     contract.output.approvers.join(", ")
                 )));
             }
-            let dataset = contract
-                .datasets
-                .iter()
-                .find(|d| d.key.kind == KeyKind::Ccr && d.key.properties.kid == path);
+            let dataset = contract.datasets.iter().find(|d| d.key.ccr_releases(&path));
             let budget = dataset.and_then(|d| {
                 contract.privacy_for(&d.id).map(|p| Budget {
                     dataset: &d.id,

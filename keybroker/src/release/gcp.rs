@@ -18,6 +18,15 @@ use crate::gcp;
 /// The file beside a dataset image that holds its KMS-wrapped DEK.
 pub const WRAPPED_DEK_FILE: &str = "wrapped_dek.json";
 
+/// The wrapped DEK's file in the image folder: [`WRAPPED_DEK_FILE`], or for share `i` of a
+/// threshold key `wrapped_dek.share-<i>.json`.
+pub fn wrapped_file(what: &KeyFor) -> String {
+    match what {
+        KeyFor::Share(_, i) => format!("wrapped_dek.share-{i}.json"),
+        _ => WRAPPED_DEK_FILE.to_string(),
+    }
+}
+
 /// The dataset id a base model image's wrapped DEK is bound to (`ccr keys wrap --gcp
 /// --dataset base-model`).
 pub const BASE_MODEL_ID: &str = "base-model";
@@ -58,7 +67,7 @@ pub(crate) fn release(
             federated.insert(provider.clone(), t);
         }
         let dir = match &item.what {
-            KeyFor::Dataset(id) => datasets
+            KeyFor::Dataset(id) | KeyFor::Share(id, _) => datasets
                 .iter()
                 .find(|d| &d.id == id)
                 .map(|d| d.image_dir.clone()),
@@ -70,11 +79,11 @@ pub(crate) fn release(
             reason: format!("{what}: a gcp key needs the dataset's image folder"),
         })?;
         let id = match &item.what {
-            KeyFor::Dataset(id) => id.as_str(),
+            KeyFor::Dataset(id) | KeyFor::Share(id, _) => id.as_str(),
             KeyFor::BaseModel => BASE_MODEL_ID,
             KeyFor::Output => "",
         };
-        let path = dir.join(WRAPPED_DEK_FILE);
+        let path = dir.join(wrapped_file(&item.what));
         let w: gcp::WrappedDek = read_wrapped(&path)?;
         if &w.kms_key != kid || w.dataset != id {
             return Err(ReleaseError::Input {

@@ -19,6 +19,7 @@ pub mod azure;
 mod cloud;
 pub mod gcp;
 pub mod kbs;
+mod threshold;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub enum KeyFor {
     Output,
     /// The key file of the consumer's base model image (the contract's `baseModelImage.key`).
     BaseModel,
+    /// Share `i` (from 1) of the threshold key of the dataset with this id.
+    Share(String, u8),
 }
 
 impl std::fmt::Display for KeyFor {
@@ -53,6 +56,7 @@ impl std::fmt::Display for KeyFor {
             Self::Dataset(id) => write!(f, "dataset {id}"),
             Self::Output => f.write_str("output"),
             Self::BaseModel => f.write_str("base model image"),
+            Self::Share(id, i) => write!(f, "share {i} of dataset {id}"),
         }
     }
 }
@@ -185,6 +189,18 @@ pub enum ReleaseError {
     /// No source released the output key.
     #[error("output key not released")]
     NoOutputKey,
+    /// Fewer than `k` shares of a threshold key were released and passed their commitments.
+    #[error("dataset {dataset}: {valid} valid share(s) of the {k} its key needs: {}", reasons.join("; "))]
+    Threshold {
+        /// The dataset id.
+        dataset: String,
+        /// The threshold.
+        k: usize,
+        /// Shares released and valid.
+        valid: usize,
+        /// Each failed share: `share i (service kid): reason`.
+        reasons: Vec<String>,
+    },
 }
 
 /// What kind of failure a [`ReleaseError`] is, for the caller's exit status.
@@ -205,7 +221,7 @@ impl ReleaseError {
             Self::Attest { .. } | Self::Unsupported(_) | Self::TransferKey(_) => {
                 FailureKind::Attestation
             }
-            Self::Key { .. } => FailureKind::Release,
+            Self::Key { .. } | Self::Threshold { .. } => FailureKind::Release,
             _ => FailureKind::Input,
         }
     }
@@ -350,6 +366,11 @@ pub fn release(
     for w in wanted {
         by_kind.entry(w.key.kind).or_default().push(w);
     }
+    // Threshold keys: their shares, each from its own service, until k are valid.
+    let mut thresholds = threshold::Outcomes::default();
+    for t in by_kind.remove(&KeyKind::Threshold).unwrap_or_default() {
+        thresholds.release(&t, req, opts, attester, runtime_key)?;
+    }
     let mut got: Vec<(KeyFor, DatasetKey)> = Vec::new();
     if let Some(items) = by_kind.get(&KeyKind::Azure) {
         got.extend(azure::release(&opts.cloud, attester, items)?);
@@ -366,13 +387,26 @@ pub fn release(
         by_kind.get(&KeyKind::Ccr).map(Vec::as_slice).unwrap_or(&[]),
     )?;
     got.extend(from_kbs.keys);
+    got.extend(thresholds.keys);
+    let mut brokers = from_kbs.brokers;
+    for b in thresholds.brokers {
+        if !brokers.contains(&b) {
+            brokers.push(b);
+        }
+    }
+    let evidence_digest = if from_kbs.evidence_digest.is_empty() {
+        thresholds.evidence_digest
+    } else {
+        from_kbs.evidence_digest
+    };
+    let pin = thresholds.pin.unwrap_or(from_kbs.pin);
     let mut datasets = Vec::new();
     let mut base_model = None;
     for (what, k) in got {
         match what {
             KeyFor::Output => output = Some(k),
             KeyFor::BaseModel => base_model = Some(k),
-            KeyFor::Dataset(id) => datasets.push((id, k)),
+            KeyFor::Dataset(id) | KeyFor::Share(id, _) => datasets.push((id, k)),
         }
     }
     // In the request's order.
@@ -381,9 +415,9 @@ pub fn release(
         datasets,
         output: output.ok_or(ReleaseError::NoOutputKey)?,
         base_model,
-        evidence_digest: from_kbs.evidence_digest,
-        brokers: from_kbs.brokers,
-        pin: from_kbs.pin,
+        evidence_digest,
+        brokers,
+        pin,
         escrow,
     })
 }

@@ -17,6 +17,23 @@ pub struct KeyRef {
     pub properties: KeyProperties,
 }
 
+impl KeyRef {
+    /// Whether a `ccr` broker releases this key, or one of its shares, under the resource path
+    /// `kid`.
+    pub fn ccr_releases(&self, kid: &str) -> bool {
+        match self.kind {
+            KeyKind::Ccr => self.properties.kid == kid,
+            KeyKind::Threshold => self
+                .properties
+                .shares
+                .iter()
+                .flatten()
+                .any(|s| s.kind == KeyKind::Ccr && s.properties.kid == kid),
+            _ => false,
+        }
+    }
+}
+
 /// Which service releases a key (the key reference's `type`); any other value is an error
 /// naming `...key.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -28,6 +45,9 @@ pub enum KeyKind {
     Azure,
     /// GCP Cloud KMS (through Confidential Space and STS).
     Gcp,
+    /// k of n shares, each released by its own service (ccr addition): `properties.k` and
+    /// `properties.shares` ([`ShareRef`]).
+    Threshold,
 }
 
 impl KeyKind {
@@ -37,6 +57,7 @@ impl KeyKind {
             Self::Ccr => "ccr",
             Self::Azure => "azure",
             Self::Gcp => "gcp",
+            Self::Threshold => "threshold",
         }
     }
 }
@@ -53,7 +74,9 @@ impl std::fmt::Display for KeyKind {
 pub struct KeyProperties {
     /// Key id at the broker. For `ccr` brokers, the KBS resource path `repo/type/tag`.
     pub kid: String,
-    /// The attestation authority (verifier) whose claims the release policy reads.
+    /// The attestation authority (verifier) whose claims the release policy reads (required
+    /// but for `threshold` keys, whose shares each name their own).
+    #[serde(default)]
     pub authority: Authority,
     /// The broker's endpoint (for `ccr`: `https://host:port`; for `azure`: the Key Vault URL;
     /// for `gcp`: the Cloud KMS endpoint, empty for Google's).
@@ -70,6 +93,38 @@ pub struct KeyProperties {
     /// key the 32-byte key file that opens one of its keyslots.
     #[serde(default, skip_serializing_if = "ImageFormat::is_ccr")]
     pub image_format: ImageFormat,
+    /// `threshold` keys: how many of the shares rebuild the key (1 ≤ k ≤ n).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// `threshold` keys: the n shares, share i (from 1) the i-th, each with its service and
+    /// commitment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<Vec<ShareRef>>,
+}
+
+/// One share of a `threshold` key: the service that releases its 32-byte value (a `ccr`,
+/// `azure` or `gcp` key reference) and its commitment, SHA-256(identifier ‖ value) in 64
+/// lowercase hex (`ccr keys split` prints them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRef {
+    /// `ccr`, `azure` or `gcp`.
+    #[serde(rename = "type")]
+    pub kind: KeyKind,
+    /// The service and the share's key id there.
+    pub properties: KeyProperties,
+    /// SHA-256(identifier ‖ value), hex.
+    pub commitment: String,
+}
+
+impl ShareRef {
+    /// The share's reference as a plain key reference (to release it like any key).
+    pub fn key_ref(&self) -> KeyRef {
+        KeyRef {
+            kind: self.kind,
+            properties: self.properties.clone(),
+        }
+    }
 }
 
 /// The kind of dataset image a key opens (`key.properties.image_format`).
@@ -91,9 +146,87 @@ impl ImageFormat {
 }
 
 /// Attestation authority.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authority {
     /// Endpoint of the verifier (for the local broker, `local`).
     pub endpoint: String,
+}
+
+/// Checks a key reference: a `threshold` key (only where `threshold_ok`: dataset keys) has `k`
+/// and 1 ≤ k ≤ n ≤ 255 shares, each a `ccr`, `azure` or `gcp` key with a kid, an authority and
+/// a 64-hex commitment, no two alike; other keys have no `k` or `shares` and an authority.
+///
+/// # Errors
+/// `(field under the key, reason)`.
+pub(crate) fn check_key(key: &KeyRef, threshold_ok: bool) -> Result<(), (String, String)> {
+    let p = &key.properties;
+    let err = |f: &str, r: &str| Err((f.to_string(), r.to_string()));
+    if key.kind != KeyKind::Threshold {
+        if p.k.is_some() || p.shares.is_some() {
+            return err(
+                "properties.shares",
+                "k and shares belong to a key of type threshold",
+            );
+        }
+        if p.authority.endpoint.is_empty() {
+            return err("properties.authority.endpoint", "required");
+        }
+        return Ok(());
+    }
+    if !threshold_ok {
+        return err(
+            "type",
+            "threshold keys are for datasets (the output and base model keys are whole keys)",
+        );
+    }
+    let Some(shares) = p.shares.as_ref() else {
+        return err("properties.shares", "required for a threshold key");
+    };
+    let n = shares.len();
+    let Some(k) = p.k else {
+        return err("properties.k", "required for a threshold key");
+    };
+    if k == 0 || k > n || n > 255 {
+        return Err((
+            "properties.k".into(),
+            format!("{k} of {n} shares: need 1 <= k <= n <= 255"),
+        ));
+    }
+    for (j, sh) in shares.iter().enumerate() {
+        let f = |x: &str| format!("properties.shares[{j}].{x}");
+        if sh.kind == KeyKind::Threshold {
+            return Err((f("type"), "a share is a ccr, azure or gcp key".into()));
+        }
+        if sh.properties.k.is_some() || sh.properties.shares.is_some() {
+            return Err((f("properties.shares"), "a share holds no shares".into()));
+        }
+        if sh.properties.kid.is_empty() {
+            return Err((f("properties.kid"), "empty".into()));
+        }
+        if sh.properties.authority.endpoint.is_empty() {
+            return Err((f("properties.authority.endpoint"), "required".into()));
+        }
+        let c = &sh.commitment;
+        if c.len() != 64
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err((
+                f("commitment"),
+                "64 lowercase hex digits (SHA-256 of the share, as `ccr keys split` prints it)"
+                    .into(),
+            ));
+        }
+        if shares[..j].iter().any(|o| {
+            o.commitment == sh.commitment || (o.kind == sh.kind && o.properties == sh.properties)
+        }) {
+            return Err((
+                f("properties"),
+                "the same service key or commitment as an earlier share".into(),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -30,7 +30,7 @@ mod verified;
 
 pub use image::BaseModelImage;
 use image::{check_image_pin, last_segment, pin_of};
-pub use keys::{Authority, ImageFormat, KeyKind, KeyProperties, KeyRef};
+pub use keys::{Authority, ImageFormat, KeyKind, KeyProperties, KeyRef, ShareRef};
 pub use verified::VerifiedContract;
 
 /// `contract.json`.
@@ -436,6 +436,14 @@ impl Contract {
             }
             d.check_image_pin()
                 .map_err(|(field, reason)| bad(format!("datasets[{i}].{field}"), reason))?;
+            keys::check_key(&d.key, true)
+                .map_err(|(field, reason)| bad(format!("datasets[{i}].key.{field}"), reason))?;
+        }
+        keys::check_key(&self.output.key, false)
+            .map_err(|(field, reason)| bad(format!("output.key.{field}"), reason))?;
+        if let Some(m) = &self.base_model_image {
+            keys::check_key(&m.key, false)
+                .map_err(|(field, reason)| bad(format!("baseModelImage.key.{field}"), reason))?;
         }
         if ds.contains(&self.output.id) {
             return Err(bad("output.id".into(), "equals a dataset id".into()));
@@ -854,6 +862,71 @@ mod tests {
         other["datasets"][0]["key"]["properties"]["image_format"] = json!("luks1");
         let e = refused(&other);
         assert!(e.contains("datasets[0].key.properties.image_format"), "{e}");
+    }
+
+    #[test]
+    fn a_threshold_key_is_read_and_checked() {
+        let (mut c, _) = signed();
+        let share = |kind: &str, kid: &str, commit: &str| {
+            json!({"type": kind, "properties": {"kid": kid, "authority": {"endpoint": "local"},
+                "endpoint": ""}, "commitment": commit.repeat(32)})
+        };
+        c["datasets"][0]["key"] = json!({"type": "threshold", "properties": {"kid": "a-dek", "k": 2,
+            "shares": [share("ccr", "ccr/share/1", "a1"), share("azure", "share-2", "b2"),
+                       share("gcp", "projects/p/locations/l/keyRings/r/cryptoKeys/k", "c3")]}});
+        let parsed = Contract::from_json(c.to_string().as_bytes()).unwrap();
+        let key = &parsed.datasets[0].key;
+        assert_eq!(key.kind, KeyKind::Threshold);
+        assert_eq!(key.properties.k, Some(2));
+        let shares = key.properties.shares.as_ref().unwrap();
+        assert_eq!(shares[1].key_ref().kind, KeyKind::Azure);
+        assert_eq!(shares[2].commitment, "c3".repeat(32));
+        let refused = |edit: &dyn Fn(&mut Value)| {
+            let mut v = c.clone();
+            edit(&mut v);
+            Contract::from_json(v.to_string().as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
+        for (edit, want) in [
+            (
+                Box::new(|v: &mut Value| v["datasets"][0]["key"]["properties"]["k"] = json!(4))
+                    as Box<dyn Fn(&mut Value)>,
+                "datasets[0].key.properties.k",
+            ),
+            (
+                Box::new(|v| {
+                    v["datasets"][0]["key"]["properties"]["shares"][1]["commitment"] =
+                        json!("XY".repeat(32))
+                }),
+                "commitment",
+            ),
+            (
+                Box::new(|v| {
+                    v["datasets"][0]["key"]["properties"]["shares"][2] =
+                        v["datasets"][0]["key"]["properties"]["shares"][0].clone()
+                }),
+                "datasets[0].key.properties.shares[2].properties",
+            ),
+            (
+                Box::new(|v| {
+                    v["datasets"][0]["key"]["properties"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("k");
+                }),
+                "k",
+            ),
+            (
+                Box::new(|v| {
+                    v["output"]["key"] = v["datasets"][0]["key"].clone();
+                }),
+                "output.key",
+            ),
+        ] {
+            let e = refused(&*edit);
+            assert!(e.contains(want), "`{want}` in: {e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,25 @@ pub(crate) enum KeysCmd {
         /// Key file to create.
         out: PathBuf,
     },
+    /// Split a dataset key into n shares, any k of which rebuild it (Shamir over GF(2^8)):
+    /// writes DIR/share-1.key .. share-n.key (32 bytes each, mode 0600), each to be registered
+    /// with its own key service as a key (`keys put`, `keys import --azure`, `keys wrap --gcp
+    /// --share I`), and prints the contract's threshold key (k and each share's commitment) as
+    /// JSON, each share's `type` and `properties` to fill in.
+    Split {
+        /// The 32-byte key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The threshold: shares needed to rebuild the key.
+        #[arg(long)]
+        k: usize,
+        /// The number of shares (at most 255).
+        #[arg(long)]
+        n: usize,
+        /// The folder to write the shares into (created; must not hold share files already).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// Register a key with the local broker under a signed contract.
     Put {
         #[command(flatten)]
@@ -115,6 +134,7 @@ pub(crate) fn run(cmd: KeysCmd) -> Result<()> {
             write_new_private(&out, k.as_bytes())?;
             println!("wrote a 32-byte key to {}", out.display());
         }
+        KeysCmd::Split { key, k, n, out_dir } => split(&key, k, n, &out_dir)?,
         KeysCmd::Put {
             conn,
             kid,
@@ -248,5 +268,36 @@ pub(crate) fn run(cmd: KeysCmd) -> Result<()> {
             println!("wrote {}", path.display());
         }
     }
+    Ok(())
+}
+
+/// `ccr keys split`: the shares written, the contract's threshold key printed.
+fn split(key: &std::path::Path, k: usize, n: usize, out_dir: &std::path::Path) -> Result<()> {
+    let dek = read_key(key)?;
+    let shares = ccr_keybroker::threshold::split(&dek, k, n)?;
+    drop(dek);
+    std::fs::create_dir_all(out_dir).with_context(|| format!("--out-dir {}", out_dir.display()))?;
+    let files: Vec<PathBuf> = (1..=n)
+        .map(|i| out_dir.join(format!("share-{i}.key")))
+        .collect();
+    if let Some(f) = files.iter().find(|f| f.exists()) {
+        bail!("{}: already exists, refusing to overwrite", f.display());
+    }
+    let mut refs = Vec::new();
+    for (s, f) in shares.iter().zip(&files) {
+        write_new_private(f, s.value().as_bytes())?;
+        refs.push(serde_json::json!({
+            "type": "ccr",
+            "properties": {"kid": format!("<share {} kid>", s.index()), "authority": {"endpoint": "local"}, "endpoint": ""},
+            "commitment": s.commitment(),
+        }));
+        eprintln!("share {}: {}", s.index(), f.display());
+    }
+    let out = serde_json::json!({"type": "threshold", "properties": {"kid": "<dataset key name>", "k": k, "shares": refs}});
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    eprintln!(
+        "wrote {n} shares to {} (any {k} rebuild the key): register share i with its own key service, and fill in each share's type and properties in this key reference (share i is the i-th in the list)",
+        out_dir.display()
+    );
     Ok(())
 }
