@@ -509,3 +509,178 @@ fn breast_cancer_from_depa_luks2_images_with_key_files_in_key_vault() {
 fn pins_b(made: &[(PathBuf, PathBuf, String, u64)]) -> String {
     format!("the contract pins {}", made[1].2)
 }
+
+/// Hospital A's key split 2-of-3 (`ccr keys split`): share 1 at the ccr broker, share 2 in the
+/// Key Vault stand-in, share 3 wrapped by the Cloud KMS stand-in beside the image; `slots` says
+/// what each service gets: the share of that index (`Some(i)`, possibly another's), or nothing
+/// (`None`); `akv_ok` whether Key Vault's release policy pins this runtime's measurement.
+fn threshold_scenario(
+    w: &World,
+    c: &Clouds,
+    case: &'static str,
+    slots: [Option<usize>; 3],
+    akv_ok: bool,
+) -> Scenario {
+    let work = w.tmp.path();
+    let keys = work.join(case).join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let dek = keys.join("bc-hospital-a.dek");
+    ccr_ok(&[], &["keys", "generate", dek.to_str().unwrap()]);
+    let shares = keys.join("shares");
+    let said: Value = serde_json::from_str(&ccr_ok(
+        &[],
+        &[
+            "keys",
+            "split",
+            "--key",
+            dek.to_str().unwrap(),
+            "--k",
+            "2",
+            "--n",
+            "3",
+            "--out-dir",
+            shares.to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    let commit = |j: usize| said["properties"]["shares"][j]["commitment"].clone();
+    let (az, gcp) = (c.az.base.clone(), c.gcp.base.clone());
+    let (c0, c1, c2) = (commit(0), commit(1), commit(2));
+    let edit = move |v: &mut Value| {
+        v["datasets"][0]["key"] = json!({"type": "threshold", "properties": {"kid": "hospital-a-dek", "k": 2,
+            "shares": [
+                {"type": "ccr", "properties": {"kid": "ccr/share/a-1", "authority": {"endpoint": "local"}, "endpoint": ""}, "commitment": c0},
+                {"type": "azure", "properties": {"kid": "a-share-2", "authority": {"endpoint": az}, "endpoint": az}, "commitment": c1},
+                {"type": "gcp", "properties": {"kid": KMS_KEY, "authority": {"endpoint": PROVIDER}, "endpoint": gcp}, "commitment": c2}]}});
+    };
+    let mut setup = Setup::breast_cancer();
+    setup.scenario = case;
+    setup.edit_contract_early = &edit;
+    let s = setup_from(
+        work,
+        &work.join("sim"),
+        &w.broker,
+        &setup,
+        &examples().join("breast-cancer"),
+    );
+    let file = |i: usize| shares.join(format!("share-{i}.key"));
+    if let Some(i) = slots[0] {
+        ccr_ok(
+            &w.broker.env(),
+            &[
+                "keys",
+                "put",
+                "--kid",
+                "ccr/share/a-1",
+                "--key",
+                file(i).to_str().unwrap(),
+                "--contract",
+                s.contract.to_str().unwrap(),
+            ],
+        );
+    }
+    if let Some(i) = slots[1] {
+        let m = if akv_ok {
+            sim_measurement(&s)
+        } else {
+            "00".repeat(48)
+        };
+        akv_import(c, &s, "a-share-2", &file(i), &m);
+    }
+    if let Some(i) = slots[2] {
+        let ca = ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string());
+        ccr_ok(
+            &[ca, ("CCR_GCP_TOKEN", "hospital-b-admin".to_string())],
+            &[
+                "keys",
+                "wrap",
+                "--gcp",
+                "--share",
+                "3",
+                "--kms-key",
+                KMS_KEY,
+                "--dataset",
+                "bc-hospital-a",
+                "--key",
+                file(i).to_str().unwrap(),
+                "--image",
+                s.images.join("hospital_a").to_str().unwrap(),
+                "--kms",
+                &c.gcp.base,
+            ],
+        );
+    }
+    s
+}
+
+#[test]
+fn a_key_split_two_of_three_across_the_broker_key_vault_and_cloud_kms() {
+    let w = world();
+    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![IMAGE.into()]);
+    // (case, slots, Key Vault's policy pins this runtime, the run succeeds, shares named)
+    type Case = (
+        &'static str,
+        [Option<usize>; 3],
+        bool,
+        bool,
+        &'static [&'static str],
+    );
+    let cases: [Case; 5] = [
+        ("t-all-up", [Some(1), Some(2), Some(3)], true, true, &[]),
+        ("t-broker-down", [None, Some(2), Some(3)], true, true, &[]),
+        (
+            "t-vault-denies",
+            [Some(1), Some(2), Some(3)],
+            false,
+            true,
+            &[],
+        ),
+        (
+            "t-kms-wrong-share",
+            [None, Some(2), Some(1)],
+            true,
+            false,
+            &["share 1 (ccr ccr/share/a-1)", "share 3 (gcp "],
+        ),
+        (
+            "t-two-fail",
+            [None, Some(2), Some(3)],
+            false,
+            false,
+            &["share 1 (ccr ccr/share/a-1)", "share 2 (azure a-share-2)"],
+        ),
+    ];
+    for (case, slots, akv_ok, ok, named) in cases {
+        let s = threshold_scenario(&w, &c, case, slots, akv_ok);
+        let out = w.tmp.path().join(format!("{case}-out"));
+        let o = run(&s, &c, &w.broker, &out);
+        let log = stderr(&o);
+        if ok {
+            assert!(o.status.success(), "{case}: {log}");
+            assert!(log.contains("threshold key rebuilt"), "{case}: {log}");
+            let acc = metrics(&unseal(&s, &out))["test"]["accuracy"]
+                .as_f64()
+                .unwrap();
+            assert!(acc >= 0.93, "{case}: accuracy {acc}");
+        } else {
+            assert_eq!(o.status.code(), Some(4), "{case}: {log}");
+            assert!(!out.exists(), "{case}");
+            let err = last_log_line(&o)["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            for n in named {
+                assert!(err.contains(n), "{case}: `{n}` in {err}");
+            }
+        }
+        if case == "t-kms-wrong-share" {
+            assert!(log.contains("does not match its commitment"), "{log}");
+        }
+        if case == "t-vault-denies" {
+            assert!(
+                log.contains("a-share-2") && log.contains("share not obtained"),
+                "{log}"
+            );
+        }
+    }
+}

@@ -117,6 +117,10 @@ pub(crate) enum KeysCmd {
         /// The dataset image folder (wrapped_dek.json is written there).
         #[arg(long)]
         image: PathBuf,
+        /// The key is share I of a threshold key (`keys split`): written as
+        /// wrapped_dek.share-I.json.
+        #[arg(long)]
+        share: Option<u8>,
         /// The Cloud KMS base URL.
         #[arg(long, default_value = ccr_keybroker::gcp::KMS_BASE)]
         kms: String,
@@ -236,10 +240,14 @@ pub(crate) fn run(cmd: KeysCmd) -> Result<()> {
             dataset,
             key,
             image,
+            share,
             kms,
             cloud_ca,
         } => {
             let k = read_key(&key)?;
+            if share == Some(0) {
+                bail!("--share: shares are numbered from 1");
+            }
             Image::load(&image)
                 .and_then(|i| i.expect_dataset(&dataset))
                 .with_context(|| format!("image {}", image.display()))?;
@@ -260,7 +268,11 @@ pub(crate) fn run(cmd: KeysCmd) -> Result<()> {
                 dataset,
                 ciphertext: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ct),
             };
-            let path = image.join(ccr_keybroker::release::gcp::WRAPPED_DEK_FILE);
+            let what = match share {
+                Some(i) => ccr_keybroker::release::KeyFor::Share(w.dataset.clone(), i),
+                None => ccr_keybroker::release::KeyFor::Dataset(w.dataset.clone()),
+            };
+            let path = image.join(ccr_keybroker::release::gcp::wrapped_file(&what));
             let tmp = path.with_extension("json.tmp");
             std::fs::write(&tmp, serde_json::to_vec_pretty(&w)?)
                 .with_context(|| format!("writing {}", tmp.display()))?;
