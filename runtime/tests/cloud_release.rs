@@ -625,8 +625,10 @@ fn a_key_split_two_of_three_across_the_broker_key_vault_and_cloud_kms() {
         bool,
         &'static [&'static str],
     );
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
         ("t-all-up", [Some(1), Some(2), Some(3)], true, true, &[]),
+        ("t-vault-down", [Some(1), None, Some(3)], true, true, &[]),
+        ("t-kms-down", [Some(1), Some(2), None], true, true, &[]),
         ("t-broker-down", [None, Some(2), Some(3)], true, true, &[]),
         (
             "t-vault-denies",
