@@ -34,8 +34,9 @@ use crate::evidence::{CertEntry, SnpEvidence};
 use crate::sim::SimAuthority;
 use crate::snp::{HOST_DATA_LEN, MEASUREMENT_LEN, REPORT_DATA_LEN};
 
-/// Something that produces evidence binding a `report_data`.
-pub trait Attester {
+/// Something that produces evidence binding a `report_data` (shared by the threads that ask
+/// several key services at once).
+pub trait Attester: Send + Sync {
     /// The platform.
     fn platform(&self) -> Platform;
     /// Evidence (the KBS `primary_evidence` JSON) whose `report_data` is `report_data`.

@@ -678,11 +678,7 @@ fn a_key_split_two_of_three_across_the_broker_key_vault_and_cloud_kms() {
         if case == "t-kms-wrong-share" {
             assert!(log.contains("does not match its commitment"), "{log}");
         }
-        if case == "t-vault-denies" {
-            assert!(
-                log.contains("a-share-2") && log.contains("share not obtained"),
-                "{log}"
-            );
-        }
+        // (Key Vault's denial in t-vault-denies is logged only when it answers before the two
+        // other shares: the run stops listening once it holds k.)
     }
 }

@@ -111,7 +111,7 @@ fn two_of_three_shares_at_the_broker_release_the_key_whatever_one_does() {
     .unwrap();
     // (case, what each slot holds: Some(share file index, denied) or None: not at the broker)
     type Slots = [Option<(usize, bool)>; 3];
-    let cases: [(&'static str, Slots, bool); 6] = [
+    let cases: [(&'static str, Slots, bool); 7] = [
         (
             "all-up",
             [Some((1, false)), Some((2, false)), Some((3, false))],
@@ -136,6 +136,11 @@ fn two_of_three_shares_at_the_broker_release_the_key_whatever_one_does() {
         (
             "two-deny",
             [Some((1, true)), Some((2, false)), Some((3, true))],
+            false,
+        ),
+        (
+            "wrong-and-missing",
+            [Some((2, false)), Some((2, false)), None],
             false,
         ),
     ];
@@ -179,13 +184,22 @@ fn two_of_three_shares_at_the_broker_release_the_key_whatever_one_does() {
             }
             assert!(!log.contains("\"decrypted\""), "{case}: nothing decrypted");
         }
-        match case {
-            "one-wrong" => assert!(
-                log.contains("does not match its commitment") && log.contains("ccr/share/a-1"),
-                "{log}"
-            ),
-            "one-denies" => assert!(log.contains("release policy"), "{log}"),
-            _ => {}
+        // Once k shares are valid the run stops listening, so a failed share is logged only
+        // when it answers before; where its share is needed, the error names it and why.
+        if case == "wrong-and-missing" {
+            let err = last_log_line(&o)["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                err.contains(
+                    "share 1 (ccr ccr/share/a-1): the released share does not match its commitment"
+                ),
+                "{err}"
+            );
+        }
+        if case == "two-deny" {
+            assert!(log.contains("release policy"), "{log}");
         }
     }
 }

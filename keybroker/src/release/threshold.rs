@@ -1,8 +1,9 @@
 //! Keys of type `threshold` (ccr addition, issue 17): a dataset key split into n shares
 //! ([`crate::threshold`]), each share's 32-byte value held by its own service (`ccr`, `azure`
-//! or `gcp`, each checking the evidence against its own release policy). The runtime asks the
-//! services in the contract's order, one at a time, and stops once it holds `k` shares that
-//! match their commitments; a service that is down, refuses, or answers a share that fails its
+//! or `gcp`, each checking the evidence against its own release policy). The runtime asks
+//! every share's service at once (one thread each) and takes the answers as they come until it
+//! holds `k` shares that match their commitments (the rest, already asked, are dropped as they
+//! answer; a service that hangs is bounded by its client's deadline); a service that is down, refuses, or answers a share that fails its
 //! commitment is named in the log and, when fewer than `k` are valid, in the error. The key is
 //! rebuilt in zeroizing memory and the shares dropped.
 
@@ -56,36 +57,67 @@ impl Outcomes {
         };
         let mut valid: Vec<Share> = Vec::with_capacity(k);
         let mut reasons = Vec::new();
-        for (j, r) in refs.iter().enumerate() {
-            if valid.len() == k {
-                break;
+        let items: Vec<(u8, KeyRequest)> = refs
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                let index = u8::try_from(j + 1).unwrap_or(u8::MAX);
+                let what = KeyFor::Share(dataset.clone(), index);
+                (
+                    index,
+                    KeyRequest {
+                        what,
+                        key: r.key_ref(),
+                    },
+                )
+            })
+            .collect();
+        // Every share's service asked at once; the answers taken as they come until k are
+        // valid (the others, already asked, are dropped when they answer).
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for (j, (index, item)) in items.iter().enumerate() {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let got = release_one(item, req, opts, attester, runtime_key);
+                    let _ = tx.send((j, *index, got));
+                });
             }
-            let index = u8::try_from(j + 1).unwrap_or(u8::MAX);
-            let item = KeyRequest {
-                what: KeyFor::Share(dataset.clone(), index),
-                key: r.key_ref(),
-            };
-            let service = describe(&item.key);
-            let got = self.release_one(&item, req, opts, attester, runtime_key);
-            let checked = got.and_then(|value| {
-                let share = Share::from_value(index, &value).map_err(|e| e.to_string())?;
-                match share.matches(&r.commitment) {
-                    Ok(true) => Ok(share),
-                    Ok(false) => Err("the released share does not match its commitment".into()),
-                    Err(e) => Err(e.to_string()),
-                }
-            });
-            match checked {
-                Ok(share) => {
-                    info!(dataset = %dataset, share = index, service = %service, "share released and matches its commitment");
-                    valid.push(share);
-                }
-                Err(reason) => {
-                    warn!(dataset = %dataset, share = index, service = %service, reason = %reason, "share not obtained");
-                    reasons.push(format!("share {index} ({service}): {reason}"));
+            drop(tx);
+            for (j, index, got) in rx {
+                let (r, service) = (&refs[j], describe(&items[j].1.key));
+                let checked = got.and_then(|(value, from_kbs)| {
+                    let share = Share::from_value(index, &value).map_err(|e| e.to_string())?;
+                    match share.matches(&r.commitment) {
+                        Ok(true) => Ok((share, from_kbs)),
+                        Ok(false) => Err("the released share does not match its commitment".into()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                });
+                match checked {
+                    Ok((share, from_kbs)) => {
+                        info!(dataset = %dataset, share = index, service = %service, "share released and matches its commitment");
+                        if let Some((brokers, digest, pin)) = from_kbs {
+                            for b in brokers {
+                                if !self.brokers.contains(&b) {
+                                    self.brokers.push(b);
+                                }
+                            }
+                            self.evidence_digest = digest;
+                            self.pin = Some(pin);
+                        }
+                        valid.push(share);
+                        if valid.len() == k {
+                            break;
+                        }
+                    }
+                    Err(reason) => {
+                        warn!(dataset = %dataset, share = index, service = %service, reason = %reason, "share not obtained");
+                        reasons.push(format!("share {index} ({service}): {reason}"));
+                    }
                 }
             }
-        }
+        });
         if valid.len() < k {
             return Err(ReleaseError::Threshold {
                 dataset: dataset.clone(),
@@ -103,41 +135,42 @@ impl Outcomes {
         self.keys.push((t.what.clone(), key));
         Ok(())
     }
+}
 
-    /// One share's value from its service; the error as text (it is reported, not raised).
-    fn release_one(
-        &mut self,
-        item: &KeyRequest,
-        req: &ReleaseRequest<'_>,
-        opts: &ReleaseOptions,
-        attester: &dyn Attester,
-        runtime_key: &RuntimeKey,
-    ) -> Result<DatasetKey, String> {
-        let items = std::slice::from_ref(item);
-        let one = |mut v: Vec<(KeyFor, DatasetKey)>| {
-            v.pop()
-                .map(|(_, k)| k)
-                .ok_or_else(|| "the service released nothing".to_string())
-        };
-        match item.key.kind {
-            KeyKind::Ccr => {
-                let from = kbs::release(opts, req.contract, req.plan, attester, runtime_key, items)
-                    .map_err(|e| e.to_string())?;
-                for b in from.brokers {
-                    if !self.brokers.contains(&b) {
-                        self.brokers.push(b);
-                    }
-                }
-                self.evidence_digest = from.evidence_digest;
-                self.pin = Some(from.pin);
-                one(from.keys)
-            }
-            KeyKind::Azure => {
-                one(azure::release(&opts.cloud, attester, items).map_err(|e| e.to_string())?)
-            }
-            KeyKind::Gcp => one(gcp::release(&opts.cloud, req, items).map_err(|e| e.to_string())?),
-            KeyKind::Threshold => Err("a share cannot itself be a threshold key".into()),
+/// What a `ccr` broker's release adds to the run: its URL(s), the evidence digest it verified,
+/// the certificate pin.
+type KbsFacts = (Vec<String>, String, [u8; 32]);
+
+/// One share's value from its service; the error as text (it is reported, not raised).
+fn release_one(
+    item: &KeyRequest,
+    req: &ReleaseRequest<'_>,
+    opts: &ReleaseOptions,
+    attester: &dyn Attester,
+    runtime_key: &RuntimeKey,
+) -> Result<(DatasetKey, Option<KbsFacts>), String> {
+    let items = std::slice::from_ref(item);
+    let one = |mut v: Vec<(KeyFor, DatasetKey)>| {
+        v.pop()
+            .map(|(_, k)| k)
+            .ok_or_else(|| "the service released nothing".to_string())
+    };
+    match item.key.kind {
+        KeyKind::Ccr => {
+            let from = kbs::release(opts, req.contract, req.plan, attester, runtime_key, items)
+                .map_err(|e| e.to_string())?;
+            let facts = (from.brokers, from.evidence_digest, from.pin);
+            Ok((one(from.keys)?, Some(facts)))
         }
+        KeyKind::Azure => Ok((
+            one(azure::release(&opts.cloud, attester, items).map_err(|e| e.to_string())?)?,
+            None,
+        )),
+        KeyKind::Gcp => Ok((
+            one(gcp::release(&opts.cloud, req, items).map_err(|e| e.to_string())?)?,
+            None,
+        )),
+        KeyKind::Threshold => Err("a share cannot itself be a threshold key".into()),
     }
 }
 
