@@ -2,8 +2,8 @@
 //! ([`crate::threshold`]), each share's 32-byte value held by its own service (`ccr`, `azure`
 //! or `gcp`, each checking the evidence against its own release policy). The runtime asks
 //! every share's service at once (one thread each) and takes the answers as they come until it
-//! holds `k` shares that match their commitments (the rest, already asked, are dropped as they
-//! answer; a service that hangs is bounded by its client's deadline); a service that is down, refuses, or answers a share that fails its
+//! holds `k` shares that match their commitments (later answers are dropped, and the job waits
+//! for them: a service that hangs is bounded by its client's deadline); a service that is down, refuses, or answers a share that fails its
 //! commitment is named in the log and, when fewer than `k` are valid, in the error. The key is
 //! rebuilt in zeroizing memory and the shares dropped.
 
@@ -86,30 +86,38 @@ impl Outcomes {
             drop(tx);
             for (j, index, got) in rx {
                 let (r, service) = (&refs[j], describe(&items[j].1.key));
-                let checked = got.and_then(|(value, from_kbs)| {
+                // A ccr broker that released anything knows the run: it gets the run report.
+                let got = got.map(|(value, from_kbs)| {
+                    if let Some((brokers, digest, pin)) = from_kbs {
+                        for b in brokers {
+                            if !self.brokers.contains(&b) {
+                                self.brokers.push(b);
+                            }
+                        }
+                        self.evidence_digest = digest;
+                        self.pin = Some(pin);
+                    }
+                    value
+                });
+                if valid.len() == k {
+                    // Answers after the k-th valid share: dropped (zeroized), failures logged.
+                    if let Err(reason) = got {
+                        warn!(dataset = %dataset, share = index, service = %service, reason = %reason, "share not obtained (not needed)");
+                    }
+                    continue;
+                }
+                let checked = got.and_then(|value| {
                     let share = Share::from_value(index, &value).map_err(|e| e.to_string())?;
                     match share.matches(&r.commitment) {
-                        Ok(true) => Ok((share, from_kbs)),
+                        Ok(true) => Ok(share),
                         Ok(false) => Err("the released share does not match its commitment".into()),
                         Err(e) => Err(e.to_string()),
                     }
                 });
                 match checked {
-                    Ok((share, from_kbs)) => {
+                    Ok(share) => {
                         info!(dataset = %dataset, share = index, service = %service, "share released and matches its commitment");
-                        if let Some((brokers, digest, pin)) = from_kbs {
-                            for b in brokers {
-                                if !self.brokers.contains(&b) {
-                                    self.brokers.push(b);
-                                }
-                            }
-                            self.evidence_digest = digest;
-                            self.pin = Some(pin);
-                        }
                         valid.push(share);
-                        if valid.len() == k {
-                            break;
-                        }
                     }
                     Err(reason) => {
                         warn!(dataset = %dataset, share = index, service = %service, reason = %reason, "share not obtained");
