@@ -26,6 +26,7 @@ pub mod finetune;
 pub mod loss;
 pub mod metric;
 pub mod scheduler;
+pub mod steps;
 
 pub use config::*;
 pub use dataset::*;
@@ -34,6 +35,7 @@ pub use loss::expr::ExpressionLoss;
 pub use loss::*;
 pub use metric::*;
 pub use scheduler::*;
+pub use steps::{PipelineConfig, Step};
 
 use serde_json::Value;
 
