@@ -523,27 +523,9 @@ fn threshold_scenario(
 ) -> Scenario {
     let work = w.tmp.path();
     let keys = work.join(case).join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let dek = keys.join("bc-hospital-a.dek");
-    ccr_ok(&[], &["keys", "generate", dek.to_str().unwrap()]);
+    let commitments = split_hospital_a_key(&keys);
     let shares = keys.join("shares");
-    let said: Value = serde_json::from_str(&ccr_ok(
-        &[],
-        &[
-            "keys",
-            "split",
-            "--key",
-            dek.to_str().unwrap(),
-            "--k",
-            "2",
-            "--n",
-            "3",
-            "--out-dir",
-            shares.to_str().unwrap(),
-        ],
-    ))
-    .unwrap();
-    let commit = |j: usize| said["properties"]["shares"][j]["commitment"].clone();
+    let commit = |j: usize| json!(commitments[j]);
     let (az, gcp) = (c.az.base.clone(), c.gcp.base.clone());
     let (c0, c1, c2) = (commit(0), commit(1), commit(2));
     let edit = move |v: &mut Value| {

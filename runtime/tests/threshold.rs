@@ -12,38 +12,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::{Value, json};
 
-/// Splits a fresh key for hospital A 2-of-3 into `keys/`, before the contract is signed;
-/// returns the commitments.
-fn split(keys: &Path) -> Vec<String> {
-    std::fs::create_dir_all(keys).unwrap();
-    let dek = keys.join("bc-hospital-a.dek");
-    ccr_ok(&[], &["keys", "generate", dek.to_str().unwrap()]);
-    let out = ccr_ok(
-        &[],
-        &[
-            "keys",
-            "split",
-            "--key",
-            dek.to_str().unwrap(),
-            "--k",
-            "2",
-            "--n",
-            "3",
-            "--out-dir",
-            keys.join("shares").to_str().unwrap(),
-        ],
-    );
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["type"], "threshold");
-    assert_eq!(v["properties"]["k"], 2);
-    v["properties"]["shares"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["commitment"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn share_file(keys: &Path, i: usize) -> PathBuf {
     keys.join("shares").join(format!("share-{i}.key"))
 }
@@ -70,7 +38,7 @@ fn put(w: &World, s: &Scenario, slot: usize, file: &Path, policy: Option<&Path>)
 /// A scenario whose hospital A key is 2-of-3 at the broker; `case` names its folder.
 fn scenario(w: &World, case: &'static str) -> Scenario {
     let keys = w.work.join(case).join("keys");
-    let commitments = split(&keys);
+    let commitments = split_hospital_a_key(&keys);
     let threshold = move |c: &mut Value| {
         let shares: Vec<Value> = commitments
             .iter()

@@ -161,15 +161,7 @@ fn tune(model: CausalLm, train: &[Example], inp: &FinetuneInputs<'_>) -> Result<
     let (tc, abort) = (inp.train, inp.abort);
     if tc.is_private {
         let plan = plan_dp(tc, train.len(), inp.contract_noise)?;
-        info!(
-            noise_multiplier = plan.noise_multiplier,
-            sampling_rate = plan.sampling_rate,
-            max_grad_norm = plan.max_grad_norm,
-            steps = plan.max_steps,
-            target_epsilon = plan.target_epsilon,
-            delta = plan.delta,
-            "DP-LoRA plan"
-        );
+        plan.log("DP-LoRA plan");
         let cfg = dp::DpFitConfig {
             epochs: tc.total_epochs,
             lr: tc.optimizer.params.lr,

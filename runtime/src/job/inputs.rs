@@ -258,22 +258,15 @@ pub fn llm_base_from_image(
             "no baseModelImage in the contract, or no LLM_Finetune base model".into(),
         ));
     };
-    let pin = m
-        .image_pin()
-        .map(|(sha256, size)| ccr_images::luks2::ImagePin { sha256, size });
-    let as_model = |e: JobError| match e {
-        JobError::Image { source, .. } => JobError::ModelImage(source),
-        other => other,
-    };
-    let img = super::decrypt::luks2::Luks2Dataset::open_file("base model", path.clone(), pin, key)
-        .map_err(as_model)?;
+    let img = open_base_model_image(m, &path, key)?;
+    // The plaintext moved out of its zeroizing buffer, not copied (a model is large).
     let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
         img.read(name)
-            .map(|b| Some(b.to_vec()))
+            .map(|mut b| Some(std::mem::take(&mut *b)))
             .map_err(|e| e.to_string())
     };
     let built = llm_base_from_files(&path, f, &read);
-    img.finish(built).map_err(as_model)
+    img.finish(built).map_err(as_model_image)
 }
 
 /// The SHA-384 of a file (the ccr-init binary for the sim measurement).
@@ -383,19 +376,36 @@ pub fn base_model_from_image(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let img = open_base_model_image(m, &path, key)?;
+    let read = img.read(&file);
+    let bytes = img.finish(read).map_err(as_model_image)?;
+    check_base_model(&path.join(&file), &bytes, contract, tc)?;
+    Ok(bytes.to_vec())
+}
+
+/// An image error of the base model's image reported as such ([`JobError::ModelImage`]).
+fn as_model_image(e: JobError) -> JobError {
+    match e {
+        JobError::Image { source, .. } => JobError::ModelImage(source),
+        other => other,
+    }
+}
+
+/// The contract's `baseModelImage` at `path`, opened with its released key file (pinned when
+/// the contract gives `imageSha256`).
+///
+/// # Errors
+/// [`JobError::ModelImage`] naming the image.
+fn open_base_model_image(
+    m: &ccr_policy::contract::BaseModelImage,
+    path: &Path,
+    key: &ccr_images::DatasetKey,
+) -> Result<super::decrypt::luks2::Luks2Dataset, JobError> {
     let pin = m
         .image_pin()
         .map(|(sha256, size)| ccr_images::luks2::ImagePin { sha256, size });
-    let as_model = |e: JobError| match e {
-        JobError::Image { source, .. } => JobError::ModelImage(source),
-        other => other,
-    };
-    let img = super::decrypt::luks2::Luks2Dataset::open_file("base model", path.clone(), pin, key)
-        .map_err(as_model)?;
-    let read = img.read(&file);
-    let bytes = img.finish(read).map_err(as_model)?;
-    check_base_model(&path.join(&file), &bytes, contract, tc)?;
-    Ok(bytes.to_vec())
+    super::decrypt::luks2::Luks2Dataset::open_file("base model", path.to_path_buf(), pin, key)
+        .map_err(as_model_image)
 }
 
 /// Checks the base model's SHA-256 against the pipeline's `model_config.model_sha256` or, for

@@ -175,15 +175,7 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
     let tc = inp.config;
     let dp = if tc.is_private {
         let plan = plan_dp(tc, sp.train.len(), inp.contract_noise)?;
-        info!(
-            noise_multiplier = plan.noise_multiplier,
-            sampling_rate = plan.sampling_rate,
-            max_grad_norm = plan.max_grad_norm,
-            steps = plan.max_steps,
-            target_epsilon = plan.target_epsilon,
-            delta = plan.delta,
-            "DP-SGD plan"
-        );
+        plan.log("DP-SGD plan");
         Some(plan)
     } else {
         None

@@ -528,3 +528,36 @@ pub fn stderr(o: &Output) -> String {
 pub fn setup_scenario(w: &World, s: &Setup<'_>) -> Scenario {
     setup(&w.work, &w.sim, &w.broker, s)
 }
+
+/// Makes hospital A's key in `keys/` and splits it 2-of-3 with `ccr keys split` into
+/// `keys/shares/share-{1,2,3}.key` (before the contract is signed: the scenario's setup then
+/// seals with that key); returns the shares' commitments, in order.
+pub fn split_hospital_a_key(keys: &Path) -> Vec<String> {
+    std::fs::create_dir_all(keys).unwrap();
+    let dek = keys.join("bc-hospital-a.dek");
+    ccr_ok(&[], &["keys", "generate", dek.to_str().unwrap()]);
+    let out = ccr_ok(
+        &[],
+        &[
+            "keys",
+            "split",
+            "--key",
+            dek.to_str().unwrap(),
+            "--k",
+            "2",
+            "--n",
+            "3",
+            "--out-dir",
+            keys.join("shares").to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["type"], "threshold");
+    assert_eq!(v["properties"]["k"], 2);
+    v["properties"]["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["commitment"].as_str().unwrap().to_string())
+        .collect()
+}

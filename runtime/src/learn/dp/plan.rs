@@ -28,6 +28,21 @@ pub struct DpPlan {
     pub delta: f64,
 }
 
+impl DpPlan {
+    /// Logs the plan (one line, `what` naming the algorithm: `DP-SGD plan`, `DP-LoRA plan`).
+    pub fn log(&self, what: &str) {
+        tracing::info!(
+            noise_multiplier = self.noise_multiplier,
+            sampling_rate = self.sampling_rate,
+            max_grad_norm = self.max_grad_norm,
+            steps = self.max_steps,
+            target_epsilon = self.target_epsilon,
+            delta = self.delta,
+            "{what}"
+        );
+    }
+}
+
 /// What a DP run spent.
 #[derive(Debug, Clone, Serialize)]
 pub struct DpSpent {
