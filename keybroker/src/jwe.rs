@@ -170,7 +170,9 @@ pub fn wrap(tee_pubkey: &TeePubKey, secret: &[u8]) -> Result<Response, BrokerErr
 
 /// The runtime key: a fresh P-256 key pair made for one run, whose public half goes into
 /// `report_data` and to which the broker wraps released keys. The private key is zeroized on
-/// drop (by `p256`'s `SecretKey`) and never leaves the process.
+/// drop (by `p256`'s `SecretKey`) and never leaves the process. A clone is another such copy
+/// (a threshold key's share threads hold one until they end).
+#[derive(Clone)]
 pub struct RuntimeKey {
     secret: p256::SecretKey,
 }

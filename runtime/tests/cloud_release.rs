@@ -11,208 +11,22 @@ mod luks2_support;
 #[path = "../../keybroker/tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+mod clouds;
 
-use base64::Engine;
+use std::path::PathBuf;
+
 use ccr_keybroker::azure;
 use ccr_keybroker::cloud_http::{CloudClient, RetryPolicy};
+use clouds::*;
 use common::*;
 use serde_json::{Value, json};
-
-const PROVIDER: &str =
-    "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ccr/providers/cs";
-const KMS_KEY: &str = "projects/hospital-b/locations/global/keyRings/ccr/cryptoKeys/bc";
-const IMAGE: &str = "sha256:1111222233334444555566667777888899990000aaaabbbbccccddddeeeeffff";
-
-struct Clouds {
-    az: support::azure::Azure,
-    gcp: support::gcp::Gcp,
-    launcher: support::launcher::Launcher,
-    ca_pem: PathBuf,
-}
-
-fn pem(der: &[u8]) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
-}
-
-fn clouds(dir: &std::path::Path, sim: &std::path::Path, kms_decrypters: Vec<String>) -> Clouds {
-    let az = support::azure::start(support::azure::Config {
-        sim_roots: ccr_attest::sim::load_roots(sim).unwrap(),
-        maa_ttl: 600,
-        keys: HashMap::new(),
-    });
-    let google = Arc::new(support::google::Issuer::new("g1"));
-    let mut keys = HashMap::new();
-    keys.insert(
-        KMS_KEY.to_string(),
-        support::gcp::KmsKey {
-            decrypters: kms_decrypters,
-        },
-    );
-    let gcp = support::gcp::start(support::gcp::Config {
-        jwks: serde_json::from_value(google.jwks()).unwrap(),
-        provider: PROVIDER.into(),
-        attribute_condition: ccr_ok(
-            &[],
-            &["policy", "derive", "--for", "gcp", "--image-digest", IMAGE],
-        )
-        .trim()
-        .to_string(),
-        keys,
-        admin_token: "hospital-b-admin".into(),
-    });
-    let launcher = support::launcher::start(dir, google, IMAGE);
-    let ca_pem = dir.join("cloud-ca.pem");
-    std::fs::write(&ca_pem, pem(&az.ca) + &pem(&gcp.ca)).unwrap();
-    Clouds {
-        az,
-        gcp,
-        launcher,
-        ca_pem,
-    }
-}
-
-struct World {
-    tmp: tempfile::TempDir,
-    broker: Broker,
-}
-
-fn world() -> World {
-    let tmp = tempfile::tempdir().unwrap();
-    let sim = tmp.path().join("sim");
-    ccr_ok(&[], &["sim", "init", "--state", sim.to_str().unwrap()]);
-    let broker = Broker::start(&tmp.path().join("broker"), Some(&sim));
-    World { tmp, broker }
-}
-
-/// Sets up breast-cancer with hospital A's key in Key Vault (release policy pinning
-/// `akv_measurement`, default: this runtime's) and hospital B's DEK wrapped by Cloud KMS beside
-/// its image; the output key with the ccr broker.
-fn scenario(w: &World, c: &Clouds, akv_measurement: Option<&str>) -> Scenario {
-    let work = w.tmp.path();
-    let sim = work.join("sim");
-    let az_base = c.az.base.clone();
-    let gcp_base = c.gcp.base.clone();
-    let edit = move |v: &mut Value| {
-        v["datasets"][0]["key"] = json!({"type": "azure", "properties": {
-            "kid": "bc-hospital-a", "authority": {"endpoint": az_base}, "endpoint": az_base}});
-        v["datasets"][1]["key"] = json!({"type": "gcp", "properties": {
-            "kid": KMS_KEY, "authority": {"endpoint": PROVIDER}, "endpoint": gcp_base}});
-    };
-    let mut setup = Setup::breast_cancer();
-    setup.edit_contract_early = &edit;
-    let s = common::setup(work, &sim, &w.broker, &setup);
-    let measurement = sim_measurement(&s);
-    let ca = ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string());
-    // Hospital A imports its DEK into Key Vault with a release policy for this runtime.
-    akv_import(
-        c,
-        &s,
-        "bc-hospital-a",
-        &s.keys.join("bc-hospital-a.dek"),
-        akv_measurement.unwrap_or(&measurement),
-    );
-    // Hospital B wraps its DEK with its Cloud KMS key, beside its image.
-    ccr_ok(
-        &[ca, ("CCR_GCP_TOKEN", "hospital-b-admin".to_string())],
-        &[
-            "keys",
-            "wrap",
-            "--gcp",
-            "--kms-key",
-            KMS_KEY,
-            "--dataset",
-            "bc-hospital-b",
-            "--key",
-            s.keys.join("bc-hospital-b.dek").to_str().unwrap(),
-            "--image",
-            s.images.join("hospital_b").to_str().unwrap(),
-            "--kms",
-            &c.gcp.base,
-        ],
-    );
-    s
-}
-
-/// The sim measurement the scenario's policy pins (the runtime's own).
-fn sim_measurement(s: &Scenario) -> String {
-    let sim_policy: Value =
-        serde_json::from_slice(&std::fs::read(s.dir.join("policy.json")).unwrap()).unwrap();
-    sim_policy["anyOf"][0]["allOf"][1]["equals"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// A provider imports `key` into the Key Vault stand-in as `kid`, with a release policy that
-/// pins the sim launch `measurement` (`ccr keys import --azure`).
-fn akv_import(c: &Clouds, s: &Scenario, kid: &str, key: &std::path::Path, measurement: &str) {
-    let client = CloudClient::new(
-        "Azure",
-        RetryPolicy::default(),
-        Some(&[c.az.ca.clone(), c.gcp.ca.clone()]),
-    );
-    let ca = ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string());
-    let policy = json!({"version": "1.0.0", "anyOf": [{"authority": c.az.base, "allOf": [
-        {"claim": "x-ms-attestation-type", "equals": "sim"},
-        {"claim": "x-ms-sevsnpvm-launchmeasurement", "equals": measurement},
-        {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": false}]}]});
-    let pfile = s.dir.join(format!("akv-policy-{kid}.json"));
-    std::fs::write(&pfile, policy.to_string()).unwrap();
-    let bearer = azure::imds_token(&client, &c.az.base, azure::VAULT_RESOURCE, None).unwrap();
-    let said = ccr_ok(
-        &[ca, ("CCR_AZURE_TOKEN", bearer.to_string())],
-        &[
-            "keys",
-            "import",
-            "--azure",
-            "--vault",
-            &c.az.base,
-            "--name",
-            kid,
-            "--key",
-            key.to_str().unwrap(),
-            "--policy",
-            pfile.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        said.starts_with(&format!("imported {}/keys/{kid}/", c.az.base)),
-        "{said}"
-    );
-}
-
-fn run(s: &Scenario, c: &Clouds, broker: &Broker, out: &std::path::Path) -> std::process::Output {
-    init_command(s, &broker.url, &broker.pin, out)
-        .env("CCR_CLOUD_CA", &c.ca_pem)
-        .env("CCR_AZURE_IMDS", &c.az.base)
-        .env("CCR_GCP_STS", &c.gcp.base)
-        .env("CCR_CS_SOCKET", &c.launcher.socket)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn breast_cancer_with_one_key_in_key_vault_and_one_in_cloud_kms() {
     let w = world();
-    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![IMAGE.into()]);
+    let c = clouds(&w.work, &w.work.join("sim"), vec![IMAGE.into()]);
     let s = scenario(&w, &c, None);
-    let out = w.tmp.path().join("bc-out");
+    let out = w.work.join("bc-out");
     let o = run(&s, &c, &w.broker, &out);
     assert!(o.status.success(), "ccr-init failed:\n{}", stderr(&o));
     let log = stderr(&o);
@@ -234,14 +48,36 @@ fn breast_cancer_with_one_key_in_key_vault_and_one_in_cloud_kms() {
         .map(|r| r["resource"].as_str().unwrap())
         .collect();
     assert_eq!(released, ["ccr/output/bc-model"], "{audit}");
+    // The run report says which service released which key.
+    let run: Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let said: Vec<(&str, &str, &str)> = run["key_release"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key"].as_str().unwrap(),
+                k["type"].as_str().unwrap(),
+                k["kid"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("dataset bc-hospital-a", "azure", "bc-hospital-a"),
+            ("dataset bc-hospital-b", "gcp", KMS_KEY),
+            ("output", "ccr", "ccr/output/bc-model"),
+        ]
+    );
 }
 
 #[test]
 fn a_key_vault_policy_denial_stops_the_job_naming_the_key() {
     let w = world();
-    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![IMAGE.into()]);
+    let c = clouds(&w.work, &w.work.join("sim"), vec![IMAGE.into()]);
     let s = scenario(&w, &c, Some(&"00".repeat(48)));
-    let out = w.tmp.path().join("bc-out");
+    let out = w.work.join("bc-out");
     let o = run(&s, &c, &w.broker, &out);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let err = last_log_line(&o)["error"].as_str().unwrap().to_string();
@@ -255,9 +91,9 @@ fn a_key_vault_policy_denial_stops_the_job_naming_the_key() {
 #[test]
 fn a_kms_permission_denial_stops_the_job_naming_the_key() {
     let w = world();
-    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![]);
+    let c = clouds(&w.work, &w.work.join("sim"), vec![]);
     let s = scenario(&w, &c, None);
-    let out = w.tmp.path().join("bc-out");
+    let out = w.work.join("bc-out");
     let o = run(&s, &c, &w.broker, &out);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let err = last_log_line(&o)["error"].as_str().unwrap().to_string();
@@ -302,16 +138,16 @@ fn the_key_vault_policy_ccr_derives_pins_host_data_compliance_and_vmpl() {
 #[test]
 fn an_importkey_rsa_key_is_imported_and_its_dek_derived() {
     let w = world();
-    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![]);
+    let c = clouds(&w.work, &w.work.join("sim"), vec![]);
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
     let rk = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
-    let pem_path = w.tmp.path().join("private_key.pem");
+    let pem_path = w.work.join("private_key.pem");
     std::fs::write(
         &pem_path,
         rk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
     )
     .unwrap();
-    let pfile = w.tmp.path().join("p.json");
+    let pfile = w.work.join("p.json");
     std::fs::write(
         &pfile,
         json!({"version": "1.0.0", "anyOf": [{"authority": c.az.base, "allOf": [
@@ -326,7 +162,7 @@ fn an_importkey_rsa_key_is_imported_and_its_dek_derived() {
     );
     let bearer = azure::imds_token(&client, &c.az.base, azure::VAULT_RESOURCE, None).unwrap();
     let salt = "0f".repeat(32);
-    let dek_out = w.tmp.path().join("derived.dek");
+    let dek_out = w.work.join("derived.dek");
     let said = ccr_ok(
         &[
             ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string()),
@@ -389,7 +225,7 @@ fn breast_cancer_from_depa_luks2_images_with_key_files_in_key_vault() {
         return;
     }
     // Today's run, from ccr sealed images through the ccr broker.
-    let today = common::world();
+    let today = world();
     let ts = setup_scenario(&today, &Setup::breast_cancer());
     let out = today.work.join("bc-out");
     let o = run_init(&ts, &today.broker.url, &today.broker.pin, &out);
@@ -397,8 +233,8 @@ fn breast_cancer_from_depa_luks2_images_with_key_files_in_key_vault() {
     let want = metrics(&unseal(&ts, &out));
 
     let w = world();
-    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![]);
-    let work = w.tmp.path();
+    let c = clouds(&w.work, &w.work.join("sim"), vec![]);
+    let work = &w.work;
     let hospitals = [
         (
             "hospital_a",
@@ -510,95 +346,10 @@ fn pins_b(made: &[(PathBuf, PathBuf, String, u64)]) -> String {
     format!("the contract pins {}", made[1].2)
 }
 
-/// Hospital A's key split 2-of-3 (`ccr keys split`): share 1 at the ccr broker, share 2 in the
-/// Key Vault stand-in, share 3 wrapped by the Cloud KMS stand-in beside the image; `slots` says
-/// what each service gets: the share of that index (`Some(i)`, possibly another's), or nothing
-/// (`None`); `akv_ok` whether Key Vault's release policy pins this runtime's measurement.
-fn threshold_scenario(
-    w: &World,
-    c: &Clouds,
-    case: &'static str,
-    slots: [Option<usize>; 3],
-    akv_ok: bool,
-) -> Scenario {
-    let work = w.tmp.path();
-    let keys = work.join(case).join("keys");
-    let commitments = split_hospital_a_key(&keys);
-    let shares = keys.join("shares");
-    let commit = |j: usize| json!(commitments[j]);
-    let (az, gcp) = (c.az.base.clone(), c.gcp.base.clone());
-    let (c0, c1, c2) = (commit(0), commit(1), commit(2));
-    let edit = move |v: &mut Value| {
-        v["datasets"][0]["key"] = json!({"type": "threshold", "properties": {"kid": "hospital-a-dek", "k": 2,
-            "shares": [
-                {"type": "ccr", "properties": {"kid": "ccr/share/a-1", "authority": {"endpoint": "local"}, "endpoint": ""}, "commitment": c0},
-                {"type": "azure", "properties": {"kid": "a-share-2", "authority": {"endpoint": az}, "endpoint": az}, "commitment": c1},
-                {"type": "gcp", "properties": {"kid": KMS_KEY, "authority": {"endpoint": PROVIDER}, "endpoint": gcp}, "commitment": c2}]}});
-    };
-    let mut setup = Setup::breast_cancer();
-    setup.scenario = case;
-    setup.edit_contract_early = &edit;
-    let s = setup_from(
-        work,
-        &work.join("sim"),
-        &w.broker,
-        &setup,
-        &examples().join("breast-cancer"),
-    );
-    let file = |i: usize| shares.join(format!("share-{i}.key"));
-    if let Some(i) = slots[0] {
-        ccr_ok(
-            &w.broker.env(),
-            &[
-                "keys",
-                "put",
-                "--kid",
-                "ccr/share/a-1",
-                "--key",
-                file(i).to_str().unwrap(),
-                "--contract",
-                s.contract.to_str().unwrap(),
-            ],
-        );
-    }
-    if let Some(i) = slots[1] {
-        let m = if akv_ok {
-            sim_measurement(&s)
-        } else {
-            "00".repeat(48)
-        };
-        akv_import(c, &s, "a-share-2", &file(i), &m);
-    }
-    if let Some(i) = slots[2] {
-        let ca = ("CCR_CLOUD_CA", c.ca_pem.to_str().unwrap().to_string());
-        ccr_ok(
-            &[ca, ("CCR_GCP_TOKEN", "hospital-b-admin".to_string())],
-            &[
-                "keys",
-                "wrap",
-                "--gcp",
-                "--share",
-                "3",
-                "--kms-key",
-                KMS_KEY,
-                "--dataset",
-                "bc-hospital-a",
-                "--key",
-                file(i).to_str().unwrap(),
-                "--image",
-                s.images.join("hospital_a").to_str().unwrap(),
-                "--kms",
-                &c.gcp.base,
-            ],
-        );
-    }
-    s
-}
-
 #[test]
 fn a_key_split_two_of_three_across_the_broker_key_vault_and_cloud_kms() {
     let w = world();
-    let c = clouds(w.tmp.path(), &w.tmp.path().join("sim"), vec![IMAGE.into()]);
+    let c = clouds(&w.work, &w.work.join("sim"), vec![IMAGE.into()]);
     // (case, slots, Key Vault's policy pins this runtime, the run succeeds, shares named)
     type Case = (
         &'static str,
@@ -636,16 +387,46 @@ fn a_key_split_two_of_three_across_the_broker_key_vault_and_cloud_kms() {
     ];
     for (case, slots, akv_ok, ok, named) in cases {
         let s = threshold_scenario(&w, &c, case, slots, akv_ok);
-        let out = w.tmp.path().join(format!("{case}-out"));
+        let out = w.work.join(format!("{case}-out"));
         let o = run(&s, &c, &w.broker, &out);
         let log = stderr(&o);
         if ok {
             assert!(o.status.success(), "{case}: {log}");
             assert!(log.contains("threshold key rebuilt"), "{case}: {log}");
-            let acc = metrics(&unseal(&s, &out))["test"]["accuracy"]
-                .as_f64()
-                .unwrap();
+            let dir = unseal(&s, &out);
+            let acc = metrics(&dir)["test"]["accuracy"].as_f64().unwrap();
             assert!(acc >= 0.93, "{case}: accuracy {acc}");
+            // The run report says which shares were used; a share that was not released (or
+            // not wanted by its service's policy) is never among them.
+            let run: Value =
+                serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+            let sources = run["key_release"].as_array().unwrap();
+            let a = sources
+                .iter()
+                .find(|k| k["key"] == "dataset bc-hospital-a")
+                .unwrap();
+            assert_eq!((&a["type"], &a["k"]), (&json!("threshold"), &json!(2)));
+            let shares = a["shares"].as_array().unwrap();
+            assert_eq!(shares.len(), 3, "{case}: {a}");
+            let valid: Vec<usize> = shares
+                .iter()
+                .filter(|x| x["outcome"] == "valid")
+                .map(|x| x["index"].as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(valid.len(), 2, "{case}: {a}");
+            for (j, slot) in slots.iter().enumerate() {
+                if slot.is_none() || (j == 1 && !akv_ok) {
+                    assert!(!valid.contains(&(j + 1)), "{case}: {a}");
+                }
+            }
+            for x in shares.iter().filter(|x| x["outcome"] == "failed") {
+                assert!(!x["reason"].as_str().unwrap().is_empty(), "{case}: {a}");
+            }
+            let b = sources
+                .iter()
+                .find(|k| k["key"] == "dataset bc-hospital-b")
+                .unwrap();
+            assert_eq!(b["type"], "ccr", "{b}");
         } else {
             assert_eq!(o.status.code(), Some(4), "{case}: {log}");
             assert!(!out.exists(), "{case}");

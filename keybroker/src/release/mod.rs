@@ -23,6 +23,7 @@ mod threshold;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ccr_attest::AttestError;
 use ccr_attest::attester::Attester;
@@ -59,6 +60,40 @@ impl std::fmt::Display for KeyFor {
             Self::Share(id, i) => write!(f, "share {i} of dataset {id}"),
         }
     }
+}
+
+/// Where one of the run's keys came from (the run report's `key_release`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KeySource {
+    /// What the key is for: `dataset <id>`, `output`, `base model image`.
+    pub key: String,
+    /// The service type: `ccr`, `azure`, `gcp` or `threshold`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The contract's `properties.kid`.
+    pub kid: String,
+    /// For a threshold key: `k`, the shares it needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// For a threshold key: each share's outcome, in the contract's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<ShareOutcome>,
+}
+
+/// What became of one share of a threshold key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ShareOutcome {
+    /// The share's index (from 1, its place in the contract's list).
+    pub index: u8,
+    /// Its service: `type kid`.
+    pub service: String,
+    /// `valid` (released and matching its commitment: used), `failed` (down, refused, or
+    /// not matching its commitment; see `reason`), or `not waited for` (k valid shares came
+    /// first).
+    pub outcome: &'static str,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One key to release: what it is for and the contract's reference to it.
@@ -246,6 +281,9 @@ pub struct Released {
     pub base_model: Option<DatasetKey>,
     /// The SHA-256 (hex) of the evidence the last `ccr` broker verified (empty without one).
     pub evidence_digest: String,
+    /// Where each key came from, in the order: datasets, base model image, output (a key
+    /// made in the CCR for output approvers is not listed).
+    pub sources: Vec<KeySource>,
     /// The `ccr` brokers that released keys (they get the run report).
     brokers: Vec<String>,
     /// Their certificate pin.
@@ -307,6 +345,45 @@ impl Released {
     }
 }
 
+/// Releases the keys held whole (`azure`, `gcp`, `ccr`): each kind's services asked at once
+/// (a thread each for Key Vault and Cloud KMS, the `ccr` brokers on this one); also what the
+/// `ccr` brokers said (URLs, evidence digest, pin). The first failure, in the order Key Vault,
+/// Cloud KMS, `ccr`, is the error.
+fn release_whole(
+    req: &ReleaseRequest<'_>,
+    opts: &ReleaseOptions,
+    attester: &dyn Attester,
+    runtime_key: &RuntimeKey,
+    by_kind: &BTreeMap<KeyKind, Vec<KeyRequest>>,
+) -> Result<(Vec<(KeyFor, DatasetKey)>, kbs::FromKbs), ReleaseError> {
+    std::thread::scope(|scope| {
+        let az = by_kind
+            .get(&KeyKind::Azure)
+            .map(|items| scope.spawn(|| azure::release(&opts.cloud, attester, items)));
+        let gc = by_kind
+            .get(&KeyKind::Gcp)
+            .map(|items| scope.spawn(|| gcp::release(&opts.cloud, req, items)));
+        let from_kbs = kbs::release(
+            opts,
+            req.contract,
+            req.plan,
+            attester,
+            runtime_key,
+            by_kind.get(&KeyKind::Ccr).map(Vec::as_slice).unwrap_or(&[]),
+        );
+        let join = |h: Option<std::thread::ScopedJoinHandle<'_, _>>| match h {
+            Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => Ok(Vec::new()),
+        };
+        let (az, gc) = (join(az), join(gc));
+        let mut got = az?;
+        got.extend(gc?);
+        let mut from_kbs = from_kbs?;
+        got.append(&mut from_kbs.keys);
+        Ok((got, from_kbs))
+    })
+}
+
 /// Releases every key the run needs: each dataset's in `req.datasets`, and the output key (or,
 /// with output approvers, a fresh one to escrow).
 ///
@@ -317,7 +394,7 @@ impl Released {
 pub fn release(
     req: &ReleaseRequest<'_>,
     opts: &ReleaseOptions,
-    attester: &dyn Attester,
+    attester: &Arc<dyn Attester>,
     runtime_key: &RuntimeKey,
 ) -> Result<Released, ReleaseError> {
     let contract = req.contract;
@@ -362,32 +439,51 @@ pub fn release(
         output = Some(DatasetKey::generate());
         Some(url)
     };
+    let mut sources: Vec<KeySource> = wanted
+        .iter()
+        .map(|w| KeySource {
+            key: w.what.to_string(),
+            kind: w.key.kind.to_string(),
+            kid: w.kid().to_string(),
+            k: None,
+            shares: Vec::new(),
+        })
+        .collect();
     let mut by_kind: BTreeMap<KeyKind, Vec<KeyRequest>> = BTreeMap::new();
     for w in wanted {
         by_kind.entry(w.key.kind).or_default().push(w);
     }
-    // Threshold keys: their shares, each from its own service, until k are valid.
-    let mut thresholds = threshold::Outcomes::default();
-    for t in by_kind.remove(&KeyKind::Threshold).unwrap_or_default() {
-        thresholds.release(&t, req, opts, attester, runtime_key)?;
-    }
-    let mut got: Vec<(KeyFor, DatasetKey)> = Vec::new();
-    if let Some(items) = by_kind.get(&KeyKind::Azure) {
-        got.extend(azure::release(&opts.cloud, attester, items)?);
-    }
-    if let Some(items) = by_kind.get(&KeyKind::Gcp) {
-        got.extend(gcp::release(&opts.cloud, req, items)?);
-    }
-    let from_kbs = kbs::release(
-        opts,
-        contract,
-        req.plan,
-        attester,
-        runtime_key,
-        by_kind.get(&KeyKind::Ccr).map(Vec::as_slice).unwrap_or(&[]),
-    )?;
-    got.extend(from_kbs.keys);
+    // Threshold keys: their shares, each from its own service, until k are valid; in a thread
+    // of their own, while the other keys are released here.
+    let thresholds = by_kind.remove(&KeyKind::Threshold).unwrap_or_default();
+    let thresholds = (!thresholds.is_empty()).then(|| {
+        let ctx = Arc::new(threshold::ShareContext::new(
+            req,
+            opts,
+            attester,
+            runtime_key,
+        ));
+        std::thread::spawn(move || {
+            let mut o = threshold::Outcomes::default();
+            for t in &thresholds {
+                o.release(t, &ctx)?;
+            }
+            Ok::<_, ReleaseError>(o)
+        })
+    });
+    let others = release_whole(req, opts, attester.as_ref(), runtime_key, &by_kind);
+    // A threshold key's failure first (it names every share), then the others'.
+    let thresholds = match thresholds {
+        Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+        None => threshold::Outcomes::default(),
+    };
+    let (mut got, from_kbs) = others?;
     got.extend(thresholds.keys);
+    for t in thresholds.sources {
+        if let Some(s) = sources.iter_mut().find(|s| s.key == t.key) {
+            *s = t;
+        }
+    }
     let mut brokers = from_kbs.brokers;
     for b in thresholds.brokers {
         if !brokers.contains(&b) {
@@ -416,6 +512,7 @@ pub fn release(
         output: output.ok_or(ReleaseError::NoOutputKey)?,
         base_model,
         evidence_digest,
+        sources,
         brokers,
         pin,
         escrow,

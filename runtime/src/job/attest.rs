@@ -3,6 +3,7 @@
 //! release, bound to each broker's nonce and this key.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ccr_attest::Platform;
 use ccr_attest::attester::{self, Attester, SimAttester};
@@ -33,8 +34,8 @@ pub enum PlatformChoice {
 pub fn attest(
     cfg: &JobConfig,
     contract: &VerifiedContract,
-) -> Result<(Box<dyn Attester>, RuntimeKey), JobError> {
-    let a = platform_attester(cfg, contract)?;
+) -> Result<(Arc<dyn Attester>, RuntimeKey), JobError> {
+    let a: Arc<dyn Attester> = Arc::from(platform_attester(cfg, contract)?);
     let rk = RuntimeKey::generate();
     info!(platform = %a.platform(), runtime_key = %rk.fingerprint(), "runtime key made");
     Ok((a, rk))

@@ -105,7 +105,9 @@ struct Laps {
 impl Laps {
     /// Records the step that just ended; stops the job when termination was requested.
     fn done(&mut self, step: &'static str) -> Result<(), JobError> {
-        self.timings.insert(step, self.t0.elapsed().as_millis());
+        let took = self.t0.elapsed();
+        info!(step, seconds = took.as_secs_f64(), "step finished");
+        self.timings.insert(step, took.as_millis());
         self.t0 = Instant::now();
         if self.abort.requested() {
             return Err(JobError::Aborted { step });
@@ -140,14 +142,7 @@ pub fn run(cfg: &JobConfig) -> Result<Summary, JobError> {
     // 3. release keys
     let plan = release::run_plan(&inp.pipeline);
     let mut released = info_span!("release").in_scope(|| {
-        release::release(
-            cfg,
-            contract,
-            &inp.pipeline,
-            &plan,
-            attester.as_ref(),
-            &runtime_key,
-        )
+        release::release(cfg, contract, &inp.pipeline, &plan, &attester, &runtime_key)
     })?;
     laps.done("release")?;
 

@@ -3,6 +3,7 @@
 //! The run plan names the run and the epsilon/delta it plans to spend on each dataset.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ccr_attest::attester::Attester;
 use ccr_keybroker::RuntimeKey;
@@ -88,7 +89,7 @@ pub fn release(
     contract: &Contract,
     pipeline: &Pipeline,
     plan: &RunPlan,
-    attester: &dyn Attester,
+    attester: &Arc<dyn Attester>,
     runtime_key: &RuntimeKey,
 ) -> Result<Released, JobError> {
     let datasets: Vec<DatasetSource> = pipeline

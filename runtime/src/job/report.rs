@@ -66,6 +66,8 @@ pub fn run_report(f: &RunFacts<'_>) -> Value {
         "pipeline_digest": ccr_policy::pipeline_digest(&f.inputs.pipeline_json),
         "platform": platform.as_str(),
         "evidence_digest": f.released.evidence_digest,
+        // Who released which key; for a threshold key, each share's outcome.
+        "key_release": f.released.sources,
         "datasets": datasets.iter().map(|d| json!({"id": d.id, "name": d.name})).collect::<Vec<_>>(),
         "rows": f.trained.metrics["rows"],
         "privacy": privacy,
