@@ -12,10 +12,9 @@
 //!    TDCALL instructions, which only a guest kernel may execute: it does not fit a Linux
 //!    process and is not used;
 //! 5. the Azure vTPM: `/dev/tpmrm0` on a machine whose DMI `sys_vendor` is `Microsoft
-//!    Corporation` → `az-snp-vtpm` or `az-tdx-vtpm` (by the HCL report's type). Producing its
-//!    evidence needs the TSS libraries (`az-cvm-vtpm`'s `attester` feature, through
-//!    `tss-esapi`), which this version does not link: the platform is reported as found, and
-//!    the job stops with that reason. Its evidence is verified in full ([`crate::vtpm`]).
+//!    Corporation` → `az-snp-vtpm` or `az-tdx-vtpm` (by the HCL report's type). Its evidence is
+//!    produced through the TSS libraries (feature `tpm`, [`vtpm`], on the TPM
+//!    named by `CCR_TPM_TCTI`) and verified in full ([`crate::vtpm`]).
 //!
 //! `sim` is never detected: it is used only when asked for by name. Every attester binds the
 //! 64-byte `report_data` it is given (the KBS binding of the nonce and the runtime key); the vTPM
@@ -30,6 +29,9 @@ use serde_json::{Value, json};
 
 use crate::Platform;
 use crate::error::AttestError;
+
+#[cfg(feature = "tpm")]
+pub mod vtpm;
 use crate::evidence::{CertEntry, SnpEvidence};
 use crate::sim::SimAuthority;
 use crate::snp::{HOST_DATA_LEN, MEASUREMENT_LEN, REPORT_DATA_LEN};
@@ -200,7 +202,8 @@ pub fn detect(root: &Path) -> Detection {
 /// Evidence through configfs-tsm (`/sys/kernel/config/tsm/report`, Linux
 /// `Documentation/ABI/testing/configfs-tsm`): make an entry, write `inblob` (64 bytes), read
 /// `outblob` (SNP report or TD quote) and, for SNP, `auxblob` (the certificate table), check
-/// that `generation` did not move (no other writer raced us), remove the entry.
+/// that `generation` advanced by exactly one (no other writer raced us; else ask again, up to
+/// [`GENERATION_TRIES`] times), remove the entry.
 #[derive(Debug, Clone)]
 pub struct ConfigfsTsmAttester {
     dir: PathBuf,
@@ -221,6 +224,37 @@ impl ConfigfsTsmAttester {
     }
 }
 
+/// How often a report is asked for again when `generation` moved between the write of
+/// `inblob` and the read of `outblob` (the kernel ABI's race signal: the report may be for
+/// another writer's input).
+pub const GENERATION_TRIES: usize = 3;
+
+/// `outblob` and, when readable, `auxblob`.
+type Blobs = (Vec<u8>, Option<Vec<u8>>);
+
+/// One write of `inblob` and read of `outblob` and `auxblob` in `entry`; `None` when
+/// `generation` did not advance by exactly one (another writer raced us).
+fn read_entry(
+    entry: &Path,
+    report_data: &[u8; REPORT_DATA_LEN],
+) -> Result<Option<Blobs>, AttestError> {
+    let gen_path = entry.join("generation");
+    let read_gen = || -> Result<u64, AttestError> {
+        let s = std::fs::read_to_string(&gen_path).map_err(io_err(&gen_path))?;
+        s.trim().parse().map_err(|_| AttestError::Unavailable {
+            platform: "configfs-tsm".into(),
+            reason: format!("{}: `{}` is not a number", gen_path.display(), s.trim()),
+        })
+    };
+    let before = read_gen()?;
+    let inblob = entry.join("inblob");
+    std::fs::write(&inblob, report_data).map_err(io_err(&inblob))?;
+    let outblob = entry.join("outblob");
+    let out = std::fs::read(&outblob).map_err(io_err(&outblob))?;
+    let aux = std::fs::read(entry.join("auxblob")).ok();
+    Ok((read_gen()? == before + 1).then_some((out, aux)))
+}
+
 fn io_err(what: &Path) -> impl Fn(std::io::Error) -> AttestError + '_ {
     move |e| AttestError::Unavailable {
         platform: "configfs-tsm".into(),
@@ -239,22 +273,17 @@ impl Attester for ConfigfsTsmAttester {
         let entry = self.dir.join(format!("ccr-{}", hex::encode(id)));
         std::fs::create_dir(&entry).map_err(io_err(&entry))?;
         let result = (|| {
-            let gen_path = entry.join("generation");
-            let generation = std::fs::read_to_string(&gen_path).map_err(io_err(&gen_path))?;
-            let inblob = entry.join("inblob");
-            std::fs::write(&inblob, report_data).map_err(io_err(&inblob))?;
-            let outblob = entry.join("outblob");
-            let out = std::fs::read(&outblob).map_err(io_err(&outblob))?;
-            let aux = std::fs::read(entry.join("auxblob")).ok();
-            let after = std::fs::read_to_string(&gen_path).map_err(io_err(&gen_path))?;
-            let expected = generation.trim().parse::<u64>().unwrap_or(0) + 1;
-            if after.trim().parse::<u64>().unwrap_or(0) != expected {
-                return Err(AttestError::Unavailable {
-                    platform: "configfs-tsm".into(),
-                    reason: "another writer used the report entry (generation moved)".into(),
-                });
+            for _ in 0..GENERATION_TRIES {
+                if let Some(got) = read_entry(&entry, report_data)? {
+                    return Ok(got);
+                }
             }
-            Ok((out, aux))
+            Err(AttestError::Unavailable {
+                platform: "configfs-tsm".into(),
+                reason: format!(
+                    "another writer used the report entry (generation moved) on each of {GENERATION_TRIES} tries"
+                ),
+            })
         })();
         let _ = std::fs::remove_dir(&entry);
         let (out, aux) = result?;
@@ -416,9 +445,25 @@ pub fn for_platform(
                 "TD quotes come through configfs-tsm ({CONFIGFS_TSM}), which this kernel lacks; {TDX_GUEST} alone gives only an unsigned TDREPORT"
             ),
         }),
+        #[cfg(feature = "tpm")]
+        Platform::AzSnpVtpm | Platform::AzTdxVtpm => {
+            let a = vtpm::VtpmAttester::from_env()?;
+            if a.platform() != platform {
+                return Err(AttestError::Unavailable {
+                    platform: platform.to_string(),
+                    reason: format!(
+                        "the vTPM's HCL report holds a {} report: this is {}",
+                        if a.platform() == Platform::AzSnpVtpm { "SEV-SNP" } else { "TDX" },
+                        a.platform()
+                    ),
+                });
+            }
+            Ok(Box::new(a))
+        }
+        #[cfg(not(feature = "tpm"))]
         Platform::AzSnpVtpm | Platform::AzTdxVtpm => Err(AttestError::Unavailable {
             platform: platform.to_string(),
-            reason: "producing vTPM evidence needs the TSS libraries (az-cvm-vtpm's attester through tss-esapi), which this version of ccr-init does not link".into(),
+            reason: "producing vTPM evidence needs the TSS libraries: this ccr-init was built without the `tpm` feature".into(),
         }),
         other => Err(AttestError::Unavailable {
             platform: other.to_string(),

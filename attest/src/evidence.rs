@@ -363,6 +363,7 @@ impl Evidence {
                     &hcl,
                     &quote,
                     &trust.snp_roots,
+                    trust.sim_roots.as_ref(),
                     vcek.as_deref(),
                     td.as_ref(),
                     trust.tdx_collateral.as_ref(),

@@ -1,6 +1,8 @@
-//! HTTP/1.1 over a Unix socket, for the Confidential Space launcher (`hyper`'s client on a
-//! `tokio` Unix stream; a current-thread runtime made per call).
+//! HTTP/1.1 to local services: over a Unix socket for the Confidential Space launcher, over
+//! plain TCP for Azure's IMDS (`hyper`'s client on a `tokio` stream; a current-thread runtime
+//! made per call).
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,16 +27,75 @@ pub fn post_json(socket: &Path, path: &str, body: &str) -> Result<String, Attest
         platform: "gcp-cs".into(),
         reason: format!("{}: {reason}", socket.display()),
     };
+    let req = hyper::Request::post(path)
+        .header(hyper::header::HOST, "localhost")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| fail(e.to_string()))?;
+    let socket = socket.to_path_buf();
+    exchange(
+        async move { tokio::net::UnixStream::connect(socket).await },
+        req,
+        &fail,
+    )
+}
+
+/// Sends `req` to the plain-HTTP server at `base` (`http://host[:port]`, such as Azure's IMDS
+/// `http://169.254.169.254`; no TLS) and returns the body of a 2xx answer.
+///
+/// # Errors
+/// As [`post_json`], naming `platform` and the URL.
+pub fn tcp_request(
+    platform: &str,
+    base: &str,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<String, AttestError> {
+    let url = format!("{base}{}", req.uri());
+    let fail = |reason: String| AttestError::Unavailable {
+        platform: platform.into(),
+        reason: format!("{url}: {reason}"),
+    };
+    let host = base
+        .strip_prefix("http://")
+        .ok_or_else(|| fail("only http:// is supported".into()))?
+        .trim_end_matches('/')
+        .to_string();
+    let addr = if host.contains(':') {
+        host.clone()
+    } else {
+        format!("{host}:80")
+    };
+    let mut req = req;
+    req.headers_mut().insert(
+        hyper::header::HOST,
+        hyper::header::HeaderValue::from_str(&host).map_err(|e| fail(e.to_string()))?,
+    );
+    exchange(
+        async move { tokio::net::TcpStream::connect(addr).await },
+        req,
+        &fail,
+    )
+}
+
+/// One HTTP/1.1 exchange over the stream `connect` opens, within [`TIMEOUT`].
+fn exchange<S, C>(
+    connect: C,
+    req: hyper::Request<Full<Bytes>>,
+    fail: &dyn Fn(String) -> AttestError,
+) -> Result<String, AttestError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    C: Future<Output = std::io::Result<S>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .map_err(|e| fail(e.to_string()))?;
+    let path = req.uri().to_string();
     rt.block_on(async {
         tokio::time::timeout(TIMEOUT, async {
-            let stream = tokio::net::UnixStream::connect(socket)
-                .await
-                .map_err(|e| fail(format!("connect: {e}")))?;
+            let stream = connect.await.map_err(|e| fail(format!("connect: {e}")))?;
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                     .await
@@ -42,11 +103,6 @@ pub fn post_json(socket: &Path, path: &str, body: &str) -> Result<String, Attest
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            let req = hyper::Request::post(path)
-                .header(hyper::header::HOST, "localhost")
-                .header(hyper::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body.to_string())))
-                .map_err(|e| fail(e.to_string()))?;
             let resp = sender
                 .send_request(req)
                 .await

@@ -352,7 +352,9 @@ impl VtpmClaims {
 }
 
 /// Verifies Azure vTPM evidence. `snp_vcek` is the VCEK for an SNP HCL report;
-/// `td_quote` and `collateral` are required for a TDX one.
+/// `td_quote` and `collateral` are required for a TDX one. `sim_roots`: when given, an SNP HCL
+/// report whose VCEK chains to them (the sim authority's) is verified against them and its
+/// claims' `platform` is `sim` (for tests of the vTPM path on a software TPM; never real).
 ///
 /// # Errors
 /// As the hardware verifier; [`AttestError::Field`] naming `HCL.report_data` when the hardware
@@ -363,6 +365,7 @@ pub fn verify(
     hcl: &HclReport,
     quote: &TpmQuote,
     snp_roots: &crate::snp::SnpRoots,
+    sim_roots: Option<&crate::snp::SnpRoots>,
     snp_vcek: Option<&[u8]>,
     td_quote: Option<&crate::tdx::TdQuote>,
     collateral: Option<&crate::tdx::Collateral>,
@@ -377,12 +380,25 @@ pub fn verify(
                 reason: "the VCEK is required for an SNP HCL report".into(),
             })?;
             let rep = SnpReport::parse(hcl.hw_report())?;
-            let v =
-                crate::snp::verify_report(snp_roots, &rep, vcek, Platform::AzSnpVtpm, Some(at))?;
+            // A VCEK that chains to the sim roots (when they are given) makes sim evidence in
+            // the vTPM shape: its claims say `sim`, which only a policy naming sim accepts.
+            let vek = crate::amd::AmdCert::from_der_or_pem(vcek, "VCEK")?;
+            let sim = sim_roots.filter(|r| r.verify_vek(&vek, Some(at)).is_ok());
+            let v = crate::snp::verify_report(
+                sim.unwrap_or(snp_roots),
+                &rep,
+                vcek,
+                Platform::AzSnpVtpm,
+                Some(at),
+            )?;
             (
                 v.claims().clone(),
                 rep.parsed().report_data.to_vec(),
-                Platform::AzSnpVtpm,
+                if sim.is_some() {
+                    Platform::Sim
+                } else {
+                    Platform::AzSnpVtpm
+                },
             )
         }
         HclReportType::Tdx => {

@@ -149,6 +149,7 @@ pub struct ImageBuilder {
     kid: String,
     key: DatasetKey,
     files: Vec<FileEntry>,
+    prepared: bool,
     committed: bool,
 }
 
@@ -188,6 +189,7 @@ impl ImageBuilder {
             kid: kid.to_string(),
             key: key.clone(),
             files: Vec::new(),
+            prepared: false,
             committed: false,
         })
     }
@@ -252,30 +254,51 @@ impl ImageBuilder {
             .unwrap_or_else(|| unreachable!("just pushed")))
     }
 
-    /// Writes `manifest.json` and renames the image into place.
+    /// Writes `manifest.json` and syncs it: after this, [`ImageBuilder::commit`] only renames,
+    /// which needs no space. Call it before telling anyone the image exists (a full file
+    /// system then fails here, with nothing committed).
     ///
     /// # Errors
-    /// [`ImageError::Exists`] if the target appeared meanwhile; [`ImageError::Io`].
-    pub fn commit(mut self) -> Result<Manifest, ImageError> {
+    /// [`ImageError::Io`] naming `manifest.json`.
+    pub fn prepare(&mut self) -> Result<(), ImageError> {
+        if self.prepared {
+            return Ok(());
+        }
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
-        let manifest = Manifest {
+        let mpath = self.tmp.join(MANIFEST);
+        let json = serde_json::to_vec_pretty(&self.manifest())
+            .unwrap_or_else(|_| unreachable!("manifest serialises"));
+        let mut f = File::create(&mpath).map_err(io_err(&mpath))?;
+        f.write_all(&json).map_err(io_err(&mpath))?;
+        f.sync_all().map_err(io_err(&mpath))?;
+        self.prepared = true;
+        Ok(())
+    }
+
+    fn manifest(&self) -> Manifest {
+        Manifest {
             format: FORMAT.into(),
             dataset_id: self.dataset_id.clone(),
             kid: self.kid.clone(),
             aead: AEAD.into(),
             segment_size: SEGMENT_SIZE as u64,
             files: self.files.clone(),
-        };
-        let mpath = self.tmp.join(MANIFEST);
-        let json = serde_json::to_vec_pretty(&manifest)
-            .unwrap_or_else(|_| unreachable!("manifest serialises"));
-        fs::write(&mpath, json).map_err(io_err(&mpath))?;
+        }
+    }
+
+    /// Writes `manifest.json` (unless [`ImageBuilder::prepare`] did) and renames the image into
+    /// place.
+    ///
+    /// # Errors
+    /// [`ImageError::Exists`] if the target appeared meanwhile; [`ImageError::Io`].
+    pub fn commit(mut self) -> Result<Manifest, ImageError> {
+        self.prepare()?;
         if self.target.exists() {
             return Err(ImageError::Exists(self.target.clone()));
         }
         fs::rename(&self.tmp, &self.target).map_err(io_err(&self.target))?;
         self.committed = true;
-        Ok(manifest)
+        Ok(self.manifest())
     }
 }
 

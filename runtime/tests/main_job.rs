@@ -439,16 +439,7 @@ fn auto_platform_never_falls_back_to_sim() {
     let w = world();
     let s = setup_scenario(&w, &Setup::breast_cancer());
     let out = w.work.join("out");
-    let o = Command::new(ccr_init())
-        .arg("--contract")
-        .arg(&s.contract)
-        .arg("--pipeline")
-        .arg(&s.pipeline)
-        .arg("--datasets")
-        .arg(&s.images)
-        .arg("--out")
-        .arg(&out)
-        .args(["--broker", &w.broker.url, "--broker-pin", &w.broker.pin])
+    let o = job_command(&s, &w.broker.url, &w.broker.pin, &out)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

@@ -27,12 +27,34 @@ pub enum ServerError {
     /// The database could not be opened or set up.
     #[error("{0}")]
     Store(#[from] BrokerError),
+    /// `broker.db` could not be opened or set up: damaged, not a database, or locked by
+    /// another process past the busy timeout.
+    #[error("{}: cannot open the broker database{}", path.display(), locked_hint(source))]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// `--listen` is not `HOST:PORT`.
     #[error("--listen `{0}` is not HOST:PORT")]
     Listen(String),
     /// The listening socket failed.
     #[error("serve: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+fn locked_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            " (another process holds it: is another broker serving this store?)"
+        }
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            " (the file is damaged: restore it from a backup, or move it away to start empty)"
+        }
+        _ => "",
+    }
 }
 
 impl ServerError {

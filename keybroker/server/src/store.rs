@@ -172,11 +172,16 @@ impl Store {
     /// Opens (or creates) `dir/broker.db`.
     ///
     /// # Errors
-    /// [`ServerError::Io`] for the folder, [`ServerError::Store`] for the database.
+    /// [`ServerError::Io`] for the folder, [`ServerError::Database`] naming `broker.db` when it is
+    /// damaged, not a database, or locked past the busy timeout (5 s).
     pub fn open(dir: &Path) -> Result<Self, ServerError> {
         std::fs::create_dir_all(dir).map_err(ServerError::io(dir))?;
         let path = dir.join("broker.db");
-        let conn = Connection::open(&path).map_err(db_err)?;
+        let database = |source| ServerError::Database {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(database)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -206,7 +211,7 @@ impl Store {
                  decision TEXT NOT NULL, reason TEXT NOT NULL, report_digest TEXT NOT NULL,
                  time TEXT NOT NULL, PRIMARY KEY(run_id, party));",
         )
-        .map_err(db_err)?;
+        .map_err(database)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

@@ -1,7 +1,9 @@
 //! Keys of type `ccr`: the local broker over the KBS protocol. One handshake per broker
 //! (`auth` naming the pipeline digest and the run plan in `extra-params`, evidence whose
 //! `report_data` is [`kbs_report_data`] of the broker's nonce and the runtime key, `attest`),
-//! then one `resource` call per key; every answer is a JWE wrapped to the runtime key.
+//! then one `resource` call per key; every answer is a JWE wrapped to the runtime key. A broker
+//! that cannot be reached or no longer knows the session (it restarted) is asked again with a
+//! new handshake until [`BROKER_RETRY_DEADLINE`].
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,9 @@ use ccr_images::DatasetKey;
 use ccr_policy::Contract;
 use ccr_policy::contract::{KeyKind, KeyRef};
 use serde_json::{Value, json};
-use tracing::info;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use super::{KeyFor, KeyRequest, ReleaseError, ReleaseOptions};
@@ -78,43 +82,108 @@ pub(crate) fn release(
         pin,
     };
     for (url, items) in by_broker {
-        let kids = items
-            .iter()
-            .map(|i| i.key.properties.kid.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rel = ReleaseError::key(&format!("the attestation handshake with {url}"), &kids);
-        let mut client = KbsClient::new(&url, pin);
-        let challenge = client
-            .auth(
-                attester.platform().as_str(),
-                json!({"pipeline-digest": contract.pipeline_digest, "run": plan}),
-            )
-            .map_err(&rel)?;
-        let rd = kbs_report_data(&challenge.nonce, &runtime_key.tee_pubkey_json(), "");
-        let evidence = attester
-            .evidence(&rd)
-            .map_err(|source| ReleaseError::Attest {
-                what: format!("evidence for {url}"),
-                source,
-            })?;
-        let ans = client
-            .attest(&challenge.nonce, runtime_key, evidence)
-            .map_err(&rel)?;
-        out.evidence_digest = ans
-            .get("evidence_digest")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        info!(broker = %url, evidence_digest = %out.evidence_digest, "attested to broker");
-        for item in items {
-            let (kid, what, r) = (item.kid(), item.what.to_string(), item.refused());
-            let secret: Zeroizing<Vec<u8>> = client.get_resource(kid, runtime_key).map_err(&r)?;
-            let k = DatasetKey::from_slice(&secret)
-                .map_err(|e| r(BrokerError::Crypto(e.to_string())))?;
-            info!(key = %kid, what = %what, "key released");
-            out.keys.push((item.what.clone(), k));
+        // A broker that is unreachable or lost its sessions (restarted) is asked again, with a
+        // new handshake, until the deadline; keys already released are kept. The ledger
+        // charges a run once per dataset however often it asks.
+        let deadline = Instant::now() + BROKER_RETRY_DEADLINE;
+        let mut wait = Duration::from_millis(250);
+        let mut pending = items;
+        loop {
+            match session(
+                contract,
+                plan,
+                attester,
+                runtime_key,
+                &url,
+                &mut pending,
+                &mut out,
+            ) {
+                Ok(()) => break,
+                Err((e, true)) if Instant::now() + wait < deadline => {
+                    warn!(broker = %url, error = %e, retry_in_ms = wait.as_millis() as u64, "broker unreachable or restarted: redoing the handshake");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err((e, _)) => return Err(e),
+            }
         }
     }
     Ok(out)
+}
+
+/// How long a run keeps asking a `ccr` broker that is unreachable or has lost the run's session
+/// (a restart): 30 s from its first try, with waits of 0.25 s doubling to 2 s.
+pub const BROKER_RETRY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether asking again with a new handshake may succeed: the broker could not be reached, or
+/// no longer knows the session (it restarted).
+fn retryable(e: &BrokerError) -> bool {
+    match e {
+        BrokerError::Transport { .. } => true,
+        BrokerError::Unauthorized(detail) => detail.contains("unknown session"),
+        _ => false,
+    }
+}
+
+/// One handshake with the broker at `url`, then each pending key (removed from `pending` once
+/// released, into `out`). The error says whether another try may succeed.
+#[allow(clippy::too_many_arguments)]
+fn session(
+    contract: &Contract,
+    plan: &RunPlan,
+    attester: &dyn Attester,
+    runtime_key: &RuntimeKey,
+    url: &str,
+    pending: &mut Vec<&KeyRequest>,
+    out: &mut FromKbs,
+) -> Result<(), (ReleaseError, bool)> {
+    let kids = pending
+        .iter()
+        .map(|i| i.key.properties.kid.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rel = ReleaseError::key(&format!("the attestation handshake with {url}"), &kids);
+    let handshake = |e: BrokerError| {
+        let again = retryable(&e);
+        (rel(e), again)
+    };
+    let mut client = KbsClient::new(url, out.pin);
+    let challenge = client
+        .auth(
+            attester.platform().as_str(),
+            json!({"pipeline-digest": contract.pipeline_digest, "run": plan}),
+        )
+        .map_err(handshake)?;
+    let rd = kbs_report_data(&challenge.nonce, &runtime_key.tee_pubkey_json(), "");
+    let evidence = attester.evidence(&rd).map_err(|source| {
+        (
+            ReleaseError::Attest {
+                what: format!("evidence for {url}"),
+                source,
+            },
+            false,
+        )
+    })?;
+    let ans = client
+        .attest(&challenge.nonce, runtime_key, evidence)
+        .map_err(handshake)?;
+    out.evidence_digest = ans
+        .get("evidence_digest")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    info!(broker = %url, evidence_digest = %out.evidence_digest, "attested to broker");
+    while let Some(item) = pending.first() {
+        let (kid, what, r) = (item.kid(), item.what.to_string(), item.refused());
+        let secret: Zeroizing<Vec<u8>> = client.get_resource(kid, runtime_key).map_err(|e| {
+            let again = retryable(&e);
+            (r(e), again)
+        })?;
+        let k = DatasetKey::from_slice(&secret)
+            .map_err(|e| (r(BrokerError::Crypto(e.to_string())), false))?;
+        info!(key = %kid, what = %what, "key released");
+        out.keys.push((item.what.clone(), k));
+        pending.remove(0);
+    }
+    Ok(())
 }

@@ -60,6 +60,9 @@ pub fn seal(
         signed.as_bytes(),
     )
     .map_err(serr)?;
+    // Everything is on disk before the brokers hear of the run: what is left (a rename) needs
+    // no space, so a full file system fails here with no report recorded and no key escrowed.
+    b.prepare().map_err(serr)?;
     released.record_run(run_id, &signed)?;
     b.commit().map_err(serr)?;
     info!(out = %cfg.out.display(), "output sealed");

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use base64::Engine;
 use ccr_keybroker::azure;
 use ccr_keybroker::cloud_http::{CloudClient, RetryPolicy};
 use serde_json::{Value, json};
@@ -27,19 +26,6 @@ pub struct Clouds {
     pub gcp: support::gcp::Gcp,
     pub launcher: support::launcher::Launcher,
     pub ca_pem: PathBuf,
-}
-
-pub fn pem(der: &[u8]) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
 }
 
 pub fn clouds(dir: &std::path::Path, sim: &std::path::Path, kms_decrypters: Vec<String>) -> Clouds {

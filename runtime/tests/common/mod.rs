@@ -76,13 +76,23 @@ impl Broker {
     /// Starts `ccr keybroker serve` on a free loopback port, accepting sim evidence chained to
     /// `sim_roots`.
     pub fn start(store: &Path, sim_roots: Option<&Path>) -> Self {
+        Self::start_on(store, sim_roots, "127.0.0.1:0")
+    }
+
+    /// [`Broker::start`] listening on `listen` (`HOST:PORT`).
+    pub fn start_on(store: &Path, sim_roots: Option<&Path>, listen: &str) -> Self {
+        let _ = std::fs::remove_file(store.join("listen.addr"));
         let mut cmd = Command::new(ccr());
-        cmd.args(["keybroker", "serve", "--listen", "127.0.0.1:0", "--store"])
+        cmd.args(["keybroker", "serve", "--listen", listen, "--store"])
             .arg(store);
         if let Some(r) = sim_roots {
             cmd.arg("--sim-roots").arg(r);
         }
-        let log = std::fs::File::create(store.with_extension("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(store.with_extension("log"))
+            .unwrap();
         let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         let addr_file = store.join("listen.addr");
         let t = Instant::now();
@@ -118,6 +128,12 @@ impl Broker {
                 self.store.join("admin.token").display().to_string(),
             ),
         ]
+    }
+
+    /// Kills the broker (SIGKILL: no shutdown, sessions lost).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn audit(&self) -> Value {
@@ -397,10 +413,15 @@ pub fn run_init(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Output
 
 /// The ccr-init command for the scenario (platform sim) writing to `out`, to add to.
 pub fn init_command(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Command {
+    let mut c = job_command(s, broker_url, pin, out);
+    c.args(["--platform", "sim", "--sim-state"]).arg(&s.sim);
+    c
+}
+
+/// The ccr-init command for the scenario writing to `out`, naming no platform (`auto`).
+pub fn job_command(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Command {
     let mut c = Command::new(ccr_init());
-    c.args(["--platform", "sim", "--sim-state"])
-        .arg(&s.sim)
-        .arg("--contract")
+    c.arg("--contract")
         .arg(&s.contract)
         .arg("--pipeline")
         .arg(&s.pipeline)
@@ -410,6 +431,21 @@ pub fn init_command(s: &Scenario, broker_url: &str, pin: &str, out: &Path) -> Co
         .arg(out)
         .args(["--broker", broker_url, "--broker-pin", pin]);
     c
+}
+
+/// A certificate's DER as PEM.
+pub fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// Unseals an output image and returns the folder.
