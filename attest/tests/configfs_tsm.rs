@@ -359,7 +359,9 @@ fn mount() -> Option<Mounted> {
             races,
             sim,
         }),
-        Err(e) => skip(&format!("cannot mount the configfs-tsm stand-in (FUSE): {e}")),
+        Err(e) => skip(&format!(
+            "cannot mount the configfs-tsm stand-in (FUSE): {e}"
+        )),
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use ccr_runtime::learn::metrics::{
     accuracy, averaged, classification_report, confusion_matrix, mae, mse, per_class,
-    precision_recall_curve, r2, roc_auc, roc_auc_ovr, softmax_rows,
+    precision_recall_curve, r2, roc_auc, roc_auc_ovr, roc_curve, softmax_rows,
 };
 use ccr_runtime::pipeline::Average;
 use rand::{Rng, SeedableRng};
@@ -86,6 +86,8 @@ fn ccr_side(labels: &[f32], preds: &[f32], proba: &[f64], k: usize) -> Value {
         r["roc_auc"] = json!(roc_auc(&pos, labels));
         let (p, rc, t) = precision_recall_curve(&pos, labels);
         r["pr_curve"] = json!([p, rc, t]);
+        let (fpr, tpr) = roc_curve(&pos, labels);
+        r["roc_curve"] = json!([fpr, tpr]);
     } else {
         r["roc_auc_ovr"] = json!(roc_auc_ovr(proba, labels, k));
     }

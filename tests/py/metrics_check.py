@@ -28,6 +28,8 @@ for name in ("binary", "multi"):
         r["roc_auc"] = M.roc_auc_score(y, pr[:, 1])
         prec, rec, thr = M.precision_recall_curve(y, pr[:, 1])
         r["pr_curve"] = [prec.tolist(), rec.tolist(), thr.tolist()]
+        fpr, tpr, _ = M.roc_curve(y, pr[:, 1], drop_intermediate=False)
+        r["roc_curve"] = [fpr.tolist(), tpr.tolist()]
     else:
         r["roc_auc_ovr"] = M.roc_auc_score(y, pr, multi_class="ovr")
     out[name] = r

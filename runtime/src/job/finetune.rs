@@ -4,7 +4,8 @@
 //! in full: [`crate::learn::llm`]), the held-out loss, perplexity, token accuracy and exact
 //! match of the base model and of the fine-tuned one, and the output files: the adapter in
 //! PEFT's layout (`adapter_config.json`, `adapter_model.safetensors`), the merged weights
-//! (`model.safetensors`) when asked or after full fine-tuning, and `loss_curve.svg` without DP.
+//! (`model.safetensors`) when asked or after full fine-tuning (the loss chart is drawn from
+//! `metrics.json` at seal time, without DP).
 
 use std::time::Instant;
 
@@ -24,7 +25,7 @@ use crate::learn::llm::data::{self, Record};
 use crate::learn::llm::lora::LoraConfig;
 use crate::learn::llm::train::{Example, FitConfig, evaluate, fit, freeze};
 use crate::learn::llm::{self, BaseModel, CausalLm, LlmConfig, LlmError, dp};
-use crate::learn::{EpochLog, TrainError, export::chart};
+use crate::learn::{EpochLog, TrainError};
 use crate::pipeline::{FinetuneConfig, FinetuneMethod, TrainConfig};
 
 /// What the fine-tuning step reads besides the text datasets.
@@ -231,12 +232,6 @@ fn output_files(
         files.push((
             "model.safetensors".into(),
             llm::merged::merged_safetensors(&t.model).map_err(train_err)?,
-        ));
-    }
-    if !t.epochs.is_empty() {
-        files.push((
-            "loss_curve.svg".into(),
-            chart::loss_curve_svg(&t.epochs).into_bytes(),
         ));
     }
     Ok(files)

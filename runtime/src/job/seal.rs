@@ -1,6 +1,6 @@
 //! Step 7, seal: the model files, `metrics.json`, `run.json` and `run.jws` (the report signed
-//! with the runtime key, ES256) sealed with the output key into a new image, written through a
-//! temporary name. The brokers record the report (and hold an escrowed output key) before the
+//! with the runtime key, ES256), the charts and `report.html` drawn from those two documents,
+//! sealed with the output key into a new image, written through a temporary name. The brokers record the report (and hold an escrowed output key) before the
 //! output is committed: an output nobody could ever open is never written.
 
 use std::path::Path;
@@ -13,6 +13,9 @@ use serde_json::Value;
 use tracing::info;
 
 use super::{JobConfig, JobError};
+
+/// The report page's file name in the output.
+pub const REPORT_HTML: &str = "report.html";
 
 /// What goes into the sealed output.
 pub struct Output<'a> {
@@ -60,6 +63,15 @@ pub fn seal(
         signed.as_bytes(),
     )
     .map_err(serr)?;
+    // The charts and report.html, drawn from metrics.json and run.json alone.
+    let charts = super::report::charts::charts(out.report, out.metrics);
+    for c in &charts {
+        b.add_file(&c.file, Path::new("<chart>"), c.svg.as_bytes())
+            .map_err(serr)?;
+    }
+    let page = super::report::page::report_html(out.report, out.metrics, &charts);
+    b.add_file(REPORT_HTML, Path::new("<report page>"), page.as_bytes())
+        .map_err(serr)?;
     // Everything is on disk before the brokers hear of the run: what is left (a rename) needs
     // no space, so a full file system fails here with no report recorded and no key escrowed.
     b.prepare().map_err(serr)?;

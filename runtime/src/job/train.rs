@@ -13,10 +13,10 @@ use super::join::Joined;
 use super::progress::Progress;
 use crate::init::Abort;
 use crate::learn::dp::{DpSpent, plan_dp};
-use crate::learn::export::{chart, onnx, safetensors};
+use crate::learn::export::{onnx, safetensors};
 use crate::learn::metrics::{
     accuracy, argmax_rows, averaged, classification_report, confusion_matrix, mae, mse, per_class,
-    precision_recall_curve, r2, roc_auc, roc_auc_ovr, softmax_rows,
+    precision_recall_curve, r2, roc_auc, roc_auc_ovr, roc_curve, softmax_rows,
 };
 use crate::learn::{self, Prepared, Split, xgb};
 use crate::pipeline::{Average, Metric, MetricName, ModelName, MultiClass, TaskType, TrainConfig};
@@ -26,8 +26,7 @@ use crate::pipeline::{Average, Metric, MetricName, ModelName, MultiClass, TaskTy
 pub struct TrainOutput {
     /// `metrics.json`.
     pub metrics: Value,
-    /// The model files, by name (`model.safetensors`, `model.onnx`, `model.xgb.json`,
-    /// `loss_curve.svg`).
+    /// The model files, by name (`model.safetensors`, `model.onnx`, `model.xgb.json`).
     pub files: Vec<(String, Vec<u8>)>,
     /// DP runs: what was spent.
     pub dp: Option<DpSpent>,
@@ -199,10 +198,7 @@ fn fit_net(p: &Prepared, sp: &Split, inp: &TrainInputs<'_>) -> Result<Fitted, Jo
     let xte = trained.scaler.transform(p, &sp.test);
     let out = learn::predict(&trained.net, &device, &xte, sp.test.len(), p.d())?;
     let (out, k) = two_class_logits(out, trained.outputs, tc);
-    let mut files = vec![(
-        "loss_curve.svg".to_string(),
-        chart::loss_curve_svg(&trained.epochs).into_bytes(),
-    )];
+    let mut files = Vec::new();
     if inp.formats.contains(&OutputFormat::Safetensors) {
         files.push((
             "model.safetensors".to_string(),
@@ -303,6 +299,12 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
                 test.insert(m.key.clone(), v);
             }
             Err(reason) => warn!(metric = %m.key, reason = %reason, "metric skipped"),
+        }
+        // The curve behind a binary ROC AUC, for its chart (report::charts).
+        if m.name == MetricName::RocAuc && held_out.k == 2 {
+            let scores: Vec<f64> = held_out.proba.chunks(2).map(|r| r[1]).collect();
+            let (fpr, tpr) = roc_curve(&scores, &held_out.labels);
+            test.insert("roc_curve".into(), json!({"fpr": fpr, "tpr": tpr}));
         }
     }
     let test_metrics = Value::Object(test.clone());

@@ -204,6 +204,34 @@ pub fn precision_recall_curve(scores: &[f64], labels: &[f32]) -> (Vec<f64>, Vec<
     (precision, recall, thresholds)
 }
 
+/// The ROC curve of binary labels and positive-class scores, as scikit-learn's `roc_curve` with
+/// `drop_intermediate=False`: `(fpr, tpr)`, one point per distinct score from the highest down,
+/// after a first point (0, 0). A class absent from `labels` gives rates of 0 for it.
+pub fn roc_curve(scores: &[f64], labels: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let mut v: Vec<(f64, bool)> = scores
+        .iter()
+        .zip(labels)
+        .map(|(s, l)| (*s, *l == 1.0))
+        .collect();
+    v.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let pos = v.iter().filter(|x| x.1).count().max(1) as f64;
+    let neg = v.iter().filter(|x| !x.1).count().max(1) as f64;
+    let (mut fpr, mut tpr) = (vec![0.0], vec![0.0]);
+    let (mut tp, mut fp) = (0u64, 0u64);
+    for (i, &(s, p)) in v.iter().enumerate() {
+        if p {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        if i + 1 == v.len() || v[i + 1].0 != s {
+            fpr.push(fp as f64 / neg);
+            tpr.push(tp as f64 / pos);
+        }
+    }
+    (fpr, tpr)
+}
+
 /// scikit-learn's `classification_report(output_dict=True)`: per class present (keyed by
 /// `classes[c]`, its label value) precision, recall, f1-score and support; `accuracy`; the
 /// `macro avg` and `weighted avg`.

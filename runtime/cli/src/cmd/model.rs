@@ -79,6 +79,10 @@ pub(crate) fn run(cmd: ModelCmd) -> Result<()> {
                 (None, None) => bail!("--key or --broker is required"),
             };
             extract(&img, &id, &k, &out)?;
+            let page = out.join("report.html");
+            if page.is_file() {
+                println!("report: {}", page.display());
+            }
         }
     }
     Ok(())

@@ -606,5 +606,9 @@ fn report(ctx: &Ctx, plan: &Plan, store: &Path) -> Result<()> {
         "== {name}: done; the unsealed model and metrics are in {}",
         unsealed.display()
     );
+    println!(
+        "== {name}: the run report: {}",
+        unsealed.join("report.html").display()
+    );
     Ok(())
 }

@@ -3,6 +3,9 @@
 //! metrics, the output approvers and the step timings. It is sealed with the output and signed
 //! with the runtime key (`run.jws`).
 
+pub mod charts;
+pub mod page;
+
 use std::collections::BTreeMap;
 
 use ccr_attest::Platform;
@@ -52,6 +55,8 @@ pub fn run_report(f: &RunFacts<'_>) -> Value {
                     "epsilon_planned": plan.epsilon,
                     "delta": plan.delta,
                     "epsilon_spent": dp_spent.as_ref().map(|s| s.epsilon),
+                    // The contract's total for the dataset (constraints[].privacy[]).
+                    "epsilon_threshold": contract.privacy_for(&d.id).map(|p| p.epsilon_threshold),
                 }),
             )
         })
