@@ -181,24 +181,40 @@ fn a_run_asks_again_until_a_restarted_broker_answers() {
     let mut w = world();
     let s = setup_scenario(&w, &Setup::breast_cancer());
     let listen = w.broker.url.trim_start_matches("https://").to_string();
-    // The broker is down when the run starts (killed: its sessions are gone too) and comes back
-    // on the same address and store 2 s later.
+    // The broker is down when the run asks it for keys (killed: its sessions are gone too),
+    // and comes back on the same address and store once the run has said it will ask again.
     w.broker.kill();
     let out = w.work.join("restart-out");
-    let child = init_command(&s, &w.broker.url, &w.broker.pin, &out)
+    let mut child = init_command(&s, &w.broker.url, &w.broker.pin, &out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)) {
+            let line = line.unwrap_or_default();
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let t = Instant::now();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(25).saturating_sub(t.elapsed()))
+            .expect("ccr-init did not say it would ask the broker again within 25 s");
+        if line.contains("broker unreachable or restarted: redoing the handshake") {
+            break;
+        }
+    }
     w.broker = Broker::start_on(&w.broker.store.clone(), Some(&w.sim), &listen);
-    let o = child.wait_with_output().unwrap();
-    let err = stderr(&o);
-    assert!(o.status.success(), "ccr-init failed:\n{err}");
-    assert!(
-        err.contains("broker unreachable or restarted: redoing the handshake"),
-        "{err}"
-    );
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert!(status.success(), "ccr-init failed:\n{err}");
     assert!(out.exists());
     // Charged once: one run, its report recorded once.
     let reports = w

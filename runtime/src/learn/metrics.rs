@@ -154,26 +154,7 @@ pub fn softmax_rows(out: &[f32], k: usize) -> Vec<f64> {
 /// `precision_recall_curve` (no intermediate points dropped): `(precision, recall,
 /// thresholds)`, thresholds increasing, recall decreasing, ending with precision 1 and recall 0.
 pub fn precision_recall_curve(scores: &[f64], labels: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let mut v: Vec<(f64, bool)> = scores
-        .iter()
-        .zip(labels)
-        .map(|(s, l)| (*s, *l == 1.0))
-        .collect();
-    v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tps, mut fps, mut thresholds) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut tp, mut fp) = (0u64, 0u64);
-    for (i, &(s, pos)) in v.iter().enumerate() {
-        if pos {
-            tp += 1;
-        } else {
-            fp += 1;
-        }
-        if i + 1 == v.len() || v[i + 1].0 != s {
-            tps.push(tp);
-            fps.push(fp);
-            thresholds.push(s);
-        }
-    }
+    let (tps, fps, mut thresholds) = cumulative_counts(scores, labels);
     let last = *tps.last().unwrap_or(&0);
     let mut precision: Vec<f64> = tps
         .iter()
@@ -208,28 +189,42 @@ pub fn precision_recall_curve(scores: &[f64], labels: &[f32]) -> (Vec<f64>, Vec<
 /// `drop_intermediate=False`: `(fpr, tpr)`, one point per distinct score from the highest down,
 /// after a first point (0, 0). A class absent from `labels` gives rates of 0 for it.
 pub fn roc_curve(scores: &[f64], labels: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let (tps, fps, _) = cumulative_counts(scores, labels);
+    let pos = tps.last().copied().unwrap_or(0).max(1) as f64;
+    let neg = fps.last().copied().unwrap_or(0).max(1) as f64;
+    let fpr = std::iter::once(0.0)
+        .chain(fps.iter().map(|&f| f as f64 / neg))
+        .collect();
+    let tpr = std::iter::once(0.0)
+        .chain(tps.iter().map(|&t| t as f64 / pos))
+        .collect();
+    (fpr, tpr)
+}
+
+/// Scores from the highest down: at each distinct score, the true and false positives of the
+/// threshold "score >= it" (label 1 is positive), and the score.
+fn cumulative_counts(scores: &[f64], labels: &[f32]) -> (Vec<u64>, Vec<u64>, Vec<f64>) {
     let mut v: Vec<(f64, bool)> = scores
         .iter()
         .zip(labels)
         .map(|(s, l)| (*s, *l == 1.0))
         .collect();
     v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let pos = v.iter().filter(|x| x.1).count().max(1) as f64;
-    let neg = v.iter().filter(|x| !x.1).count().max(1) as f64;
-    let (mut fpr, mut tpr) = (vec![0.0], vec![0.0]);
+    let (mut tps, mut fps, mut thresholds) = (Vec::new(), Vec::new(), Vec::new());
     let (mut tp, mut fp) = (0u64, 0u64);
-    for (i, &(s, p)) in v.iter().enumerate() {
-        if p {
+    for (i, &(s, pos)) in v.iter().enumerate() {
+        if pos {
             tp += 1;
         } else {
             fp += 1;
         }
         if i + 1 == v.len() || v[i + 1].0 != s {
-            fpr.push(fp as f64 / neg);
-            tpr.push(tp as f64 / pos);
+            tps.push(tp);
+            fps.push(fp);
+            thresholds.push(s);
         }
     }
-    (fpr, tpr)
+    (tps, fps, thresholds)
 }
 
 /// scikit-learn's `classification_report(output_dict=True)`: per class present (keyed by

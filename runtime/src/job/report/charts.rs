@@ -68,6 +68,34 @@ fn draw(file: &str, title: String, f: impl FnOnce(&Area<'_>, &str) -> Drawn) -> 
     })
 }
 
+/// A chart's frame: its caption and the label areas (x 44, y `y_area` user units).
+fn frame<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    y_area: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 18))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(y_area);
+    b
+}
+
+/// The series legend at `pos`, on a translucent white box with a black border.
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    pos: SeriesLabelPosition,
+) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
 fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
 }
@@ -129,11 +157,7 @@ fn loss(metrics: &Value, who: &str) -> Option<Chart> {
         "loss_curve.svg",
         format!("Training loss per epoch: {who}"),
         |root, title| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(title, ("sans-serif", 18))
-                .margin(14)
-                .x_label_area_size(44)
-                .y_label_area_size(64)
+            let mut chart = frame(root, title, 64)
                 .right_y_label_area_size(if val.is_empty() { 0 } else { 64 })
                 .build_cartesian_2d(1f64..last, 0f64..top)
                 .map_err(err)?
@@ -205,11 +229,7 @@ fn epsilon(run: &Value, metrics: &Value, who: &str) -> Option<Chart> {
         "epsilon.svg",
         format!("Privacy spent per epoch: {who}"),
         |root, title| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(title, ("sans-serif", 18))
-                .margin(14)
-                .x_label_area_size(44)
-                .y_label_area_size(64)
+            let mut chart = frame(root, title, 64)
                 .build_cartesian_2d(1f64..last, 0f64..top)
                 .map_err(err)?;
             chart
@@ -238,13 +258,7 @@ fn epsilon(run: &Value, metrics: &Value, who: &str) -> Option<Chart> {
                     .label(format!("{d} threshold {t}"))
                     .legend(legend_line(c));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)
+            legend(&mut chart, SeriesLabelPosition::LowerRight)
         },
     )
 }
@@ -259,11 +273,7 @@ fn unit_square<'a, 'b>(
     x: &str,
     y: &str,
 ) -> Result<UnitChart<'a, 'b>, String> {
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
+    let mut chart = frame(root, title, 56)
         .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)
         .map_err(err)?;
     chart
@@ -302,13 +312,7 @@ fn roc(test: &Value, who: &str, n: u64) -> Option<Chart> {
             .map_err(err)?
             .label("chance (AUC 0.5)")
             .legend(legend_line(RGBColor(0x88, 0x88, 0x88)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -336,13 +340,7 @@ fn precision_recall(test: &Value, who: &str, n: u64) -> Option<Chart> {
             .map_err(err)?
             .label(format!("precision-recall (AUC {auc:.3})"))
             .legend(legend_line(COLORS[0]));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::LowerLeft)
     })
 }
 
@@ -367,11 +365,7 @@ fn confusion(test: &Value, metrics: &Value, who: &str) -> Option<Chart> {
     let title = format!("Confusion matrix, held-out split: {who}");
     draw("confusion_matrix.svg", title, |root, title| {
         let ki = k as i32;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 18))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
+        let mut chart = frame(root, title, 64)
             .build_cartesian_2d((0..ki - 1).into_segmented(), (0..ki - 1).into_segmented())
             .map_err(err)?;
         let name = |v: &SegmentValue<i32>| match v {
@@ -458,11 +452,7 @@ fn residuals(metrics: &Value, who: &str) -> Option<Chart> {
     let pad = ((hi - lo) * 0.05).max(1e-9);
     let title = format!("Residuals, held-out split ({} rows): {who}", pts.len());
     draw("residuals.svg", title, |root, title| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 18))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
+        let mut chart = frame(root, title, 64)
             .build_cartesian_2d(lo - pad..hi + pad, -r..r)
             .map_err(err)?;
         chart
@@ -485,12 +475,7 @@ fn residuals(metrics: &Value, who: &str) -> Option<Chart> {
                 BLACK.stroke_width(1),
             ))
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 

@@ -247,3 +247,30 @@ fn held_out(h: &mut String, metrics: &Value) {
     }
     h.push_str("</table></div>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_page_escapes_what_it_quotes_and_warns_about_sim() {
+        let run = json!({"platform": "sim", "run_id": "r1",
+            "datasets": [{"id": "d1", "name": "<script>alert(1)</script>"}],
+            "privacy": {"d1": {"dp": true, "epsilon_planned": 2.0, "epsilon_spent": 1.5,
+                               "delta": 1e-5, "epsilon_threshold": 4.0}}});
+        let metrics = json!({"model": "MLP", "test": {"n": 10, "accuracy": 0.9}});
+        let h = report_html(&run, &metrics, &[]);
+        assert!(!h.contains("<script>"), "{h}");
+        assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(h.contains("Not confidential."));
+        // Threshold 4 less this run's 1.5.
+        assert!(h.contains("<td class=\"n\">2.5000</td>"), "{h}");
+        assert!(
+            h.contains("<td>accuracy</td><td class=\"n\">0.9000</td>"),
+            "{h}"
+        );
+        let real = json!({"platform": "snp", "datasets": []});
+        assert!(!report_html(&real, &metrics, &[]).contains("Not confidential."));
+    }
+}
