@@ -29,12 +29,12 @@ use serde_json::{Value, json};
 
 use crate::Platform;
 use crate::error::AttestError;
-
-#[cfg(feature = "tpm")]
-pub mod vtpm;
 use crate::evidence::{CertEntry, SnpEvidence};
 use crate::sim::SimAuthority;
 use crate::snp::{HOST_DATA_LEN, MEASUREMENT_LEN, REPORT_DATA_LEN};
+
+#[cfg(feature = "tpm")]
+pub mod vtpm;
 
 /// Something that produces evidence binding a `report_data` (shared by the threads that ask
 /// several key services at once).

@@ -107,6 +107,11 @@ impl std::fmt::Debug for KbsClient {
     }
 }
 
+/// How the broker ends the detail of a 401 about the session (unknown, expired, not
+/// attested): the client should start a new session (`auth`, `attest`). The broker restarting
+/// loses every session, so this is also how a client learns of a restart.
+pub const REDO_HANDSHAKE: &str = "redo the handshake";
+
 /// Parses a hex SHA-256 pin (64 hex characters, `:` separators allowed).
 ///
 /// # Errors

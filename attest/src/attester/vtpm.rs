@@ -34,7 +34,6 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use serde_json::{Value, json};
 use tss_esapi::Context;
-use tss_esapi::abstraction::public::DecodedKey;
 use tss_esapi::abstraction::{nv, pcr};
 use tss_esapi::handles::{NvIndexTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
@@ -98,16 +97,6 @@ const PCR_SLOTS: [PcrSlot; 24] = [
     PcrSlot::Slot22,
     PcrSlot::Slot23,
 ];
-
-/// The AK's RSA public key, big-endian modulus and exponent (as Azure's HCL runtime data
-/// carries it, `kid` [`crate::vtpm::AK_KID`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AkPublic {
-    /// The modulus `n` (256 bytes for RSA-2048).
-    pub n: Vec<u8>,
-    /// The public exponent `e`.
-    pub e: Vec<u8>,
-}
 
 /// The Azure vTPM attester.
 pub struct VtpmAttester {
@@ -184,40 +173,17 @@ impl VtpmAttester {
     /// [`AttestError::Unavailable`] naming the NV index.
     pub fn hcl_report(&self) -> Result<Vec<u8>, AttestError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.read_hcl(&mut self.context()?)
+    }
+
+    fn read_hcl(&self, ctx: &mut Context) -> Result<Vec<u8>, AttestError> {
         let name = self.platform.to_string();
-        let mut ctx = self.context()?;
         ctx.set_sessions((Some(AuthSession::Password), None, None));
         let what = format!("NV index {HCL_REPORT_NV_INDEX:#010x} (the HCL report)");
         let index = NvIndexTpmHandle::new(HCL_REPORT_NV_INDEX).map_err(tpm_err(&name, &what))?;
-        nv::read_full(&mut ctx, NvAuth::Owner, index).map_err(tpm_err(&name, &what))
-    }
-
-    /// The AK's public key, read from persistent handle [`AK_HANDLE`].
-    ///
-    /// # Errors
-    /// [`AttestError::Unavailable`] naming the handle; a non-RSA AK is refused.
-    pub fn ak_public(&self) -> Result<AkPublic, AttestError> {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let name = self.platform.to_string();
-        let what = format!("AK at {AK_HANDLE:#010x}");
-        let mut ctx = self.context()?;
-        let handle = TpmHandle::try_from(AK_HANDLE).map_err(tpm_err(&name, &what))?;
-        let object = ctx
-            .tr_from_tpm_public(handle)
-            .map_err(tpm_err(&name, &what))?;
-        let (public, _, _) = ctx
-            .read_public(object.into())
-            .map_err(tpm_err(&name, &what))?;
-        match DecodedKey::try_from(public).map_err(tpm_err(&name, &what))? {
-            DecodedKey::RsaPublicKey(k) => Ok(AkPublic {
-                n: k.modulus.as_unsigned_bytes_be().to_vec(),
-                e: k.public_exponent.as_unsigned_bytes_be().to_vec(),
-            }),
-            DecodedKey::EcPoint(_) => Err(AttestError::Unavailable {
-                platform: name,
-                reason: format!("{what}: an EC key, Azure's AK is RSA"),
-            }),
-        }
+        let report = nv::read_full(ctx, NvAuth::Owner, index).map_err(tpm_err(&name, &what));
+        ctx.clear_sessions();
+        report
     }
 
     /// A quote by the AK over PCRs 0–23 (SHA-256) with `nonce` as qualifying data, and the PCR
@@ -227,8 +193,11 @@ impl VtpmAttester {
     /// [`AttestError::Unavailable`] naming the TPM command that failed.
     pub fn quote(&self, nonce: &[u8]) -> Result<TpmQuoteJson, AttestError> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.quote_in(&mut self.context()?, nonce)
+    }
+
+    fn quote_in(&self, ctx: &mut Context, nonce: &[u8]) -> Result<TpmQuoteJson, AttestError> {
         let name = self.platform.to_string();
-        let mut ctx = self.context()?;
         let what = format!("TPM2_Quote by the AK at {AK_HANDLE:#010x}");
         let handle = TpmHandle::try_from(AK_HANDLE).map_err(tpm_err(&name, &what))?;
         let key = ctx
@@ -259,7 +228,7 @@ impl VtpmAttester {
             ));
         };
         let message = attest.marshall().map_err(tpm_err(&name, &what))?;
-        let pcrs = pcr::read_all(&mut ctx, selection).map_err(tpm_err(&name, "TPM2_PCR_Read"))?;
+        let pcrs = pcr::read_all(ctx, selection).map_err(tpm_err(&name, "TPM2_PCR_Read"))?;
         let bank = pcrs
             .pcr_bank(HashingAlgorithm::Sha256)
             .ok_or_else(|| unexpected("no SHA-256 PCR bank"))?;
@@ -323,9 +292,17 @@ impl Attester for VtpmAttester {
     }
 
     fn evidence(&self, report_data: &[u8; REPORT_DATA_LEN]) -> Result<Value, AttestError> {
-        let raw = self.hcl_report()?;
+        // One TPM connection for both, held alone (a TPM runs one command at a time).
+        let (raw, tpm_quote) = {
+            let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ctx = self.context()?;
+            let raw = self.read_hcl(&mut ctx)?;
+            (
+                raw,
+                self.quote_in(&mut ctx, &report_data[..BOUND_PREFIX_LEN])?,
+            )
+        };
         let hcl = HclReport::parse(&raw)?;
-        let tpm_quote = self.quote(&report_data[..BOUND_PREFIX_LEN])?;
         let mut ev = AzVtpmEvidence {
             version: 1,
             hcl_report: URL_SAFE_NO_PAD.encode(&raw),

@@ -55,7 +55,7 @@ pub(crate) fn unauthorized(detail: &str) -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
         "Unauthorized",
-        format!("{detail}: redo the handshake"),
+        format!("{detail}: {}", ccr_keybroker::client::REDO_HANDSHAKE),
     )
 }
 

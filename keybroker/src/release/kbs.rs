@@ -6,6 +6,7 @@
 //! new handshake until [`BROKER_RETRY_DEADLINE`].
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use ccr_attest::attester::Attester;
 use ccr_attest::report_data::kbs_report_data;
@@ -13,8 +14,6 @@ use ccr_images::DatasetKey;
 use ccr_policy::Contract;
 use ccr_policy::contract::{KeyKind, KeyRef};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
@@ -85,8 +84,7 @@ pub(crate) fn release(
         // A broker that is unreachable or lost its sessions (restarted) is asked again, with a
         // new handshake, until the deadline; keys already released are kept. The ledger
         // charges a run once per dataset however often it asks.
-        let deadline = Instant::now() + BROKER_RETRY_DEADLINE;
-        let mut wait = Duration::from_millis(250);
+        let mut backoff = Backoff::start();
         let mut pending = items;
         loop {
             match session(
@@ -99,12 +97,14 @@ pub(crate) fn release(
                 &mut out,
             ) {
                 Ok(()) => break,
-                Err((e, true)) if Instant::now() + wait < deadline => {
-                    warn!(broker = %url, error = %e, retry_in_ms = wait.as_millis() as u64, "broker unreachable or restarted: redoing the handshake");
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-                Err((e, _)) => return Err(e),
+                Err((e, true)) => match backoff.next() {
+                    Some(wait) => {
+                        warn!(broker = %url, error = %e, retry_in_ms = wait.as_millis() as u64, "broker unreachable or restarted: redoing the handshake");
+                        std::thread::sleep(wait);
+                    }
+                    None => return Err(e),
+                },
+                Err((e, false)) => return Err(e),
             }
         }
     }
@@ -116,12 +116,37 @@ pub(crate) fn release(
 pub const BROKER_RETRY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Whether asking again with a new handshake may succeed: the broker could not be reached, or
-/// no longer knows the session (it restarted).
+/// asks for a new session ([`client::REDO_HANDSHAKE`]: it lost or expired this one, as after a
+/// restart).
 fn retryable(e: &BrokerError) -> bool {
     match e {
         BrokerError::Transport { .. } => true,
-        BrokerError::Unauthorized(detail) => detail.contains("unknown session"),
+        BrokerError::Unauthorized(detail) => detail.ends_with(client::REDO_HANDSHAKE),
         _ => false,
+    }
+}
+
+/// Waits between tries at a broker: 0.25 s doubling to 2 s, while a wait still ends before
+/// [`BROKER_RETRY_DEADLINE`] from the first try.
+pub(crate) struct Backoff {
+    deadline: Instant,
+    wait: Duration,
+}
+
+impl Backoff {
+    /// Starts the clock.
+    pub(crate) fn start() -> Self {
+        Self {
+            deadline: Instant::now() + BROKER_RETRY_DEADLINE,
+            wait: Duration::from_millis(250),
+        }
+    }
+
+    /// The wait before the next try, or `None` when it would pass the deadline.
+    pub(crate) fn next(&mut self) -> Option<Duration> {
+        let w = self.wait;
+        self.wait = (w * 2).min(Duration::from_secs(2));
+        (Instant::now() + w < self.deadline).then_some(w)
     }
 }
 

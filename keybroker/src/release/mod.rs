@@ -336,23 +336,22 @@ impl Released {
             // An unreachable broker is asked again until the deadline (as for the keys). A
             // conflict after a lost answer means an earlier try was recorded: only this run's
             // runtime key can sign a report for its run id.
-            let deadline = std::time::Instant::now() + kbs::BROKER_RETRY_DEADLINE;
-            let mut wait = std::time::Duration::from_millis(250);
+            let mut backoff = kbs::Backoff::start();
             let mut lost_answer = false;
             loop {
                 let mut cl = crate::KbsClient::new(url, self.pin);
-                match cl.post_report(run_id, signed_report, escrow) {
+                let e = match cl.post_report(run_id, signed_report, escrow) {
                     Ok(_) => break,
                     Err(BrokerError::Conflict(_)) if lost_answer => break,
-                    Err(e @ BrokerError::Transport { .. })
-                        if std::time::Instant::now() + wait < deadline =>
-                    {
+                    Err(e) => e,
+                };
+                match (&e, backoff.next()) {
+                    (BrokerError::Transport { .. }, Some(wait)) => {
                         tracing::warn!(broker = %url, error = %e, retry_in_ms = wait.as_millis() as u64, "broker unreachable: sending the run report again");
                         lost_answer = true;
                         std::thread::sleep(wait);
-                        wait = (wait * 2).min(std::time::Duration::from_secs(2));
                     }
-                    Err(e) => {
+                    _ => {
                         return Err(ReleaseError::key(
                             "the run report",
                             &format!("runs/{run_id}"),

@@ -1,7 +1,8 @@
 //! Step 7, seal: the model files, `metrics.json`, `run.json` and `run.jws` (the report signed
 //! with the runtime key, ES256), the charts and `report.html` drawn from those two documents,
-//! sealed with the output key into a new image, written through a temporary name. The brokers record the report (and hold an escrowed output key) before the
-//! output is committed: an output nobody could ever open is never written.
+//! sealed with the output key into a new image, written through a temporary name. The brokers
+//! record the report (and hold an escrowed output key) before the output is committed: an
+//! output nobody could ever open is never written.
 
 use std::path::Path;
 

@@ -300,15 +300,22 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
             }
             Err(reason) => warn!(metric = %m.key, reason = %reason, "metric skipped"),
         }
-        // The curve behind a binary ROC AUC, for its chart (report::charts).
-        if m.name == MetricName::RocAuc && held_out.k == 2 {
-            let scores: Vec<f64> = held_out.proba.chunks(2).map(|r| r[1]).collect();
-            let (fpr, tpr) = roc_curve(&scores, &held_out.labels);
-            test.insert("roc_curve".into(), json!({"fpr": fpr, "tpr": tpr}));
-        }
     }
     let test_metrics = Value::Object(test.clone());
     info!(metrics = %test_metrics, "held-out metrics");
+    // The curve behind a binary ROC AUC, for its chart (report::charts): at most
+    // ROC_CURVE_POINTS, so that a test split of millions of rows does not put millions of
+    // points in metrics.json, run.json and the chart.
+    if held_out.k == 2 && tc.metrics.iter().any(|m| m.name == MetricName::RocAuc) {
+        let scores: Vec<f64> = held_out.proba.chunks(2).map(|r| r[1]).collect();
+        let (fpr, tpr) = roc_curve(&scores, &held_out.labels);
+        let keep = thinned(fpr.len(), ROC_CURVE_POINTS);
+        test.insert(
+            "roc_curve".into(),
+            json!({"fpr": keep.iter().map(|&i| fpr[i]).collect::<Vec<_>>(),
+                   "tpr": keep.iter().map(|&i| tpr[i]).collect::<Vec<_>>()}),
+        );
+    }
     let mut metrics = json!({
         "format": "ccr-metrics/1",
         "task": tc.task_type,
@@ -347,6 +354,19 @@ fn metrics(p: &Prepared, sp: &Split, tc: &TrainConfig, fitted: &Fitted) -> Value
         metrics["test_predictions"] = Value::Array(rows);
     }
     metrics
+}
+
+/// Most points of `test.roc_curve` in metrics.json.
+pub const ROC_CURVE_POINTS: usize = 1000;
+
+/// Indexes of at most `max` (at least 2) of `n` points, evenly spaced, the first and last
+/// always among them.
+fn thinned(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    let max = max.max(2);
+    (0..max).map(|j| j * (n - 1) / (max - 1)).collect()
 }
 
 /// The held-out split's predictions (class indices or values), probabilities `[n, k]`
@@ -403,5 +423,19 @@ impl HeldOut<'_> {
             MetricName::Rmse => json!(mse(preds, labels).sqrt()),
             MetricName::R2Score => json!(r2(preds, labels)),
         })
+    }
+}
+
+#[cfg(test)]
+mod roc_thinning_tests {
+    use super::thinned;
+
+    #[test]
+    fn a_long_curve_is_thinned_to_at_most_max_points_with_both_ends() {
+        assert_eq!(thinned(5, 1000), vec![0, 1, 2, 3, 4]);
+        let k = thinned(200_001, 1000);
+        assert_eq!(k.len(), 1000);
+        assert_eq!((k[0], k[999]), (0, 200_000));
+        assert!(k.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn run(cmd: ModelCmd) -> Result<()> {
                 (None, None) => bail!("--key or --broker is required"),
             };
             extract(&img, &id, &k, &out)?;
-            let page = out.join("report.html");
+            let page = out.join(ccr_runtime::job::seal::REPORT_HTML);
             if page.is_file() {
                 println!("report: {}", page.display());
             }

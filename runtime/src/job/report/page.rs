@@ -259,8 +259,12 @@ mod tests {
             "datasets": [{"id": "d1", "name": "<script>alert(1)</script>"}],
             "privacy": {"d1": {"dp": true, "epsilon_planned": 2.0, "epsilon_spent": 1.5,
                                "delta": 1e-5, "epsilon_threshold": 4.0}}});
-        let metrics = json!({"model": "MLP", "test": {"n": 10, "accuracy": 0.9}});
-        let h = report_html(&run, &metrics, &[]);
+        let metrics = json!({"model": "MLP", "classes": ["<script>", "b"],
+            "test": {"n": 10, "accuracy": 0.9, "confusion_matrix": [[1, 2], [3, 4]]}});
+        // The charts quote the dataset and class names too (plotters escapes its text).
+        let charts = super::super::charts::charts(&run, &metrics);
+        assert_eq!(charts.len(), 1);
+        let h = report_html(&run, &metrics, &charts);
         assert!(!h.contains("<script>"), "{h}");
         assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(h.contains("Not confidential."));
